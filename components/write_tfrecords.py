@@ -1,0 +1,56 @@
+"""TFRecords: every usable image, once, with its observed and training labels.
+
+Joins ingest's table with impute's labels, re-reads each image through the
+same safe loader ingest used, and writes sharded `tf.train.Example`s plus a
+manifest (counts and sha256 per shard). Variants select rows at read time.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import tqdm
+
+from components import base, impute, ingest
+from tfrecords import image_io, schema, writer
+
+PREFIX = "covid_cxr"
+
+
+def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
+    rows = ingest.read_examples(inputs["examples"])
+    labels = impute.read_labels(inputs["labels"])
+    missing = [row["source_id"] for row in rows if row["source_id"] not in labels]
+    if missing:
+        raise base.PipelineError(f"tfrecords: {len(missing)} images have no label row, e.g. {missing[0]}")
+    images_dir = inputs["data"].path / ingest.IMAGES_DIR
+    records = [{**row, **labels[row["source_id"]]} for row in rows]
+    label_counts = collections.Counter(
+        f"{r['label_source']}/{'died' if r['mortality'] == '1' else 'survived'}" for r in records
+    )
+
+    def examples():
+        for record in tqdm.tqdm(records, desc="tfrecords: writing", unit="img", leave=False):
+            image = image_io.load_standard_image(image_io.resolve_inside(images_dir, record["filename"]))
+            yield schema.make_example(image.encoded, image.format, record)
+
+    manifest = writer.write_shards(examples(), out_dir, PREFIX, params["num_shards"], {
+        "features": sorted(schema.FEATURE_SPEC),
+        "label_counts": dict(sorted(label_counts.items())),
+    })
+    return {"num_examples": manifest["num_examples"], "num_shards": len(manifest["shards"]),
+            **manifest["label_counts"]}
+
+
+def _summary(artifact: base.Artifact) -> str:
+    c = artifact.counts
+    by_source = ", ".join(f"{k} {v}" for k, v in c.items() if "/" in k)
+    return f"{c['num_examples']} examples in {c['num_shards']} shards ({by_source})"
+
+
+SPEC = base.ComponentSpec(
+    name="tfrecords", run=run, code=(sys.modules[__name__], image_io, schema, writer), summary=_summary
+)

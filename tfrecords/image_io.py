@@ -1,0 +1,117 @@
+"""Open an image file safely and bring it to one 8-bit RGB-decodable form.
+
+Ingest uses this to check every image before anything is written; the
+TFRecord writer uses it again to get the bytes it stores. Common files (8-bit
+gray or RGB JPEG/PNG) keep their original bytes; anything else (16-bit PNG,
+RGBA, palette, CMYK JPEG, other formats) is converted once here to a lossless
+8-bit RGB PNG, so the one TensorFlow decode in `preprocessing.py` handles all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# A chest X-ray is at most a few thousand pixels a side; anything far larger is
+# a decompression bomb or a broken header, and is refused before decoding.
+MAX_PIXELS = 60_000_000
+MAX_SIDE = 20_000
+MIN_SIDE = 16
+
+_KEEP_AS_IS = {("JPEG", "L"), ("JPEG", "RGB"), ("PNG", "L"), ("PNG", "RGB")}
+
+
+class ImageRejected(Exception):
+    """An image that cannot be used, with a short reason code and detail."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclasses.dataclass(frozen=True)
+class StandardImage:
+    encoded: bytes
+    format: str  # "jpeg" or "png"
+    width: int
+    height: int
+    source_mode: str
+    converted: bool
+
+
+def resolve_inside(images_dir: Path, filename: str) -> Path:
+    """Return the file's path, refusing names that leave `images_dir`."""
+    if not filename or filename != filename.strip():
+        raise ImageRejected("bad_filename", f"filename {filename!r} is empty or padded with spaces")
+    relative = Path(filename)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ImageRejected("path_escape", f"filename {filename!r} points outside the images folder")
+    root = Path(os.path.realpath(images_dir))
+    real = Path(os.path.realpath(root / relative))
+    if root != real and root not in real.parents:
+        raise ImageRejected("path_escape", f"filename {filename!r} resolves to {real}, outside {root}")
+    return root / relative
+
+
+def load_standard_image(path: Path) -> StandardImage:
+    """Decode `path` fully and return bytes TensorFlow decodes to 8-bit RGB."""
+    if not path.exists():
+        raise ImageRejected("missing_file", f"{path.name} does not exist")
+    if not path.is_file():
+        raise ImageRejected("not_a_file", f"{path.name} is not a regular file")
+    raw = path.read_bytes()
+    if not raw:
+        raise ImageRejected("empty_file", f"{path.name} has 0 bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(raw))
+            width, height = image.size
+            _check_dimensions(path, width, height)
+            image.load()
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageRejected("absurd_dimensions", f"{path.name}: {error}") from None
+    except Image.UnidentifiedImageError:
+        raise ImageRejected("not_an_image", f"{path.name} is not a readable image") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageRejected("truncated_or_corrupt", f"{path.name}: {error}") from None
+
+    fmt, mode = image.format or "", image.mode
+    if (fmt, mode) in _KEEP_AS_IS:
+        return StandardImage(raw, fmt.lower(), width, height, mode, converted=False)
+    rgb = to_rgb8(image)
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="PNG")
+    return StandardImage(buffer.getvalue(), "png", width, height, mode, converted=True)
+
+
+def _check_dimensions(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+        raise ImageRejected(
+            "absurd_dimensions",
+            f"{path.name} claims {width}x{height} pixels (limit {MAX_PIXELS} pixels, {MAX_SIDE} a side)",
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageRejected("absurd_dimensions", f"{path.name} is only {width}x{height} pixels")
+
+
+def to_rgb8(image: Image.Image) -> Image.Image:
+    """Any PIL image to 8-bit RGB; high-bit-depth gray is stretched to its own range."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scale = 255.0 / (high - low) if high > low else 0.0
+        gray = np.clip((values - low) * scale, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        return image.convert("RGBA").convert("RGB")
+    return image.convert("RGB")

@@ -1,0 +1,86 @@
+"""The TFRecord example schema: Model Garden's image keys plus this study's labels.
+
+Every usable image is stored once with its observed label (-1 when none), the
+label a variant trains on (observed, else the forest's), and where that label
+came from, so variants select their rows at read time and no stage can take
+an imputed label for an observed one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Mapping
+
+import tensorflow as tf
+
+LABEL_SOURCES = ("observed", "imputed")
+NO_LABEL = -1
+
+
+def _bytes(value: bytes | str) -> tf.train.Feature:
+    value = value.encode() if isinstance(value, str) else value
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+def _float(value: float) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+
+
+def _number_or_nan(text: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return math.nan
+    return value
+
+
+def make_example(encoded: bytes, image_format: str, record: Mapping[str, Any]) -> tf.train.Example:
+    """One image and its row (from ingest + impute) as a `tf.train.Example`."""
+    if record["label_source"] not in LABEL_SOURCES:
+        raise ValueError(f"{record['source_id']}: label_source {record['label_source']!r} not in {LABEL_SOURCES}")
+    feature = {
+        "image/encoded": _bytes(encoded),
+        "image/format": _bytes(image_format),
+        "image/source_id": _bytes(record["source_id"]),
+        "image/filename": _bytes(record["filename"]),
+        "image/key/sha256": _bytes(hashlib.sha256(encoded).hexdigest()),
+        "image/height": _int(record["height"]),
+        "image/width": _int(record["width"]),
+        "patient/id": _bytes(record["patientid"]),
+        "patient/age": _float(_number_or_nan(record["age"])),
+        "image/view": _bytes(record["view"]),
+        "image/offset_days": _float(_number_or_nan(record["offset"])),
+        "label/mortality_observed": _int(record["mortality_observed"]),
+        "label/mortality": _int(record["mortality"]),
+        "label/source": _bytes(record["label_source"]),
+        "label/imputed_probability": _float(record["imputed_probability"]),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+FEATURE_SPEC = {
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    "image/format": tf.io.FixedLenFeature([], tf.string),
+    "image/source_id": tf.io.FixedLenFeature([], tf.string),
+    "image/filename": tf.io.FixedLenFeature([], tf.string),
+    "image/key/sha256": tf.io.FixedLenFeature([], tf.string),
+    "image/height": tf.io.FixedLenFeature([], tf.int64),
+    "image/width": tf.io.FixedLenFeature([], tf.int64),
+    "patient/id": tf.io.FixedLenFeature([], tf.string),
+    "patient/age": tf.io.FixedLenFeature([], tf.float32),
+    "image/view": tf.io.FixedLenFeature([], tf.string),
+    "image/offset_days": tf.io.FixedLenFeature([], tf.float32),
+    "label/mortality_observed": tf.io.FixedLenFeature([], tf.int64),
+    "label/mortality": tf.io.FixedLenFeature([], tf.int64),
+    "label/source": tf.io.FixedLenFeature([], tf.string),
+    "label/imputed_probability": tf.io.FixedLenFeature([], tf.float32),
+}
+
+
+def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    return tf.io.parse_single_example(serialized, FEATURE_SPEC)
