@@ -9,6 +9,7 @@ row dropped or rejected, with its reason). Nothing here trains or imputes.
 from __future__ import annotations
 
 import csv
+import json
 import collections
 import concurrent.futures
 import re
@@ -257,7 +258,11 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
 
 
 def _summary(artifact: base.Artifact) -> str:
-    return summary_line(artifact.counts)
+    report = json.loads((artifact.path / REPORT_NAME).read_text())
+    lines = [report["summary"]]
+    lines += [f"    rejected line {r['line']} {r['filename']}: {r['reason']} ({r['detail']})" for r in report["rejected"]]
+    lines += [f"    warning: {w}" for w in report["warnings"]]
+    return "\n".join(lines)
 
 
 SPEC = base.ComponentSpec(name="ingest", run=run, code=(sys.modules[__name__], image_io), summary=_summary)
