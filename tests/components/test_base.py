@@ -1,0 +1,77 @@
+import json
+import os
+import sys
+
+import pytest
+
+from components import base
+
+THIS_MODULE = sys.modules[__name__]
+CALLS = []
+
+
+def _produce(inputs, params, out_dir):
+    CALLS.append(params["value"])
+    (out_dir / "value.txt").write_text(str(params["value"]) + "".join(a.fingerprint for a in inputs.values()))
+    if params.get("fail"):
+        raise RuntimeError("component failed half-way")
+    return {"value": params["value"]}
+
+
+SPEC = base.ComponentSpec(name="toy", run=_produce, code=(THIS_MODULE,))
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls():
+    CALLS.clear()
+
+
+def test_same_inputs_and_params_reuse_the_artifact(tmp_path):
+    first, cached_first = base.execute(SPEC, {}, {"value": 1}, tmp_path)
+    second, cached_second = base.execute(SPEC, {}, {"value": 1}, tmp_path)
+    assert (cached_first, cached_second) == (False, True)
+    assert first.path == second.path and CALLS == [1]
+    record = json.loads((first.path / base.RECORD_NAME).read_text())
+    assert record["component"] == "toy" and record["parameters"] == {"value": 1}
+    assert record["counts"] == {"value": 1} and record["code_version"] == SPEC.code_version()
+
+
+def test_a_changed_parameter_or_input_makes_a_new_artifact(tmp_path):
+    one, _ = base.execute(SPEC, {}, {"value": 1}, tmp_path)
+    two, cached = base.execute(SPEC, {}, {"value": 2}, tmp_path)
+    assert not cached and one.path != two.path
+    downstream_of_one, _ = base.execute(SPEC, {"up": one}, {"value": 3}, tmp_path)
+    downstream_of_two, cached = base.execute(SPEC, {"up": two}, {"value": 3}, tmp_path)
+    assert not cached and downstream_of_one.fingerprint != downstream_of_two.fingerprint
+
+
+def test_a_failed_run_leaves_nothing_behind(tmp_path):
+    with pytest.raises(RuntimeError):
+        base.execute(SPEC, {}, {"value": 1, "fail": True}, tmp_path)
+    assert list((tmp_path / "toy").iterdir()) == []
+
+
+def test_a_leftover_temporary_folder_of_a_dead_run_is_cleaned(tmp_path):
+    dead = tmp_path / "toy" / ".tmp-0123456789abcdef-999999999"
+    dead.mkdir(parents=True)
+    (dead / "value.txt").write_text("half")
+    artifact, cached = base.execute(SPEC, {}, {"value": 1}, tmp_path)
+    assert not cached and not dead.exists()
+    assert (artifact.path / "value.txt").read_text() == "1"
+
+
+def test_a_folder_without_record_is_not_trusted(tmp_path):
+    key = base.cache_key(SPEC, {}, {"value": 1})
+    fake = tmp_path / "toy" / key[:16]
+    fake.mkdir(parents=True)
+    (fake / "value.txt").write_text("stale")
+    artifact, cached = base.execute(SPEC, {}, {"value": 1}, tmp_path)
+    assert not cached and (artifact.path / "value.txt").read_text() == "1"
+
+
+def test_write_json_atomic_replaces_whole_files(tmp_path):
+    path = tmp_path / "x.json"
+    base.write_json_atomic(path, {"a": 1})
+    base.write_json_atomic(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 2}
+    assert os.listdir(tmp_path) == ["x.json"]

@@ -1,0 +1,174 @@
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from components import ingest
+from pipeline import configs
+from tests.conftest import HEADER_2020, encode, write_metadata, xray_like, xray_row
+
+FRONTAL = configs.FRONTAL_VIEWS
+
+
+def _reasons(result):
+    return {d["filename"]: d["reason"] for d in result["dropped"]}
+
+
+def test_counts_on_the_2020_mirror(mirror_dir):
+    result = ingest.ingest(mirror_dir, FRONTAL)
+    counts = result["counts"]
+    assert (counts["schema"], counts["rows"], counts["covid_xray"], counts["frontal"]) == ("2020", 751, 458, 434)
+    assert counts["frontal_patients"] == 262
+    assert counts["labelled"] == {"count": 157, "survived": 125, "died": 32, "patients": 78}
+    missing = sorted(d["filename"] for d in result["dropped"] if d["reason"] == "missing_file")
+    assert missing == sorted([
+        "2C10A413-AABE-4807-8CCE-6A2025594067.jpeg", "7E335538-2F86-424E-A0AB-6397783A38D0.jpeg",
+        "E1724330-1866-4581-8CD8-CEC9B8AFEDDE.jpeg", "case_71_figura1.png", "covid-19-caso-86-RX-Torace-2.jpg",
+        "covid-19-pneumonia-14-PA.png", "covid-19-pneumonia-24-day6.jpg",
+    ])
+    assert counts["usable"] == 427 and counts["rejected_images"] == 7
+
+
+def _to_2021_finding(finding: str) -> str:
+    if finding.startswith("COVID-19"):
+        return "Pneumonia/Viral/COVID-19" + ("/ARDS" if "ARDS" in finding else "")
+    return {"todo": "todo", "No Finding": "No Finding"}.get(finding, f"Pneumonia/Bacterial/{finding}")
+
+
+def test_same_counts_from_the_2021_schema(mirror_dir, tmp_path):
+    with open(mirror_dir / "metadata.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    header = [c for c in HEADER_2020 if c]
+    header.insert(header.index("finding") + 1, "RT_PCR_positive")
+    rewritten = [{**{k: v for k, v in row.items() if k}, "finding": _to_2021_finding(row["finding"]),
+                  "RT_PCR_positive": "Y" if row["finding"].startswith("COVID") else ""} for row in rows]
+    data = tmp_path / "v2021"
+    write_metadata(data, rewritten, header=header + [""])
+    (data / "images").rmdir()
+    os.symlink(mirror_dir / "images", data / "images")
+    assert (data / "metadata.csv").read_text().splitlines()[0].endswith("other_notes,")
+    expected = ingest.ingest(mirror_dir, FRONTAL)["counts"]
+    counts = ingest.ingest(data, FRONTAL)["counts"]
+    assert counts["schema"] == "2021"
+    assert {**counts, "schema": None} == {**expected, "schema": None}
+
+
+@pytest.mark.parametrize("value,label", [("Y", 0), ("y", 0), (" N ", 1), ("n", 1), ("?", -1), ("", -1)])
+def test_survival_labels(value, label):
+    assert ingest.mortality_from_survival(value) == label
+
+
+def test_unrecognised_survival_is_unknown_with_a_warning(tmp_path):
+    data = tmp_path / "d"
+    write_metadata(data, [xray_row("a.png", survival="maybe")])
+    (data / "images" / "a.png").write_bytes(encode(Image.fromarray(xray_like()), "PNG"))
+    result = ingest.ingest(data, FRONTAL)
+    assert result["examples"][0][1]["mortality_observed"] == -1
+    assert "line 2" in result["warnings"][0] and "maybe" in result["warnings"][0]
+
+
+def test_filters_keep_only_frontal_covid_xrays(tmp_path):
+    data = tmp_path / "d"
+    rows = [
+        xray_row("pa.png"), xray_row("supine.png", view="AP Supine"), xray_row("erect.png", view="AP Erect"),
+        xray_row("semi.png", view="AP semi erect"), xray_row("lat.png", view="L"),
+        xray_row("ct.png", modality="CT", view="Axial"), xray_row("strep.png", finding="Streptococcus"),
+    ]
+    write_metadata(data, rows)
+    for row in rows:
+        (data / "images" / row["filename"]).write_bytes(encode(Image.fromarray(xray_like()), "PNG"))
+    result = ingest.ingest(data, FRONTAL)
+    assert sorted(row["filename"] for _, row in result["examples"]) == ["erect.png", "pa.png", "semi.png", "supine.png"]
+    assert _reasons(result) == {"lat.png": "not_frontal", "ct.png": "not_xray", "strep.png": "not_covid"}
+
+
+def test_every_bad_image_is_named_and_the_rest_is_kept(tmp_path):
+    data = tmp_path / "d"
+    images = data / "images"
+    rows = [
+        xray_row("good.jpg"), xray_row("missing.jpg"), xray_row("empty.jpg"), xray_row("text.png"),
+        xray_row("../escape.jpg"), xray_row("dup.png", patientid="2", survival="Y"),
+        xray_row("dup.png", patientid="2", survival="N"), xray_row("same.png", survival="Y"),
+        xray_row("same.png", survival="Y"), xray_row("rgba.png"), xray_row("link.png"),
+    ]
+    write_metadata(data, rows)
+    picture = Image.fromarray(xray_like())
+    (images / "good.jpg").write_bytes(encode(picture, "JPEG"))
+    (images / "empty.jpg").write_bytes(b"")
+    (images / "text.png").write_text("hello")
+    (data / "escape.jpg").write_bytes(encode(picture, "JPEG"))
+    (images / "dup.png").write_bytes(encode(picture, "PNG"))
+    (images / "same.png").write_bytes(encode(picture, "PNG"))
+    (images / "rgba.png").write_bytes(encode(picture.convert("RGBA"), "PNG"))
+    (tmp_path / "outside.png").write_bytes(encode(picture, "PNG"))
+    os.symlink(tmp_path / "outside.png", images / "link.png")
+
+    result = ingest.ingest(data, FRONTAL)
+    rejected = [(d["line"], d["filename"], d["reason"]) for d in result["dropped"]]
+    assert (3, "missing.jpg", "missing_file") in rejected
+    assert (4, "empty.jpg", "empty_file") in rejected
+    assert (5, "text.png", "not_an_image") in rejected
+    assert (6, "../escape.jpg", "path_escape") in rejected
+    assert (7, "dup.png", "duplicate_conflicting_labels") in rejected
+    assert (8, "dup.png", "duplicate_conflicting_labels") in rejected
+    assert (10, "same.png", "duplicate_filename") in rejected
+    assert (12, "link.png", "path_escape") in rejected
+    usable = {row["filename"]: row for _, row in result["examples"]}
+    assert sorted(usable) == ["good.jpg", "rgba.png", "same.png"]
+    assert usable["rgba.png"]["converted"] == 1 and usable["good.jpg"]["converted"] == 0
+    assert result["counts"]["usable"] == 3
+
+
+def _write_raw(tmp_path, text):
+    data = tmp_path / "raw"
+    (data / "images").mkdir(parents=True)
+    (data / "metadata.csv").write_text(text)
+    return data
+
+
+def test_unterminated_quote_names_its_line(tmp_path):
+    header = ",".join(HEADER_2020)
+    good = ",".join(xray_row("a.png").values())
+    broken = good.replace(",COVID-19,", ',"COVID-19,', 1)
+    data = _write_raw(tmp_path, f"{header}\n{good}\n{good}\n{broken}\n{good}\n")
+    with pytest.raises(ingest.MetadataError, match="line 4"):
+        ingest.read_metadata(data / "metadata.csv")
+
+
+def test_missing_column_is_named(tmp_path):
+    header = [c for c in HEADER_2020 if c != "survival"]
+    data = tmp_path / "d"
+    write_metadata(data, [{k: v for k, v in xray_row("a.png").items() if k != "survival"}], header=header)
+    with pytest.raises(ingest.MetadataError, match="missing required column.*survival"):
+        ingest.read_metadata(data / "metadata.csv")
+
+
+def test_wrong_delimiter_is_named(tmp_path):
+    header = ";".join(HEADER_2020)
+    data = _write_raw(tmp_path, header + "\n" + ";".join(xray_row("a.png").values()) + "\n")
+    with pytest.raises(ingest.MetadataError, match="';'"):
+        ingest.read_metadata(data / "metadata.csv")
+
+
+def test_extra_fields_name_the_line(tmp_path):
+    header = ",".join(HEADER_2020)
+    good = ",".join(xray_row("a.png").values())
+    data = _write_raw(tmp_path, f"{header}\n{good}\n{good},surplus,values\n")
+    with pytest.raises(ingest.MetadataError, match="line 3"):
+        ingest.read_metadata(data / "metadata.csv")
+
+
+def test_the_cli_prints_one_clear_error_without_traceback(tmp_path):
+    data = _write_raw(tmp_path, ";".join(HEADER_2020) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.run", f"--data_dir={data}", f"--output_dir={tmp_path / 'out'}",
+         "--stop_after=ingest"],
+        capture_output=True, text=True, cwd=configs.REPO_ROOT, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "';'" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not list((tmp_path / "out").glob("ingest/*"))

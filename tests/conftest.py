@@ -1,0 +1,80 @@
+"""Shared fixtures: the embedded sample, the shared mirror, and small generated data sets."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import configs
+
+MIRROR_DIR = configs.REPO_ROOT.parent / "shared" / "data" / "covid-chestxray-dataset"
+HEADER_2020 = (
+    "patientid,offset,sex,age,finding,survival,intubated,intubation_present,went_icu,in_icu,"
+    "needed_supplemental_O2,extubated,temperature,pO2_saturation,leukocyte_count,neutrophil_count,"
+    "lymphocyte_count,view,modality,date,location,folder,filename,doi,url,license,clinical_notes,other_notes,"
+).split(",")
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    return configs.SAMPLE_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def mirror_dir() -> Path:
+    if not (MIRROR_DIR / "metadata.csv").is_file():
+        pytest.skip(f"the shared data mirror is not at {MIRROR_DIR}")
+    return MIRROR_DIR
+
+
+def xray_row(filename: str, patientid: str = "1", survival: str = "Y", **overrides) -> dict[str, str]:
+    """A metadata row for a frontal COVID-19 X-ray; override any column."""
+    row = {column: "" for column in HEADER_2020}
+    row.update(patientid=patientid, offset="0", sex="M", age="60", finding="COVID-19", survival=survival,
+               went_icu="N", needed_supplemental_O2="N", intubation_present="N", extubated="",
+               view="PA", modality="X-ray", folder="images", filename=filename)
+    row.update(overrides)
+    return row
+
+
+def write_metadata(data_dir: Path, rows, header=HEADER_2020) -> Path:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "images").mkdir(exist_ok=True)
+    path = data_dir / "metadata.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def xray_like(size=(96, 80), seed=0) -> np.ndarray:
+    """A smooth gray image with structure, so codecs and resizing have real work."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0 : size[1], 0 : size[0]]
+    image = 128 + 60 * np.sin(x / 7.0) * np.cos(y / 9.0) + rng.normal(0, 8, (size[1], size[0]))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def copy_sample(tmp_path, sample_dir):
+    """A writable copy of the embedded sample."""
+
+    def make(name="data") -> Path:
+        target = tmp_path / name
+        shutil.copytree(sample_dir, target)
+        return target
+
+    return make

@@ -1,0 +1,54 @@
+import pytest
+import tensorflow as tf
+
+from tfrecords import writer
+
+
+def _examples(n):
+    for i in range(n):
+        yield tf.train.Example(features=tf.train.Features(feature={
+            "i": tf.train.Feature(int64_list=tf.train.Int64List(value=[i])),
+            "pad": tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(200)])),
+        }))
+
+
+@pytest.fixture
+def shards(tmp_path):
+    manifest = writer.write_shards(_examples(10), tmp_path, "x", 3, {"note": "test"})
+    return tmp_path, manifest
+
+
+def test_shards_are_named_and_counted(shards):
+    directory, manifest = shards
+    assert [s["file"] for s in manifest["shards"]] == [f"x-0000{i}-of-00003.tfrecord" for i in range(3)]
+    assert [s["num_examples"] for s in manifest["shards"]] == [4, 3, 3]
+    assert writer.verify(directory)["num_examples"] == 10 and manifest["note"] == "test"
+    assert sum(1 for _ in tf.data.TFRecordDataset(writer.shard_paths(directory))) == 10
+
+
+def test_a_flipped_byte_is_named(shards):
+    directory, _ = shards
+    path = directory / "x-00001-of-00003.tfrecord"
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(writer.CorruptShardError, match="x-00001-of-00003.tfrecord.*sha256"):
+        writer.verify(directory)
+
+
+def test_a_truncated_shard_is_named(shards):
+    directory, _ = shards
+    path = directory / "x-00002-of-00003.tfrecord"
+    path.write_bytes(path.read_bytes()[:-50])
+    with pytest.raises(writer.CorruptShardError, match="x-00002-of-00003.tfrecord.*truncated"):
+        writer.verify(directory)
+
+
+def test_a_missing_shard_or_manifest_is_named(shards):
+    directory, _ = shards
+    (directory / "x-00000-of-00003.tfrecord").unlink()
+    with pytest.raises(writer.CorruptShardError, match="x-00000-of-00003.tfrecord.*missing"):
+        writer.verify(directory)
+    (directory / writer.MANIFEST_NAME).unlink()
+    with pytest.raises(writer.CorruptShardError, match="manifest missing"):
+        writer.verify(directory)
