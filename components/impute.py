@@ -68,6 +68,7 @@ def features(rows: Sequence[Mapping[str, str]]) -> np.ndarray:
 
 
 def _cv_scores(forest, x, y, splitter, groups=None) -> dict[str, float]:
+    """Fold means; balanced accuracy only over folds that hold both classes (small, grouped data)."""
     predicted = np.empty_like(y)
     accuracy, balanced = [], []
     for train, test in splitter.split(x, y, groups):
@@ -75,10 +76,12 @@ def _cv_scores(forest, x, y, splitter, groups=None) -> dict[str, float]:
         fold_prediction = forest.predict(x[test])
         predicted[test] = fold_prediction
         accuracy.append(metrics.accuracy_score(y[test], fold_prediction))
-        balanced.append(metrics.balanced_accuracy_score(y[test], fold_prediction))
+        if len(np.unique(y[test])) == 2:
+            balanced.append(metrics.balanced_accuracy_score(y[test], fold_prediction))
     return {
         "accuracy": float(np.mean(accuracy)), "accuracy_std": float(np.std(accuracy)),
         "balanced_accuracy": float(np.mean(balanced)), "balanced_accuracy_std": float(np.std(balanced)),
+        "folds_with_one_class": len(accuracy) - len(balanced),
         "recall_died": float(metrics.recall_score(y, predicted, zero_division=0)),
     }
 

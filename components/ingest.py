@@ -229,12 +229,17 @@ def summary_line(counts: Mapping[str, Any]) -> str:
     )
 
 
+def example_rows(examples: Sequence[tuple[int, Mapping[str, Any]]]) -> list[dict[str, str]]:
+    """Usable examples as the string rows of `examples.csv` (what later stages read)."""
+    return [{column: str({**row, "line": line, "source_id": row["filename"]}[column]) for column in EXAMPLE_COLUMNS}
+            for line, row in examples]
+
+
 def _write_examples(path: Path, examples: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=EXAMPLE_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=EXAMPLE_COLUMNS)
         writer.writeheader()
-        for line, row in examples:
-            writer.writerow({**row, "line": line, "source_id": row["filename"]})
+        writer.writerows(example_rows(examples))
 
 
 def read_examples(artifact: base.Artifact) -> list[dict[str, str]]:

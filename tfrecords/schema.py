@@ -31,12 +31,11 @@ def _float(value: float) -> tf.train.Feature:
     return tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
 
 
-def _number_or_nan(text: str) -> float:
+def number_or_nan(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except (TypeError, ValueError):
         return math.nan
-    return value
 
 
 def make_example(encoded: bytes, image_format: str, record: Mapping[str, Any]) -> tf.train.Example:
@@ -52,9 +51,9 @@ def make_example(encoded: bytes, image_format: str, record: Mapping[str, Any]) -
         "image/height": _int(record["height"]),
         "image/width": _int(record["width"]),
         "patient/id": _bytes(record["patientid"]),
-        "patient/age": _float(_number_or_nan(record["age"])),
+        "patient/age": _float(number_or_nan(record["age"])),
         "image/view": _bytes(record["view"]),
-        "image/offset_days": _float(_number_or_nan(record["offset"])),
+        "image/offset_days": _float(number_or_nan(record["offset"])),
         "label/mortality_observed": _int(record["mortality_observed"]),
         "label/mortality": _int(record["mortality"]),
         "label/source": _bytes(record["label_source"]),

@@ -1,0 +1,77 @@
+"""`covid_cxr`: the pipeline's data stages as a TensorFlow Datasets builder.
+
+For users who want `tfds.load` rather than the pipeline: the manual_dir is the
+upstream folder (metadata.csv + images/), and the builder runs the same ingest
+checks and the same RandomForest imputation as the pipeline, so the examples,
+labels and label sources are the ones the pipeline's TFRecords hold.
+
+    import tensorflow_datasets as tfds
+    import tfrecords.covid_cxr  # registers the builder
+    ds = tfds.load("covid_cxr", split="train", data_dir="~/tfds",
+                   download_and_prepare_kwargs={"download_config": tfds.download.DownloadConfig(
+                       manual_dir="path/to/covid-chestxray-dataset")})
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from components import impute, ingest
+from pipeline import configs
+from tfrecords import image_io, schema
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+    """Frontal COVID-19 chest X-rays with observed and imputed mortality labels."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Ingest checks + RandomForest imputation as in the pipeline."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Clone github.com/ieee8023/covid-chestxray-dataset and pass its folder (metadata.csv + images/) "
+        "as manual_dir."
+    )
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        text = tfds.features.Text()
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3)),
+                "source_id": text,
+                "patient_id": text,
+                "view": text,
+                "mortality": tfds.features.ClassLabel(names=["survived", "died"]),
+                "mortality_observed": tfds.features.Scalar(dtype=np.int64, doc="-1 when not recorded"),
+                "label_source": tfds.features.ClassLabel(names=list(schema.LABEL_SOURCES)),
+                "age": tfds.features.Scalar(dtype=np.float32, doc="NaN when not recorded"),
+                "offset_days": tfds.features.Scalar(dtype=np.float32, doc="NaN when not recorded"),
+            }),
+            supervised_keys=("image", "mortality"),
+            homepage="https://github.com/ieee8023/covid-chestxray-dataset",
+            citation="Cohen et al., COVID-19 Image Data Collection: Prospective Predictions Are the Future, "
+                     "arXiv:2006.11988 (2020).",
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        return {"train": self._generate_examples(Path(dl_manager.manual_dir))}
+
+    def _generate_examples(self, data_dir: Path):
+        defaults = configs.ImputeConfig()
+        rows = ingest.example_rows(ingest.ingest(data_dir, configs.FRONTAL_VIEWS)["examples"])
+        labels = impute.impute(rows, defaults.seed, defaults.n_estimators, defaults.cv_folds)["labels"]
+        images_dir = data_dir / ingest.IMAGES_DIR
+        for row, label in zip(rows, labels):
+            image = image_io.load_standard_image(image_io.resolve_inside(images_dir, row["filename"]))
+            yield row["source_id"], {
+                "image": image.encoded,
+                "source_id": row["source_id"],
+                "patient_id": row["patientid"],
+                "view": row["view"],
+                "mortality": label["mortality"],
+                "mortality_observed": label["mortality_observed"],
+                "label_source": label["label_source"],
+                "age": schema.number_or_nan(impute.parse_age(row["age"])),
+                "offset_days": schema.number_or_nan(row["offset"]),
+            }
