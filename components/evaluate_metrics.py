@@ -1,0 +1,109 @@
+"""The study's metrics, computed the study's way, with bootstrap confidence intervals.
+
+Positive class = died. Balanced accuracy, ROC AUC, precision, recall and F1
+are means over folds (as the study reports them); TPR/TNR/FPR/FNR come from
+the confusion matrix summed over folds. PR AUC (average precision) and the
+Brier score are added. Confidence intervals resample the pooled out-of-fold
+predictions: whole patients when the split kept patients apart, images
+otherwise, so the interval reflects the unit that was held out.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+FOLD_METRICS = ("balanced_accuracy", "roc_auc", "precision", "recall", "f1", "pr_auc", "brier")
+RATES = ("tpr", "tnr", "fpr", "fnr")
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
+    labels, predicted = np.asarray(labels, bool), np.asarray(predicted, bool)
+    return {"tp": int(np.sum(labels & predicted)), "fn": int(np.sum(labels & ~predicted)),
+            "tn": int(np.sum(~labels & ~predicted)), "fp": int(np.sum(~labels & predicted))}
+
+
+def rates(counts: Mapping[str, int]) -> dict[str, float]:
+    def ratio(a, b):
+        return a / b if b else math.nan
+    positives, negatives = counts["tp"] + counts["fn"], counts["tn"] + counts["fp"]
+    return {"tpr": ratio(counts["tp"], positives), "tnr": ratio(counts["tn"], negatives),
+            "fpr": ratio(counts["fp"], negatives), "fnr": ratio(counts["fn"], positives)}
+
+
+def metric_values(labels: Sequence[int], probabilities: Sequence[float], threshold: float = 0.5) -> dict[str, float]:
+    """All fold metrics; those undefined on one class (ROC/PR AUC, recall...) are NaN, not 0."""
+    labels = np.asarray(labels, int)
+    probabilities = np.asarray(probabilities, float)
+    predicted = (probabilities >= threshold).astype(int)
+    both = len(np.unique(labels)) == 2
+    has_positive_prediction = predicted.any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = {
+            "balanced_accuracy": skm.balanced_accuracy_score(labels, predicted) if both else math.nan,
+            "roc_auc": skm.roc_auc_score(labels, probabilities) if both else math.nan,
+            "pr_auc": skm.average_precision_score(labels, probabilities) if labels.any() else math.nan,
+            "precision": skm.precision_score(labels, predicted, zero_division=0) if has_positive_prediction else math.nan,
+            "recall": skm.recall_score(labels, predicted) if labels.any() else math.nan,
+            "f1": skm.f1_score(labels, predicted, zero_division=0) if labels.any() else math.nan,
+            "brier": skm.brier_score_loss(labels, probabilities, pos_label=1) if len(labels) else math.nan,
+        }
+    return {name: float(value) for name, value in values.items()}
+
+
+def _mean_std(values: Sequence[float]) -> dict[str, float]:
+    finite = [v for v in values if not math.isnan(v)]
+    return {"mean": float(np.mean(finite)) if finite else math.nan,
+            "std": float(np.std(finite)) if finite else math.nan,
+            "folds": len(finite)}
+
+
+def summarize(folds: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
+              threshold: float = 0.5) -> dict[str, Any]:
+    """Per-fold metrics, their means (+- std) and the rates of the summed confusion matrix."""
+    per_fold = {}
+    total = {"tp": 0, "fn": 0, "tn": 0, "fp": 0}
+    for fold in sorted(np.unique(folds)):
+        mask = folds == fold
+        per_fold[int(fold)] = metric_values(labels[mask], probabilities[mask], threshold)
+        counts = confusion(labels[mask], probabilities[mask] >= threshold)
+        per_fold[int(fold)].update(counts)
+        total = {k: total[k] + counts[k] for k in total}
+    return {
+        "per_fold": per_fold,
+        "fold_mean": {name: _mean_std([m[name] for m in per_fold.values()]) for name in FOLD_METRICS},
+        "confusion_summed": total,
+        "rates_summed": rates(total),
+        "pooled": metric_values(labels, probabilities, threshold),
+        "n": int(len(labels)), "positives": int(np.sum(labels)),
+    }
+
+
+def bootstrap(labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray, resamples: int, seed: int,
+              threshold: float = 0.5, level: float = 0.95) -> dict[str, dict[str, float]]:
+    """Percentile intervals of the pooled metrics, resampling whole groups with replacement."""
+    rng = np.random.default_rng(seed)
+    unique, index = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(index == g) for g in range(len(unique))]
+    draws: dict[str, list[float]] = {name: [] for name in (*FOLD_METRICS, *RATES)}
+    for _ in range(resamples):
+        chosen = np.concatenate([members[g] for g in rng.integers(0, len(unique), len(unique))])
+        values = metric_values(labels[chosen], probabilities[chosen], threshold)
+        values.update(rates(confusion(labels[chosen], probabilities[chosen] >= threshold)))
+        for name in draws:
+            draws[name].append(values[name])
+    tail = (1 - level) / 2 * 100
+    result = {}
+    for name, samples in draws.items():
+        finite = np.array([s for s in samples if not math.isnan(s)])
+        result[name] = {
+            "low": float(np.percentile(finite, tail)) if len(finite) else math.nan,
+            "high": float(np.percentile(finite, 100 - tail)) if len(finite) else math.nan,
+            "valid_resamples": int(len(finite)),
+        }
+    return {"level": level, "resamples": resamples, "unit_count": int(len(unique)), "intervals": result}

@@ -1,0 +1,73 @@
+import math
+
+import numpy as np
+import pytest
+
+from components import evaluate_metrics as em
+
+
+def test_fold_metrics_by_hand():
+    labels = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+    probs = np.array([0.9, 0.8, 0.3, 0.6, 0.2, 0.1, 0.1, 0.4])
+    values = em.metric_values(labels, probs)
+    # predicted: 1 1 0 1 0 0 0 0 -> tp 2, fn 1, fp 1, tn 4
+    assert values["precision"] == pytest.approx(2 / 3)
+    assert values["recall"] == pytest.approx(2 / 3)
+    assert values["f1"] == pytest.approx(2 / 3)
+    assert values["balanced_accuracy"] == pytest.approx((2 / 3 + 4 / 5) / 2)
+    # ROC AUC: fraction of (pos, neg) pairs ranked correctly: 0.9, 0.8 beat all 5; 0.3 beats 0.2, 0.1, 0.1
+    assert values["roc_auc"] == pytest.approx((5 + 5 + 3) / 15)
+    assert values["brier"] == pytest.approx(np.mean((probs - labels) ** 2))
+
+
+def test_undefined_metrics_are_nan_not_zero():
+    values = em.metric_values(np.array([0, 0, 0]), np.array([0.1, 0.7, 0.2]))
+    assert math.isnan(values["roc_auc"]) and math.isnan(values["recall"]) and math.isnan(values["balanced_accuracy"])
+    assert values["precision"] == 0.0  # one positive prediction, wrong
+
+
+def test_summary_means_over_folds_and_sums_confusion():
+    folds = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    labels = np.array([1, 0, 0, 0, 1, 1, 0, 0])
+    probs = np.array([0.9, 0.1, 0.2, 0.6, 0.4, 0.7, 0.3, 0.2])
+    summary = em.summarize(folds, labels, probs)
+    fold0 = em.metric_values(labels[:4], probs[:4])
+    fold1 = em.metric_values(labels[4:], probs[4:])
+    assert summary["fold_mean"]["recall"]["mean"] == pytest.approx((fold0["recall"] + fold1["recall"]) / 2)
+    assert summary["confusion_summed"] == {"tp": 2, "fn": 1, "tn": 4, "fp": 1}
+    assert summary["rates_summed"] == pytest.approx({"tpr": 2 / 3, "tnr": 0.8, "fpr": 0.2, "fnr": 1 / 3})
+
+
+def test_fold_without_positives_is_left_out_of_auc_mean():
+    folds = np.array([0, 0, 0, 1, 1, 1])
+    labels = np.array([1, 0, 0, 0, 0, 0])
+    probs = np.array([0.8, 0.3, 0.1, 0.2, 0.1, 0.3])
+    summary = em.summarize(folds, labels, probs)
+    assert summary["fold_mean"]["roc_auc"] == {"mean": 1.0, "std": 0.0, "folds": 1}
+
+
+def _clustered(patients=40, images_per_patient=6, seed=0):
+    """Images of one patient share label and probability: a patient is the real unit."""
+    rng = np.random.default_rng(seed)
+    labels = rng.random(patients) < 0.3
+    probs = np.clip(np.where(labels, 0.65, 0.35) + rng.normal(0, 0.2, patients), 0, 1)
+    repeat = lambda a: np.repeat(a, images_per_patient)  # noqa: E731
+    return repeat(labels.astype(int)), repeat(probs), repeat(np.arange(patients))
+
+
+def test_bootstrap_interval_contains_the_estimate_and_is_seeded():
+    labels, probs, groups = _clustered()
+    first = em.bootstrap(labels, probs, groups, resamples=300, seed=1)
+    again = em.bootstrap(labels, probs, groups, resamples=300, seed=1)
+    assert first == again
+    auc = em.metric_values(labels, probs)["roc_auc"]
+    interval = first["intervals"]["roc_auc"]
+    assert interval["low"] < auc < interval["high"]
+    assert first["unit_count"] == 40
+
+
+def test_resampling_patients_gives_wider_intervals_than_images_when_images_repeat():
+    labels, probs, groups = _clustered()
+    by_patient = em.bootstrap(labels, probs, groups, resamples=400, seed=0)["intervals"]["roc_auc"]
+    by_image = em.bootstrap(labels, probs, np.arange(len(labels)), resamples=400, seed=0)["intervals"]["roc_auc"]
+    assert (by_patient["high"] - by_patient["low"]) > 1.5 * (by_image["high"] - by_image["low"])
