@@ -1,0 +1,135 @@
+"""The study's figures: loss curves per fold, mean ROC and PR curves over folds, confusion matrix,
+LR-finder sweeps and Grad-CAM overlays. Each function writes one PNG and returns its path."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn import metrics as skm  # noqa: E402
+
+GRID = np.linspace(0, 1, 101)
+
+
+def _save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def loss_curves(histories: Mapping[int, Sequence[Mapping[str, float]]], path: Path) -> Path:
+    """Train and validation loss per epoch for each fold (the study's Figures 8-9)."""
+    folds = sorted(histories)
+    columns = min(len(folds), 5)
+    rows = math.ceil(len(folds) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False, sharey=True)
+    for axis, fold in zip(axes.flat, folds):
+        epochs = [h["epoch"] for h in histories[fold]]
+        axis.plot(epochs, [h["loss"] for h in histories[fold]], label="train")
+        axis.plot(epochs, [h["val_loss"] for h in histories[fold]], label="validation")
+        frozen = [h["epoch"] for h in histories[fold] if h.get("phase") == "frozen"]
+        if frozen:
+            axis.axvspan(min(frozen) - 0.5, max(frozen) + 0.5, color="0.9", label="body frozen")
+        axis.set_title(f"fold {fold}")
+        axis.set_xlabel("epoch")
+    axes.flat[0].set_ylabel("cross-entropy")
+    axes.flat[0].legend(fontsize=8)
+    for axis in list(axes.flat)[len(folds):]:
+        axis.axis("off")
+    return _save(figure, path)
+
+
+def _per_fold(folds, labels, probabilities):
+    for fold in sorted(np.unique(folds)):
+        mask = folds == fold
+        if len(np.unique(labels[mask])) == 2:
+            yield fold, labels[mask], probabilities[mask]
+
+
+def roc_curves(folds: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, path: Path) -> Path:
+    """Per-fold ROC curves faint, their mean (TPR averaged on a common FPR grid) bold."""
+    figure, axis = plt.subplots(figsize=(4.6, 4.4))
+    curves, aucs = [], []
+    for fold, y, p in _per_fold(folds, labels, probabilities):
+        fpr, tpr, _ = skm.roc_curve(y, p)
+        axis.plot(fpr, tpr, color="tab:blue", alpha=0.25, lw=1)
+        curves.append(np.interp(GRID, fpr, tpr))
+        aucs.append(skm.roc_auc_score(y, p))
+    if curves:
+        mean = np.mean(curves, axis=0)
+        mean[0] = 0.0
+        axis.plot(GRID, mean, color="tab:blue", lw=2.5,
+                  label=f"mean of {len(curves)} folds (AUC {np.mean(aucs):.2f} ± {np.std(aucs):.2f})")
+    axis.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="chance")
+    axis.set(xlabel="false positive rate", ylabel="true positive rate (died)", title="ROC, validation folds")
+    axis.legend(loc="lower right", fontsize=8)
+    return _save(figure, path)
+
+
+def pr_curves(folds: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, path: Path) -> Path:
+    """Per-fold precision-recall curves faint, their mean (precision on a recall grid) bold."""
+    figure, axis = plt.subplots(figsize=(4.6, 4.4))
+    curves, aps = [], []
+    for fold, y, p in _per_fold(folds, labels, probabilities):
+        precision, recall, _ = skm.precision_recall_curve(y, p)
+        axis.plot(recall, precision, color="tab:red", alpha=0.25, lw=1)
+        curves.append(np.interp(GRID, recall[::-1], precision[::-1]))
+        aps.append(skm.average_precision_score(y, p))
+    if curves:
+        axis.plot(GRID, np.mean(curves, axis=0), color="tab:red", lw=2.5,
+                  label=f"mean of {len(curves)} folds (AP {np.mean(aps):.2f} ± {np.std(aps):.2f})")
+    prevalence = float(np.mean(labels)) if len(labels) else 0.0
+    axis.axhline(prevalence, ls="--", color="0.6", lw=1, label=f"prevalence {prevalence:.2f}")
+    axis.set(xlabel="recall (died)", ylabel="precision", title="Precision-recall, validation folds", ylim=(0, 1.02))
+    axis.legend(loc="upper right", fontsize=8)
+    return _save(figure, path)
+
+
+def confusion_matrix(counts: Mapping[str, int], path: Path) -> Path:
+    """The confusion matrix summed over folds, positive class = died."""
+    matrix = np.array([[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]])
+    figure, axis = plt.subplots(figsize=(3.6, 3.2))
+    axis.imshow(matrix, cmap="Blues")
+    for (row, column), value in np.ndenumerate(matrix):
+        axis.text(column, row, str(value), ha="center", va="center",
+                  color="white" if value > matrix.max() / 2 else "black", fontsize=13)
+    axis.set_xticks([0, 1], ["survived", "died"])
+    axis.set_yticks([0, 1], ["survived", "died"])
+    axis.set(xlabel="predicted", ylabel="actual", title="Summed over folds")
+    return _save(figure, path)
+
+
+def lr_sweeps(sweeps: Sequence[Mapping], path: Path) -> Path:
+    """Smoothed loss against learning rate for each LR-finder sweep, the suggestion marked."""
+    figure, axis = plt.subplots(figsize=(5.2, 3.6))
+    for sweep in sweeps:
+        line, = axis.plot(sweep["learning_rates"], sweep["losses"], lw=1, alpha=0.8, label=sweep["label"])
+        if sweep.get("suggestion"):
+            axis.axvline(sweep["suggestion"], color=line.get_color(), ls=":", lw=1)
+    axis.set_xscale("log")
+    axis.set(xlabel="learning rate", ylabel="smoothed loss", title="LR finder (dotted: suggestion)")
+    if len(sweeps) <= 10:
+        axis.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def gradcam_grid(images: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray], titles: Sequence[str],
+                 path: Path) -> Path:
+    """X-rays with their Grad-CAM heat maps overlaid."""
+    columns = max(1, min(len(images), 4))
+    rows = max(1, math.ceil(len(images) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for axis, image, heatmap, title in zip(axes.flat, images, heatmaps, titles):
+        axis.imshow(image.astype(np.uint8))
+        axis.imshow(heatmap, cmap="jet", alpha=0.35, extent=(0, image.shape[1], image.shape[0], 0))
+        axis.set_title(title, fontsize=8)
+    for axis in axes.flat:
+        axis.axis("off")
+    return _save(figure, path)
