@@ -31,10 +31,10 @@ def loss_curves(histories: Mapping[int, Sequence[Mapping[str, float]]], path: Pa
     rows = math.ceil(len(folds) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False, sharey=True)
     for axis, fold in zip(axes.flat, folds):
-        epochs = [h["epoch"] for h in histories[fold]]
-        axis.plot(epochs, [h["loss"] for h in histories[fold]], label="train")
+        epochs = [h["global_epoch"] + 1 for h in histories[fold]]
+        axis.plot(epochs, [h["train_loss"] for h in histories[fold]], label="train")
         axis.plot(epochs, [h["val_loss"] for h in histories[fold]], label="validation")
-        frozen = [h["epoch"] for h in histories[fold] if h.get("phase") == "frozen"]
+        frozen = [h["global_epoch"] + 1 for h in histories[fold] if h.get("phase") == "frozen"]
         if frozen:
             axis.axvspan(min(frozen) - 0.5, max(frozen) + 0.5, color="0.9", label="body frozen")
         axis.set_title(f"fold {fold}")

@@ -1,0 +1,180 @@
+"""Report: one self-contained `report.html` a clinician can read at a glance.
+
+It gathers what the other stages recorded: data counts, the imputation's
+quality, the weights used, the metrics with their confidence intervals beside
+the study's published numbers, the figures (embedded), the exact command
+line, seed, git commit and timings, and the notice that this is research
+software, not a medical device.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from components import base, evaluate, impute, ingest
+from components.evaluate_metrics import FOLD_METRICS, RATES
+from pipeline import configs
+
+REPORT_NAME = "report.html"
+PUBLISHED_RESULTS = configs.REPO_ROOT / "study" / "published_results.csv"
+STUDY_CITATION = ("Olowolayemo et al., Covid-19 Mortality Risk Prediction Using Small Dataset of Chest X-Ray Images, "
+                  "Artificial Intelligence and Applications, DOI 10.47852/bonviewAIA3202819")
+NOTICE = ("Research use only. This is not a medical device and must not be used to make decisions about "
+          "patients. The data set is a small public collection of case reports, not a clinical cohort.")
+FIGURES = (  # file, caption, shown full width
+    ("roc.png", "ROC curves: each fold faint, their mean bold", False),
+    ("pr.png", "Precision-recall curves: each fold faint, their mean bold", False),
+    ("confusion.png", "Confusion matrix summed over the folds", False),
+    ("lr_finder.png", "Learning-rate finder sweeps", False),
+    ("loss.png", "Training and validation loss per fold (grey: body frozen)", True),
+    ("gradcam.png", "Grad-CAM: where the model looked (validation images of each class)", True),
+)
+NAMES = {"balanced_accuracy": "Balanced accuracy", "roc_auc": "ROC AUC", "precision": "Precision",
+         "recall": "Recall (sensitivity)", "f1": "F1", "pr_auc": "PR AUC", "brier": "Brier score",
+         "tpr": "TPR", "tnr": "TNR (specificity)", "fpr": "FPR", "fnr": "FNR"}
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;
+color:#1d2530;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:4px}h2{font-size:1.2em;margin-top:28px;border-bottom:2px solid #dde3ea;padding-bottom:4px}
+.notice{background:#fff4e5;border-left:5px solid #f0a020;padding:10px 14px;margin:14px 0;font-weight:600}
+.warn{background:#fdecec;border-left:5px solid #d33;padding:8px 14px;margin:10px 0}
+table{border-collapse:collapse;margin:8px 0;font-size:.95em}td,th{border:1px solid #cfd6de;padding:4px 10px;text-align:right}
+th{background:#eef2f6}td:first-child,th:first-child{text-align:left}.muted{color:#667}
+figure{display:inline-block;margin:8px 12px 8px 0;vertical-align:top}figure img{max-width:520px;border:1px solid #dde3ea}
+figure.wide{display:block}figure.wide img{max-width:100%}
+figcaption{font-size:.85em;color:#445}code{background:#f2f4f7;padding:1px 4px;border-radius:3px}
+"""
+
+
+def published_rows(variant: str, arch: str = "resnet18") -> dict[str, dict[str, str]]:
+    """The study's train/test rows for this variant (Table 1), keyed by split."""
+    labels, balancing = configs.VARIANTS[variant]
+    data = "original" if labels == "observed" else "imputed"
+    wanted = {"none": "none", "class_weights": "weights", "resample": "resample"}[balancing]
+    with open(PUBLISHED_RESULTS, newline="") as handle:
+        return {row["split"]: row for row in csv.DictReader(handle)
+                if row["table"] == "1" and row["model"] == arch and row["data"] == data and row["balancing"] == wanted}
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{float(value):.{digits}f}"
+
+
+def _table(header, rows) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _image(path: Path, caption: str, wide: bool) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (f'<figure{" class=wide" if wide else ""}><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def metrics_section(evaluation: Mapping[str, Any], published: Mapping[str, Mapping[str, str]]) -> str:
+    metrics = evaluation["metrics"]
+    study = published.get("test", {})
+    rows = []
+    for name in (*FOLD_METRICS, *RATES):
+        m = metrics[name]
+        how = "fold mean ± sd" if name in FOLD_METRICS else "summed confusion"
+        ours = _fmt(m["mean"]) + (f" ± {_fmt(m['std'])}" if name in FOLD_METRICS else "")
+        rows.append([NAMES[name], ours, f"{_fmt(m['ci_low'])} – {_fmt(m['ci_high'])}", _fmt(study.get(name), 3),
+                     f'<span class="muted">{how}</span>'])
+    unit = evaluation["sets"][evaluate.OBSERVED]["bootstrap"]["unit"]
+    text = _table(["Metric (positive = died)", "Ours", f"95% CI (bootstrap over {unit}s)", "Study (test)", ""], rows)
+    if evaluate.STUDY_WAY in evaluation["sets"]:
+        study_way = evaluation["sets"][evaluate.STUDY_WAY]["fold_mean"]
+        text += "<p>The study's way, counting imputed labels in validation (not comparable to a clinical truth): "
+        text += ", ".join(f"{NAMES[n]} {_fmt(study_way[n]['mean'])}" for n in FOLD_METRICS[:5]) + ".</p>"
+    return text
+
+
+def render(context: Mapping[str, Any], figures_dir: Path) -> str:
+    ingest_report, impute_report = context["ingest_report"], context["impute_report"]
+    evaluation, provenance = context["evaluation"], context["provenance"]
+    counts = ingest_report["counts"]
+    cv, by_patient = impute_report["cv_by_image"], impute_report["cv_by_patient"] or {}
+    weights = evaluation.get("weights") or "none (trained from random initialisation)"
+    parts = [
+        f"<h1>COVID-19 mortality from chest X-rays — variant <code>{html.escape(evaluation['variant'])}</code>, "
+        f"{html.escape(evaluation['split'])} split</h1>",
+        f'<div class="notice">{html.escape(NOTICE)}</div>',
+    ]
+    if "partial" in weights.lower():
+        parts.append(f'<div class="warn">Weights: {html.escape(weights)}. Not the study\'s full ImageNet '
+                     "initialisation.</div>")
+    parts += [
+        "<h2>Results on observed labels</h2>",
+        metrics_section(evaluation, context["published"]),
+        f'<p class="muted">Study: {html.escape(STUDY_CITATION)}; its numbers come from a later snapshot of the '
+        "data (169 labelled images) and split by image, so patients can sit on both sides.</p>",
+        "<h2>Figures</h2>",
+        "".join(_image(figures_dir / name, caption, wide) for name, caption, wide in FIGURES
+                if (figures_dir / name).is_file()),
+        "<h2>Data</h2>",
+        f"<p>{html.escape(ingest_report['summary'])}</p>",
+        _table(["Step", "Images", "Patients"], [
+            ["Rows in metadata.csv", counts["rows"], ""],
+            ["COVID-19 X-rays", counts["covid_xray"], ""],
+            ["Frontal views", counts["frontal"], counts["frontal_patients"]],
+            ["… with a survival label", f"{counts['labelled']['count']} ({counts['labelled']['died']} died)",
+             counts["labelled"]["patients"]],
+            ["Usable images", counts["usable"], counts["usable_patients"]],
+        ]),
+    ]
+    if ingest_report["rejected"]:
+        parts.append(_table(["Line", "File", "Rejected because"], [
+            [r["line"], html.escape(r["filename"]), html.escape(f"{r['reason']}: {r['detail']}")]
+            for r in ingest_report["rejected"]]))
+    parts += [
+        "<h2>Label imputation (RandomForest, the study's features)</h2>",
+        _table(["CV on observed labels", "Accuracy", "Balanced accuracy"], [
+            ["by image (the study's way)", _fmt(cv["accuracy"]), _fmt(cv["balanced_accuracy"])],
+            ["by patient", _fmt(by_patient.get("accuracy")), _fmt(by_patient.get("balanced_accuracy"))],
+            ["always 'survived' (baseline)", _fmt(impute_report["majority_class_baseline"]["accuracy"]), "0.500"],
+        ]),
+        f"<p>{impute_report['labelled']} observed labels, {impute_report['imputed']} imputed "
+        f"({impute_report['imputed_died']} imputed as died). Study's reported accuracy: ~0.925.</p>",
+        "<h2>How this was made</h2>",
+        _table(["", ""], [[html.escape(k), f"<code>{html.escape(str(v))}</code>"] for k, v in provenance.items()]),
+    ]
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Mortality risk report — "
+            f"{html.escape(evaluation['variant'])}</title><style>{STYLE}</style></head><body>"
+            + "\n".join(parts) + "</body></html>")
+
+
+def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
+    evaluation_dir = inputs["evaluate"].path
+    evaluation = json.loads((evaluation_dir / evaluate.EVALUATION_NAME).read_text())
+    timings = {name: artifact.record.get("seconds") for name, artifact in inputs.items()}
+    provenance = {**params["provenance"],
+                  "stage seconds": ", ".join(f"{k} {v:.0f}" for k, v in timings.items() if v is not None),
+                  "weights": evaluation.get("weights") or "none"}
+    context = {
+        "ingest_report": json.loads((inputs["ingest"].path / ingest.REPORT_NAME).read_text()),
+        "impute_report": json.loads((inputs["impute"].path / impute.REPORT_NAME).read_text()),
+        "evaluation": evaluation,
+        "published": published_rows(evaluation["variant"]),
+        "provenance": provenance,
+    }
+    (out_dir / REPORT_NAME).write_text(render(context, evaluation_dir))
+    return {"bytes": (out_dir / REPORT_NAME).stat().st_size}
+
+
+def _summary(artifact: base.Artifact) -> str:
+    return f"report: {artifact.path / REPORT_NAME}"
+
+
+SPEC = base.ComponentSpec(name="report", run=run, code=(sys.modules[__name__],), summary=_summary)

@@ -1,0 +1,92 @@
+"""The report, rendered from real sample reports and a synthetic evaluation, read in headless Chromium."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from components import evaluate, impute, ingest, report
+from pipeline import configs, local_runner
+from pipeline.pipeline import create_pipeline
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _predictions(seed=0, folds=5, patients=40):
+    rng = np.random.default_rng(seed)
+    rows = {"fold": [], "source_id": [], "patient": [], "label": [], "label_source": [], "probability": []}
+    for patient in range(patients):
+        died = int(rng.random() < 0.3)
+        for image in range(2):
+            rows["fold"].append(patient % folds)
+            rows["source_id"].append(f"p{patient}-{image}.jpg")
+            rows["patient"].append(str(patient))
+            rows["label"].append(died)
+            rows["label_source"].append("observed" if patient % 4 else "imputed")
+            rows["probability"].append(float(np.clip(0.3 + 0.4 * died + rng.normal(0, 0.2), 0, 1)))
+    return {k: np.asarray(v) for k, v in rows.items()}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    config = configs.PipelineConfig(output_dir=out / "runs")
+    artifacts = local_runner.run_pipeline(create_pipeline(config), "impute", log=lambda _: None)
+    predictions = _predictions()
+    params = {"threshold": 0.5, "bootstrap_resamples": 200, "seed": 0}
+    weights = "ImageNet, partial: conv1-layer3 + stage-4 shortcut; stage-4 3x3 convs random"
+    record = evaluate.evaluation_record(predictions, "imputed_weights", "image", weights, params)
+    histories = {k: [{"phase": "frozen" if e < 2 else "unfrozen", "global_epoch": e, "train_loss": 1 / (e + 1),
+                      "val_loss": 0.8 / (e + 1) + 0.1} for e in range(6)] for k in range(5)}
+    evaluate.write_figures(out, record, predictions, histories, [])
+    context = {
+        "ingest_report": json.loads((artifacts["ingest"].path / ingest.REPORT_NAME).read_text()),
+        "impute_report": json.loads((artifacts["impute"].path / impute.REPORT_NAME).read_text()),
+        "evaluation": record, "published": report.published_rows("imputed_weights"),
+        "provenance": {"command": "python -m pipeline.run --variant imputed_weights", "seed": 0, "git commit": "abc"},
+    }
+    path = out / "report.html"
+    path.write_text(report.render(context, out))
+    return path, record
+
+
+def test_report_holds_metrics_beside_the_study_and_the_notices(rendered):
+    path, record = rendered
+    text = path.read_text()
+    assert "not a medical device" in text
+    assert "ImageNet, partial" in text and "Not the study" in text
+    auc = record["metrics"]["roc_auc"]
+    assert f"{auc['mean']:.3f}" in text and f"{auc['ci_low']:.3f}" in text
+    assert "<td>0.830</td>" in text  # the study's imputed + weights test ROC AUC
+    assert "The study's way" in text  # imputed labels in validation, named apart
+    assert "python -m pipeline.run --variant imputed_weights" in text
+    assert len(re.findall(r'src="data:image/png;base64,', text)) == 4  # loss, roc, pr, confusion
+
+
+def test_published_rows_match_the_variant():
+    rows = report.published_rows("original_resample")
+    assert rows["test"]["roc_auc"] == "0.91" and rows["train"]["roc_auc"] == "0.96"
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="chromium not installed (CI installs it)")
+def test_report_renders_in_headless_chromium(rendered, tmp_path):
+    path, _ = rendered
+    assert CHROMIUM, "CI must install chromium (.ci/run does)"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,2400", path.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    assert pixels.shape == (2400, 1200)
+    assert pixels.std() > 20  # text, tables and figures, not a blank page
+    assert (pixels < 100).mean() > 0.01  # dark ink present
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", path.as_uri()], check=True, capture_output=True,
+                         text=True, timeout=120).stdout
+    assert dom.count("<table>") >= 4 and "ROC AUC" in dom
