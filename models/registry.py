@@ -27,9 +27,17 @@ TORCHVISION_SUFFIXES = (".pth", ".pt", ".safetensors", ".npz")
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
 
 
+SWIN_IMAGE_SIZE_MULTIPLE = 224  # patch 4 x 3 merges x window 7: every stage holds whole windows
+
+
 def _swin_tiny(image_shape):
-    # Imported here: keras-hub takes seconds to import and only Swin needs it.
-    import keras_hub
+    """Swin-T (Liu et al. 2021) from keras-hub."""
+    if image_shape[0] % SWIN_IMAGE_SIZE_MULTIPLE or image_shape[1] % SWIN_IMAGE_SIZE_MULTIPLE:
+        # keras-hub 0.32 shrinks windows on small feature maps but keeps a 7x7 position-bias
+        # table, which fails; only sizes giving whole 7x7 windows at every stage build.
+        raise ValueError(f"swin needs image sides that are multiples of {SWIN_IMAGE_SIZE_MULTIPLE}, "
+                         f"got {image_shape[:2]}")
+    import keras_hub  # imported here: it takes seconds, and only Swin needs it
     return keras_hub.models.SwinTransformerBackbone(
         image_shape=image_shape, embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24),
         window_size=7, drop_path=0.1)

@@ -121,14 +121,23 @@ def _pretty_module(module):
     return f"stage-{match.group(1)}" if match else module
 
 
-def _describe_parts(top_module, layer_modules):
-    """Name a set of sub-layers of one top module the way a reader of the paper would."""
-    parts = {module.split(".", 1)[1] for module in layer_modules}
-    if all(".downsample." in f".{part}" for part in parts):
-        return f"{_pretty_module(top_module)} shortcut"
-    if all(re.fullmatch(r"\d+\.(conv|bn)\d", part) for part in parts):
-        return f"{_pretty_module(top_module)} 3x3 convs"
-    return f"{_pretty_module(top_module)} ({', '.join(sorted(parts))})"
+def _describe_parts(top_module, part_modules, all_modules):
+    """Name some of one top module's layers the way a reader of the paper would."""
+    def parts(modules):
+        return {module.split(".", 1)[1] for module in modules}
+    chosen, every = parts(part_modules), parts(all_modules)
+    by_block = {}
+    for part in every:
+        by_block.setdefault(part.split(".")[0], set()).add(part)
+    stage = _pretty_module(top_module)
+    if chosen == {p for p in every if ".downsample." in f".{p}."}:
+        return f"{stage} shortcut"
+    if chosen == {p for p in every if re.fullmatch(r"\d+\.(conv|bn)\d", p)}:
+        return f"{stage} 3x3 convs"
+    blocks = sorted(b for b, members in by_block.items() if members <= chosen)
+    if chosen == set().union(*(by_block[b] for b in blocks)):
+        return f"{stage} block{'s' if len(blocks) > 1 else ''} {', '.join(blocks)}"
+    return f"{stage} ({', '.join(sorted(chosen))})"
 
 
 def describe_load(origin, layer_modules, fresh_modules):
@@ -151,8 +160,8 @@ def describe_load(origin, layer_modules, fresh_modules):
         if len(fresh) == len(members):
             fresh_parts.append(_pretty_module(top))
         else:
-            loaded_parts.append(_describe_parts(top, [m for m in members if m not in fresh]))
-            fresh_parts.append(_describe_parts(top, fresh))
+            loaded_parts.append(_describe_parts(top, [m for m in members if m not in fresh], members))
+            fresh_parts.append(_describe_parts(top, fresh, members))
     loaded = " + ".join(loaded_parts) or "nothing"
     return f"{origin}, partial: {loaded}; {', '.join(fresh_parts)} random"
 
