@@ -1,0 +1,79 @@
+"""Throughput of `pipeline.score` beside the bare SavedModel on preprocessed tensors, same run.
+
+    python bench/bench_score.py                       # ResNet-18 at 224 px, 1 model, 96 images
+    python bench/bench_score.py --folds=5 --count=256 --images=path/to/images
+
+Both sides use the same SavedModel (random weights: speed does not depend on
+them) and batch size:
+- score: `pipeline.score.score` end to end (read and check each file with
+  image_io, JPEG decode + resize + crop in the graph, the models, CSV writing);
+- bare: the `predict_images` signature on tensors already decoded and cropped.
+The ratio score/bare is the share of the model's speed the batch job keeps;
+the rest is file reading and decoding. A measuring tool, not a test: numbers
+move with machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import tempfile
+import time
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+SAMPLE_IMAGES = REPO_ROOT / "sample_data" / "covid-chestxray-sample" / "images"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--folds", type=int, default=1, help="models averaged in the SavedModel")
+    parser.add_argument("--count", type=int, default=96, help="images scored (the folder's files, repeated)")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--images", default=str(SAMPLE_IMAGES))
+    args = parser.parse_args()
+
+    import numpy as np
+    import tensorflow as tf
+
+    from models import build_classifier
+    from pipeline import score
+    from serving import signature
+    from tfrecords import image_io, preprocessing
+
+    files = sorted(p for p in pathlib.Path(args.images).iterdir() if p.suffix.lower() in score.IMAGE_SUFFIXES)
+    entries = [(f"{i}_{p.name}", p) for i, p in zip(range(args.count), files * (args.count // len(files) + 1))]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        members = [build_classifier(args.arch, image_size=args.image_size)[0] for _ in range(args.folds)]
+        signature.write_saved_model(members, tmp / "saved_model")
+        del members
+
+        score.score(entries[: args.batch_size], tmp / "saved_model", tmp / "warmup.csv", args.batch_size,
+                    progress=False)  # traces and warms the graph
+        counts = score.score(entries, tmp / "saved_model", tmp / "scores.csv", args.batch_size, progress=False)
+
+        bare = tf.saved_model.load(str(tmp / "saved_model")).signatures[signature.IMAGES_SIGNATURE]
+        images = np.stack([preprocessing.preprocess(tf.constant(image_io.load_standard_image(p).encoded),
+                                                    args.image_size).numpy() for _, p in entries])
+        batches = [tf.constant(images[i:i + args.batch_size]) for i in range(0, len(images), args.batch_size)]
+        bare(images=batches[0])  # warm-up
+        started = time.perf_counter()
+        for batch in batches:
+            bare(images=batch)["probability_of_death"].numpy()
+        bare_ips = len(images) / (time.perf_counter() - started)
+
+    result = {"arch": args.arch, "image_size": args.image_size, "folds": args.folds, "images": len(entries),
+              "batch_size": args.batch_size, "score_images_per_s": counts["images_per_second"],
+              "bare_signature_images_per_s": round(bare_ips, 2),
+              "ratio_score_over_bare": round(counts["images_per_second"] / bare_ips, 3),
+              "errors": counts["errors"]}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Export: the cross-validated models as one SavedModel, pushed to TF Serving when blessed.
+
+TFX's Evaluator + Pusher in one stage:
+1. the fold models written by the train stage (every `model.keras` under its
+   folder, in name order: fold 0, 1, ...) are loaded and written as ONE
+   SavedModel averaging their probabilities (`serving/signature.py` says why
+   and what the signatures are); `members` picks one fold instead;
+2. the SavedModel is loaded back and checked against the Keras models on a
+   test image (within 1e-5), so a broken graph is never pushed;
+3. the model is "blessed" when every metric of the evaluation meets its
+   threshold (`bless_thresholds`, e.g. {"roc_auc": 0.7} against
+   `evaluation.json`'s `metrics.roc_auc.mean`); a missing or NaN metric does
+   not bless;
+4. only a blessed model is copied to `<serving_dir>/<model_name>/<version>/`,
+   TF Serving's layout, with version = largest existing + 1, atomically
+   (`serving/push.py`: a hidden temporary copy renamed into place, so TF
+   Serving never sees a half-written version and none is ever overwritten).
+
+The artifact holds `saved_model/` (always, blessed or not: `pipeline.score`
+can use it) and `export.json` (members with sha256, metrics, thresholds,
+blessed, reason, pushed version and path).
+
+Like every stage, export is cached: re-running with the same models, metrics
+and parameters reuses the artifact and pushes nothing new.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from components import base
+from serving import push as serving_push
+from serving import signature
+from tfrecords import preprocessing
+
+EXPORT_JSON = "export.json"
+SAVED_MODEL_DIR = "saved_model"
+EVALUATION_JSON = "evaluation.json"
+MODEL_FILE = "model.keras"
+MODEL_CARD = "assets.extra/model_card.json"  # travels with the pushed version; TF Serving ignores it
+DEFAULT_MODEL_NAME = "covid_cxr_mortality"
+VERIFY_TOLERANCE = 1e-5
+
+
+# ---------------------------------------------------------------- members
+def find_fold_models(train_dir: Path) -> list[Path]:
+    """The train stage's `fold_<k>/model.keras`, in fold order (else every `model.keras` below)."""
+    train_dir = Path(train_dir)
+    found = list(train_dir.glob(f"fold_*/{MODEL_FILE}")) or list(train_dir.rglob(MODEL_FILE))
+    found.sort(key=lambda p: _natural_key(p.relative_to(train_dir)))
+    if not found:
+        raise base.PipelineError(f"export: no {MODEL_FILE} under {train_dir}")
+    return found
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+def select_members(paths: Sequence[Path], members: str | int) -> list[Path]:
+    """'all' -> every fold model (the ensemble); an integer -> that one fold model."""
+    if members == "all":
+        return list(paths)
+    index = int(members)
+    if not 0 <= index < len(paths):
+        raise base.PipelineError(f"export: members={members} but the train stage has {len(paths)} models")
+    return [paths[index]]
+
+
+def load_models(paths: Sequence[Path]):
+    import keras
+
+    import models  # noqa: F401  (registers the custom layers load_model needs)
+    return [as_float32(keras.models.load_model(path, compile=False)) for path in paths]
+
+
+def as_float32(model):
+    """The same model computing in float32. Mixed-bfloat16 training keeps float32 weights, so
+    nothing is lost; the served graph then runs on any CPU and matches its own check exactly."""
+
+    def to_float32(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy":
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {key: to_float32(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [to_float32(value) for value in node]
+        return node
+
+    clone = model.__class__.from_config(to_float32(model.get_config()))
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+# ---------------------------------------------------------------- blessing
+def read_metrics(evaluation_dir: Path) -> dict[str, float]:
+    """`evaluation.json`'s metrics as {name: value}, taking `mean` where a metric has one."""
+    path = Path(evaluation_dir) / EVALUATION_JSON
+    if not path.is_file():
+        raise base.PipelineError(f"export: {path} does not exist")
+    metrics = json.loads(path.read_text()).get("metrics", {})
+    flat = {}
+    for name, value in metrics.items():
+        if isinstance(value, Mapping):
+            value = value.get("mean")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def bless(metrics: Mapping[str, float] | None, thresholds: Mapping[str, float]) -> tuple[bool, str]:
+    """(blessed, reason): every thresholded metric present, finite and >= its minimum."""
+    if not thresholds:
+        return True, "no thresholds set"
+    if metrics is None:
+        return False, "no evaluation to compare with the thresholds"
+    passed, failed = [], []
+    for name, minimum in sorted(thresholds.items()):
+        value = metrics.get(name)
+        if value is None or not math.isfinite(value):
+            failed.append(f"{name} is {'missing' if value is None else value} (needs >= {minimum:g})")
+        elif value < minimum:
+            failed.append(f"{name} {value:.4f} < {minimum:g}")
+        else:
+            passed.append(f"{name} {value:.4f} >= {minimum:g}")
+    if failed:
+        return False, "; ".join(failed)
+    return True, "; ".join(passed)
+
+
+# ---------------------------------------------------------------- export
+def probe_image_png(size: int) -> bytes:
+    """A deterministic X-ray-like 8-bit PNG, not square, to check the served graph against Keras."""
+    from PIL import Image
+    height, width = int(size * 1.5), int(size * 1.25)
+    y, x = np.mgrid[0:height, 0:width]
+    gray = 128 + 70 * np.sin(x / 9.0) * np.cos(y / 13.0) + 40 * (x / width - 0.5)
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def verify(saved_model_dir: Path, server: signature.EnsembleServer) -> float:
+    """Largest |served - Keras| probability on a test image; raises above VERIFY_TOLERANCE."""
+    import tensorflow as tf
+
+    encoded = probe_image_png(server.image_size)
+    loaded = tf.saved_model.load(str(saved_model_dir))
+    served = loaded.signatures[signature.DEFAULT_SIGNATURE](**{signature.INPUT_NAME: tf.constant([encoded])})
+    expected = server.probabilities(preprocessing.preprocess(tf.constant(encoded), server.image_size)[None])
+    if served[signature.ERROR].numpy()[0]:
+        raise base.PipelineError(f"export: the served graph rejected its test image: "
+                                 f"{served[signature.ERROR].numpy()[0].decode()}")
+    gap = float(np.max(np.abs(served[signature.PROBABILITY].numpy() - expected.numpy())))
+    if not gap <= VERIFY_TOLERANCE:
+        raise base.PipelineError(f"export: the SavedModel differs from the Keras models by {gap:g} "
+                                 f"(tolerance {VERIFY_TOLERANCE:g}); nothing pushed")
+    return gap
+
+
+def export_saved_model(model_paths: Sequence[Path], saved_model_dir: Path, threshold: float = 0.5) -> dict:
+    """Load the Keras models, write the SavedModel, check it; returns facts for the record."""
+    loaded = load_models(model_paths)
+    server = signature.write_saved_model(loaded, saved_model_dir, threshold=threshold)
+    gap = verify(saved_model_dir, server)
+    return {"image_size": server.image_size, "threshold": server.threshold, "verify_max_abs_diff": gap}
+
+
+# ---------------------------------------------------------------- component
+def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
+    all_models = find_fold_models(inputs["model"].path)
+    members = select_members(all_models, params.get("members", "all"))
+    if "evaluation" in inputs:
+        metrics, metrics_source = read_metrics(inputs["evaluation"].path), str(inputs["evaluation"].path)
+    else:
+        metrics, metrics_source = params.get("metrics"), "parameters"
+    thresholds = dict(params.get("bless_thresholds") or {})
+    blessed, reason = bless(metrics, thresholds)
+
+    saved_model_dir = out_dir / SAVED_MODEL_DIR
+    facts = export_saved_model(members, saved_model_dir, params.get("threshold", 0.5))
+    record = {
+        "members": [{"path": str(p), "sha256": base.sha256_file(p)} for p in members],
+        "ensemble": "mean of member probabilities" if len(members) > 1 else "single model",
+        **facts,
+        "signatures": {
+            signature.DEFAULT_SIGNATURE: {"inputs": {signature.INPUT_NAME: "string [None]"},
+                                          "outputs": {signature.PROBABILITY: "float32 [None]",
+                                                      signature.CLASS: "int64 [None]",
+                                                      signature.ERROR: "string [None]"}},
+            signature.IMAGES_SIGNATURE: {"inputs": {signature.IMAGES_INPUT_NAME: "float32 [None, S, S, 3]"},
+                                         "outputs": {signature.PROBABILITY: "float32 [None]",
+                                                     signature.CLASS: "int64 [None]"}},
+        },
+        "metrics": metrics, "metrics_source": metrics_source, "bless_thresholds": thresholds,
+        "blessed": blessed, "reason": reason, "pushed_version": None, "pushed_to": None,
+    }
+    card = saved_model_dir / MODEL_CARD
+    card.parent.mkdir(parents=True, exist_ok=True)
+    card.write_text(json.dumps({k: record[k] for k in ("members", "ensemble", "image_size", "threshold",
+                                                       "metrics", "bless_thresholds", "reason")},
+                               indent=2, default=str) + "\n")
+
+    serving_dir = params.get("serving_dir")
+    if blessed and serving_dir:
+        model_name = params.get("model_name", DEFAULT_MODEL_NAME)
+        version, path = serving_push.push(saved_model_dir, Path(serving_dir), model_name)
+        record.update(pushed_version=version, pushed_to=str(path))
+    elif blessed:
+        record["reason"] += "; no serving_dir set: nothing pushed"
+    base.write_json_atomic(out_dir / EXPORT_JSON, record)
+    return {"members": len(members), "blessed": blessed, "pushed_version": record["pushed_version"],
+            "image_size": facts["image_size"]}
+
+
+def read_export(artifact: base.Artifact) -> dict:
+    return json.loads((artifact.path / EXPORT_JSON).read_text())
+
+
+def _summary(artifact: base.Artifact) -> str:
+    record = read_export(artifact)
+    what = f"{len(record['members'])} model(s), {record['ensemble']}"
+    if record["pushed_to"]:
+        return f"{what}; blessed ({record['reason']}): pushed version {record['pushed_version']} to {record['pushed_to']}"
+    if record["blessed"]:
+        return f"{what}; blessed ({record['reason']})"
+    return f"{what}; NOT blessed ({record['reason']}): nothing pushed"
+
+
+SPEC = base.ComponentSpec(name="export", run=run, summary=_summary,
+                          code=(sys.modules[__name__], signature, serving_push, preprocessing))

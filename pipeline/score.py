@@ -1,0 +1,233 @@
+"""`python -m pipeline.score`: score a folder, glob or CSV of chest X-rays with an exported model.
+
+    python -m pipeline.score --model=serving/covid_cxr_mortality --images=path/to/folder --output=scores.csv
+    python -m pipeline.score --model=runs --csv=metadata.csv --images_dir=images --output=scores.csv
+
+`--model` is a SavedModel folder, a TF Serving model folder
+(`<serving_dir>/<model_name>`: its largest version is used), a pipeline output
+folder (`runs/`: the export stage of the last run) or an export artifact.
+
+Every file is first read with `tfrecords.image_io.load_standard_image`, the
+loader ingest used: CMYK, 16-bit, palette and RGBA images become the 8-bit RGB
+training saw, and unreadable files get a named reason (`not_an_image: ...`,
+`truncated_or_corrupt: ...`). The rest go in batches through the SavedModel's
+`serving_default` signature (so the decode and preprocessing are the served
+ones). The output CSV has one row per input file (per CSV row with --csv):
+`filename, probability_of_death, class, error`; it is written to a temporary
+file and renamed, so it is never half written. Exit status 0 when it scored
+what it could, 2 with a one-line error for bad flags.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import glob
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from absl import app, flags
+
+from serving import push
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "SavedModel folder, TF Serving model folder (latest version), pipeline "
+                    "output folder, or export artifact.")
+flags.DEFINE_string("images", None, "A folder (its image files: .jpg .jpeg .png ...) or a glob pattern.")
+flags.DEFINE_string("csv", None, "A metadata-style CSV with a filename column (instead of --images).")
+flags.DEFINE_string("filename_column", "filename", "The CSV column naming each image file.")
+flags.DEFINE_string("images_dir", None, "Where the CSV's files are (default: an images/ folder beside the CSV).")
+flags.DEFINE_string("output", "scores.csv", "The CSV to write.")
+# Not --batch_size: pipeline.run defines that one, and absl refuses a flag defined twice in one process.
+flags.DEFINE_integer("images_per_batch", 32, "Images per call of the model.", lower_bound=1)
+flags.DEFINE_integer("workers", 4, "Threads reading and checking image files.", lower_bound=1)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+COLUMNS = ("filename", "probability_of_death", "class", "error")
+SAVED_MODEL_PB = "saved_model.pb"
+SIGNATURE = "serving_default"
+
+
+class ScoreError(Exception):
+    """Bad flags or inputs; printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------- model
+def resolve_model(path: str | Path) -> Path:
+    """The SavedModel folder that `path` names (see the module docstring)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ScoreError(f"--model {path} is not a folder")
+    if (path / SAVED_MODEL_PB).is_file():
+        return path
+    latest = push.latest_version(path)
+    if latest is not None:
+        return latest
+    if (path / "export.json").is_file() and (path / "saved_model" / SAVED_MODEL_PB).is_file():
+        return path / "saved_model"
+    run_record = path / "latest_run.json"
+    if run_record.is_file():
+        export_dir = json.loads(run_record.read_text()).get("artifacts", {}).get("export")
+        if not export_dir:
+            raise ScoreError(f"--model {path}: its last run did not reach the export stage")
+        return resolve_model(export_dir)
+    raise ScoreError(f"--model {path} holds no SavedModel ({SAVED_MODEL_PB}), no numbered versions, "
+                     f"no export artifact and no latest_run.json")
+
+
+# ---------------------------------------------------------------- inputs
+def list_images(images: str) -> list[tuple[str, Path]]:
+    """(name for the output, path) of every image in a folder, or of every file a glob matches."""
+    folder = Path(images)
+    if folder.is_dir():
+        files = sorted(p for p in folder.iterdir()
+                       if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        return [(p.name, p) for p in files]
+    matches = sorted(Path(m) for m in glob.glob(images, recursive=True))
+    return [(str(p), p) for p in matches if not p.is_dir()]
+
+
+def list_csv(csv_path: Path, images_dir: Path | None, column: str) -> list[tuple[str, Path | Exception]]:
+    """(filename, path or the reason it cannot be used) for every row of a metadata-style CSV."""
+    from tfrecords import image_io
+    if not csv_path.is_file():
+        raise ScoreError(f"--csv {csv_path} does not exist")
+    images_dir = images_dir or csv_path.parent / "images"
+    if not images_dir.is_dir():
+        raise ScoreError(f"--images_dir {images_dir} is not a folder")
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if column not in (reader.fieldnames or []):
+                raise ScoreError(f"--csv {csv_path} has no {column!r} column (columns: {reader.fieldnames})")
+            names = [row[column] or "" for row in reader]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ScoreError(f"--csv {csv_path}: {error}") from None
+    entries: list[tuple[str, Path | Exception]] = []
+    for name in names:
+        try:
+            entries.append((name, image_io.resolve_inside(images_dir, name)))
+        except image_io.ImageRejected as error:
+            entries.append((name, error))
+    return entries
+
+
+def _read(entry: tuple[str, Path | Exception]) -> tuple[str, bytes | None, str]:
+    """(name, standard encoded bytes or None, error)."""
+    from tfrecords import image_io
+    name, path = entry
+    if isinstance(path, Exception):
+        return name, None, str(path)
+    try:
+        return name, image_io.load_standard_image(path).encoded, ""
+    except image_io.ImageRejected as error:
+        return name, None, str(error)
+    except OSError as error:
+        return name, None, f"unreadable: {error}"
+
+
+# ---------------------------------------------------------------- scoring
+def load_signature(saved_model_dir: Path) -> Callable:
+    import tensorflow as tf
+    loaded = tf.saved_model.load(str(saved_model_dir))
+    if SIGNATURE not in loaded.signatures:
+        raise ScoreError(f"{saved_model_dir} has no {SIGNATURE!r} signature")
+    function = loaded.signatures[SIGNATURE]
+    function._loaded = loaded  # keep the variables alive as long as the function
+    return function
+
+
+def _batches(entries, batch_size: int, workers: int) -> Iterator[list[tuple[str, bytes | None, str]]]:
+    """Read batch i+1 in threads while batch i is scored."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = None
+        for start in range(0, len(entries) + batch_size, batch_size):
+            chunk = entries[start:start + batch_size]
+            submitted = [pool.submit(_read, e) for e in chunk] if chunk else None
+            if pending is not None:
+                yield [f.result() for f in pending]
+            pending = submitted
+            if pending is None:
+                break
+
+
+def score(entries: Sequence[tuple[str, Path | Exception]], saved_model_dir: Path, output: Path,
+          batch_size: int = 32, workers: int = 4, progress: bool = True) -> dict:
+    """Score every entry, write `output` atomically; return counts and throughput."""
+    import numpy as np
+    import tensorflow as tf
+    import tqdm
+
+    function = load_signature(saved_model_dir)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".tmp-{output.name}.{os.getpid()}")
+    counts = {"images": len(entries), "scored": 0, "errors": 0}
+    started = time.perf_counter()
+    try:
+        with open(tmp, "w", newline="") as handle, \
+                tqdm.tqdm(total=len(entries), unit="img", desc="scoring", disable=not progress) as bar:
+            writer = csv.writer(handle)
+            writer.writerow(COLUMNS)
+            for batch in _batches(list(entries), batch_size, workers):
+                readable = [i for i, (_, data, _) in enumerate(batch) if data is not None]
+                results = {}
+                if readable:
+                    out = function(image_bytes=tf.constant([batch[i][1] for i in readable]))
+                    probability = out["probability_of_death"].numpy()
+                    classes, errors = out["class"].numpy(), out["error"].numpy()
+                    for j, i in enumerate(readable):
+                        results[i] = (probability[j], classes[j], errors[j].decode())
+                for i, (name, _, error) in enumerate(batch):
+                    p, c, served_error = results.get(i, (np.nan, -1, error))
+                    if served_error or not np.isfinite(p):
+                        counts["errors"] += 1
+                        writer.writerow((name, "", "", served_error or "no probability"))
+                    else:
+                        counts["scored"] += 1
+                        writer.writerow((name, repr(float(p)), int(c), ""))
+                bar.update(len(batch))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    seconds = time.perf_counter() - started
+    counts.update(seconds=round(seconds, 3), images_per_second=round(len(entries) / seconds, 2) if seconds else 0.0)
+    return counts
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {' '.join(argv[1:])}", file=sys.stderr)
+        return 2
+    try:
+        if not FLAGS.model:
+            raise ScoreError("--model is required")
+        if bool(FLAGS.images) == bool(FLAGS.csv):
+            raise ScoreError("give exactly one of --images and --csv")
+        saved_model_dir = resolve_model(FLAGS.model)
+        if FLAGS.csv:
+            images_dir = Path(FLAGS.images_dir) if FLAGS.images_dir else None
+            entries = list_csv(Path(FLAGS.csv), images_dir, FLAGS.filename_column)
+        else:
+            entries = list_images(FLAGS.images)
+        if not entries:
+            raise ScoreError(f"no images matched {FLAGS.images or FLAGS.csv}")
+        counts = score(entries, saved_model_dir, Path(FLAGS.output), FLAGS.images_per_batch, FLAGS.workers)
+    except ScoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{counts['scored']} of {counts['images']} images scored, {counts['errors']} with errors "
+          f"(named in the error column), in {counts['seconds']:.1f}s: {counts['images_per_second']:.1f} images/s "
+          f"-> {FLAGS.output} (model {saved_model_dir})")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

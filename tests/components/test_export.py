@@ -1,0 +1,224 @@
+"""Export: blessing, TF Serving's version folders, atomic pushes, the averaged fold models."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import base, export
+from pipeline import configs
+from serving import push, signature
+from tests.serving import helpers
+
+THRESHOLDS = {"roc_auc": 0.7}
+
+
+@pytest.fixture(scope="module")
+def train_artifact(tmp_path_factory):
+    """A train stage's output: fold_0..fold_2/model.keras."""
+    folder = tmp_path_factory.mktemp("train")
+    helpers.write_folds(folder, k=3)
+    return helpers.fake_artifact(folder, "train")
+
+
+def _params(serving_dir, roc_auc, **overrides):
+    params = {"serving_dir": str(serving_dir), "model_name": "covid", "bless_thresholds": THRESHOLDS,
+              "threshold": 0.5, "members": "all", "metrics": {"roc_auc": roc_auc}}
+    params.update(overrides)
+    return params
+
+
+def test_blessing_compares_every_threshold():
+    assert export.bless({"roc_auc": 0.81}, THRESHOLDS) == (True, "roc_auc 0.8100 >= 0.7")
+    assert export.bless({"roc_auc": 0.69}, THRESHOLDS) == (False, "roc_auc 0.6900 < 0.7")
+    assert not export.bless({"roc_auc": float("nan")}, THRESHOLDS)[0]
+    assert export.bless({}, THRESHOLDS) == (False, "roc_auc is missing (needs >= 0.7)")
+    assert export.bless(None, THRESHOLDS)[0] is False
+    assert export.bless({"roc_auc": 0.9, "accuracy": 0.5}, {"roc_auc": 0.7, "accuracy": 0.6})[0] is False
+
+
+def test_metrics_are_read_from_the_evaluation(tmp_path):
+    (tmp_path / "evaluation.json").write_text(json.dumps(
+        {"metrics": {"roc_auc": {"mean": 0.75, "std": 0.1}, "accuracy": 0.8, "note": "x"}}))
+    assert export.read_metrics(tmp_path) == {"roc_auc": 0.75, "accuracy": 0.8}
+
+
+def test_below_threshold_nothing_is_pushed(tmp_path, train_artifact):
+    serving_dir = tmp_path / "serving"
+    artifact, _ = base.execute(export.SPEC, {"model": train_artifact}, _params(serving_dir, 0.55), tmp_path / "runs")
+    record = export.read_export(artifact)
+    assert record["blessed"] is False and record["reason"] == "roc_auc 0.5500 < 0.7"
+    assert record["pushed_version"] is None and not (serving_dir / "covid").exists()
+    assert (artifact.path / "saved_model" / "saved_model.pb").is_file()  # still there to inspect or score
+    assert "NOT blessed (roc_auc 0.5500 < 0.7): nothing pushed" in export.SPEC.summary(artifact)
+
+
+def test_blessed_models_are_pushed_as_growing_versions(tmp_path, train_artifact):
+    serving_dir = tmp_path / "serving"
+    first, _ = base.execute(export.SPEC, {"model": train_artifact}, _params(serving_dir, 0.8), tmp_path / "runs")
+    again, cached = base.execute(export.SPEC, {"model": train_artifact}, _params(serving_dir, 0.8), tmp_path / "runs")
+    assert cached and push.existing_versions(serving_dir / "covid") == [1]  # a cached export pushes nothing new
+    version_one = (serving_dir / "covid" / "1" / "saved_model.pb").read_bytes()
+    second, _ = base.execute(export.SPEC, {"model": train_artifact}, _params(serving_dir, 0.9), tmp_path / "runs")
+    assert export.read_export(first)["pushed_version"] == 1 and export.read_export(second)["pushed_version"] == 2
+    assert push.existing_versions(serving_dir / "covid") == [1, 2]
+    assert (serving_dir / "covid" / "1" / "saved_model.pb").read_bytes() == version_one  # never overwritten
+    record = export.read_export(second)
+    assert record["ensemble"] == "mean of member probabilities" and len(record["members"]) == 3
+    assert record["verify_max_abs_diff"] <= 1e-5 and record["image_size"] == 64
+    card = json.loads((serving_dir / "covid" / "2" / export.MODEL_CARD).read_text())
+    assert card["metrics"] == {"roc_auc": 0.9}
+
+
+def test_the_pushed_model_is_the_mean_of_the_fold_models(tmp_path, train_artifact):
+    import keras
+
+    import models  # noqa: F401
+    artifact, _ = base.execute(export.SPEC, {"model": train_artifact}, _params(tmp_path / "s", 0.8), tmp_path / "r")
+    loaded = tf.saved_model.load(str(tmp_path / "s" / "covid" / "1"))
+    folds = [keras.models.load_model(p) for p in export.find_fold_models(train_artifact.path)]
+    image = helpers.sample_jpegs(1)[0]
+    served = loaded.signatures["serving_default"](image_bytes=tf.constant([image]))["probability_of_death"]
+    assert float(served[0]) == pytest.approx(helpers.keras_probabilities(folds, image), abs=1e-5)
+    single, _ = base.execute(export.SPEC, {"model": train_artifact}, _params(tmp_path / "s", 0.8, members=2),
+                             tmp_path / "r")
+    record = export.read_export(single)
+    assert record["ensemble"] == "single model" and record["members"][0]["path"].endswith("fold_2/model.keras")
+    one = tf.saved_model.load(str(tmp_path / "s" / "covid" / "2")).signatures["serving_default"]
+    assert float(one(image_bytes=tf.constant([image]))["probability_of_death"][0]) == pytest.approx(
+        helpers.keras_probabilities(folds[2:], image), abs=1e-5)
+
+
+def test_the_evaluation_artifact_blesses_when_given(tmp_path, train_artifact):
+    evaluation = tmp_path / "evaluation"
+    evaluation.mkdir()
+    (evaluation / "evaluation.json").write_text(json.dumps({"metrics": {"roc_auc": {"mean": 0.95}}}))
+    params = _params(tmp_path / "s", 0.1)  # the evaluation wins over the parameter
+    artifact, _ = base.execute(export.SPEC, {"model": train_artifact,
+                                             "evaluation": helpers.fake_artifact(evaluation, "eval")},
+                               params, tmp_path / "r")
+    record = export.read_export(artifact)
+    assert record["blessed"] and record["metrics"] == {"roc_auc": 0.95} and record["pushed_version"] == 1
+
+
+def test_next_version_is_the_largest_plus_one(tmp_path):
+    saved = tmp_path / "sm"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"x")
+    root = tmp_path / "serving" / "m"
+    for name in ("1", "5", "notes", ".hidden"):
+        (root / name).mkdir(parents=True)
+    (root / "7.txt").write_text("a file, not a version")
+    version, path = push.push(saved, tmp_path / "serving", "m")
+    assert version == 6 and path == root / "6" and (path / "saved_model.pb").read_bytes() == b"x"
+    with pytest.raises(base.PipelineError, match="plain folder name"):
+        push.push(saved, tmp_path / "serving", "../escape")
+
+
+def test_a_failed_push_leaves_no_version(tmp_path, monkeypatch):
+    saved = tmp_path / "sm"
+    (saved / "variables").mkdir(parents=True)
+    (saved / "saved_model.pb").write_bytes(b"x" * 100)
+    (saved / "variables" / "variables.data-00000-of-00001").write_bytes(b"y" * 100)
+
+    def copy_half_then_fail(src, dst, **kwargs):
+        os.makedirs(dst)
+        shutil.copy(os.path.join(src, "saved_model.pb"), dst)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(push.shutil, "copytree", copy_half_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        push.push(saved, tmp_path / "serving", "m")
+    assert list((tmp_path / "serving" / "m").iterdir()) == []
+
+
+def test_a_killed_push_leaves_no_version_and_the_next_one_cleans_up(tmp_path):
+    """SIGKILL in the middle of copying: no numbered folder appears; the next push removes the leftover."""
+    saved = tmp_path / "sm"
+    saved.mkdir()
+    for i in range(20):
+        (saved / f"part{i:02d}").write_bytes(os.urandom(1000))
+    (saved / "saved_model.pb").write_bytes(b"x")
+    marker = tmp_path / "copying"
+    script = textwrap.dedent(f"""
+        import pathlib, shutil, sys, time
+        sys.modules["tensorflow"] = None  # pushing is file work: importing TensorFlow would fail here
+        sys.path.insert(0, {str(configs.REPO_ROOT)!r})
+        from serving import push
+        real_copytree = shutil.copytree
+        def slow_copy(src, dst, **kwargs):
+            pathlib.Path({str(marker)!r}).touch()
+            time.sleep(0.2)
+            return shutil.copy2(src, dst, **kwargs)
+        shutil.copytree = lambda src, dst, **kwargs: real_copytree(src, dst, copy_function=slow_copy)
+        push.push(pathlib.Path({str(saved)!r}), pathlib.Path({str(tmp_path / "serving")!r}), "m")
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 30
+    while not marker.exists() and time.time() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), "the child never started copying"
+    time.sleep(0.5)
+    assert child.poll() is None, "the child finished before it could be killed"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    root = tmp_path / "serving" / "m"
+    leftovers = list(root.iterdir())
+    assert push.existing_versions(root) == [] and len(leftovers) == 1 and leftovers[0].name.startswith(".tmp-push-")
+    version, _ = push.push(saved, tmp_path / "serving", "m")
+    assert version == 1 and sorted(p.name for p in root.iterdir()) == ["1"]
+
+
+def test_no_model_files_is_a_pipeline_error(tmp_path):
+    with pytest.raises(base.PipelineError, match="no model.keras"):
+        export.find_fold_models(tmp_path)
+
+
+def test_fold_models_are_found_in_numeric_order(tmp_path):
+    for fold in (10, 2, 1):
+        (tmp_path / f"fold_{fold}").mkdir()
+        (tmp_path / f"fold_{fold}" / "model.keras").write_bytes(b"")
+    assert [p.parent.name for p in export.find_fold_models(tmp_path)] == ["fold_1", "fold_2", "fold_10"]
+
+
+def test_the_served_class_uses_the_export_threshold(tmp_path, train_artifact):
+    artifact, _ = base.execute(export.SPEC, {"model": train_artifact},
+                               _params(tmp_path / "s", 0.8, threshold=0.01), tmp_path / "r")
+    loaded = tf.saved_model.load(str(artifact.path / "saved_model"))
+    out = loaded.signatures[signature.DEFAULT_SIGNATURE](image_bytes=tf.constant(helpers.sample_jpegs(2)))
+    assert np.all(out["class"].numpy() == (out["probability_of_death"].numpy() > 0.01))
+    assert export.read_export(artifact)["threshold"] == 0.01
+
+
+def test_models_trained_in_mixed_bfloat16_are_served_in_float32(tmp_path):
+    import keras
+
+    import models
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model, _ = models.build_classifier("resnet18", image_size=32)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    path = tmp_path / "model.keras"
+    model.save(path)
+    (served,) = export.load_models([path])
+
+    def policies(m):
+        for layer in m.layers:
+            yield layer.dtype_policy.name
+            if isinstance(layer, keras.Model):
+                yield from policies(layer)
+
+    assert set(policies(model)) == {"mixed_bfloat16", "float32"}
+    assert set(policies(served)) == {"float32"}
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(served(images).numpy(), model(images).numpy(), atol=0.05)

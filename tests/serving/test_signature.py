@@ -1,0 +1,148 @@
+"""The exported graph: its signatures as TF Serving lists them, REST requests, bad items in a batch."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from serving import rest, signature
+from tests.serving import helpers
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Three tiny fold models and their averaged SavedModel."""
+    keras_models = [helpers.tiny_classifier(seed) for seed in range(3)]
+    path = tmp_path_factory.mktemp("export") / "saved_model"
+    signature.write_saved_model(keras_models, path)
+    loaded = tf.saved_model.load(str(path))
+    return keras_models, path, loaded
+
+
+def _serve(loaded, body):
+    """What TF Serving does with a REST body: decode the JSON, run the signature, encode the answer."""
+    function = loaded.signatures[signature.DEFAULT_SIGNATURE]
+    inputs, request_format = rest.decode_predict_request(body, {signature.INPUT_NAME: "string"})
+    outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
+    return json.loads(rest.encode_predict_response({k: v.numpy() for k, v in outputs.items()}, request_format))
+
+
+def test_saved_model_cli_lists_the_serving_signature(exported):
+    _, path, _ = exported
+    shown = subprocess.run(["saved_model_cli", "show", "--dir", str(path), "--all"],
+                           capture_output=True, text=True, check=True).stdout
+    default = shown.split("signature_def['serving_default']:")[1].split("signature_def[")[0]
+    assert "inputs['image_bytes'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in default
+    assert "outputs['probability_of_death'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1)" in default
+    assert "outputs['class'] tensor_info:\n        dtype: DT_INT64\n        shape: (-1)" in default
+    assert "outputs['error'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in default
+    assert "Method name is: tensorflow/serving/predict" in default
+    images = shown.split("signature_def['predict_images']:")[1].split("signature_def[")[0]
+    assert "inputs['images'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 64, 64, 3)" in images
+
+
+def test_a_rest_request_gives_the_keras_ensemble_probability(exported):
+    keras_models, _, loaded = exported
+    jpegs = helpers.sample_jpegs(2)
+    gray_png = helpers.png_bytes(np.asarray(tf.io.decode_jpeg(jpegs[0], channels=1))[..., 0])
+    images = jpegs + [gray_png]
+    for body in (rest.predict_body(images),  # {"instances": [{"b64": ...}, ...]}, what curl -d @body.json sends
+                 rest.predict_body(images, input_name=signature.INPUT_NAME)):
+        predictions = _serve(loaded, body)["predictions"]
+        assert len(predictions) == len(images)
+        for image, prediction in zip(images, predictions):
+            expected = helpers.keras_probabilities(keras_models, image)
+            assert prediction["error"] == ""
+            assert prediction["probability_of_death"] == pytest.approx(expected, abs=1e-5)
+            assert prediction["class"] == int(expected > 0.5)
+
+
+def test_bad_items_are_flagged_one_by_one_and_the_rest_scored(exported):
+    keras_models, _, loaded = exported
+    good = helpers.sample_jpegs(1)[0]
+    tiny = helpers.png_bytes(np.zeros((8, 8), np.uint8))
+    batch = {
+        "good": good,
+        "text": b"this is not an image",
+        "empty": b"",
+        "truncated_jpeg": good[: len(good) // 3],
+        "header_only_jpeg": good[:4],
+        "truncated_png": helpers.png_bytes(np.full((40, 40), 7, np.uint8))[:30],
+        "sixteen_bit_png": helpers.sixteen_bit_png(),
+        "too_small": tiny,
+        "good_again": good,
+    }
+    predictions = _serve(loaded, rest.predict_body(list(batch.values())))["predictions"]
+    by_name = dict(zip(batch, predictions))
+    expected = helpers.keras_probabilities(keras_models, good)
+    for name in ("good", "good_again"):
+        assert by_name[name]["error"] == ""
+        assert by_name[name]["probability_of_death"] == pytest.approx(expected, abs=1e-5)
+    reasons = {
+        "text": "not a JPEG or PNG", "empty": "not a JPEG or PNG", "truncated_jpeg": "corrupt or truncated",
+        "header_only_jpeg": "corrupt or truncated", "truncated_png": "corrupt or truncated",
+        "sixteen_bit_png": "16-bit PNG", "too_small": "image size out of range",
+    }
+    for name, reason in reasons.items():
+        assert by_name[name]["error"].startswith(reason), (name, by_name[name])
+        assert np.isnan(by_name[name]["probability_of_death"]) and by_name[name]["class"] == -1
+
+
+def test_a_batch_with_no_good_image_answers_instead_of_failing(exported):
+    _, _, loaded = exported
+    predictions = _serve(loaded, rest.predict_body([b"nope", b""]))["predictions"]
+    assert [p["class"] for p in predictions] == [-1, -1]
+    assert all(p["error"] for p in predictions)
+
+
+def test_the_json_answer_is_what_tf_serving_writes(exported):
+    _, _, loaded = exported
+    body = _serve(loaded, rest.predict_body([helpers.sample_jpegs(1)[0], b"x"]))
+    function = loaded.signatures[signature.DEFAULT_SIGNATURE]
+    raw = rest.encode_predict_response({k: v.numpy() for k, v in function(
+        image_bytes=tf.constant([helpers.sample_jpegs(1)[0], b"x"])).items()})
+    assert '"probability_of_death": NaN' in raw and set(body) == {"predictions"}
+    assert sorted(body["predictions"][0]) == ["class", "error", "probability_of_death"]
+
+
+def test_predict_images_matches_serving_default_on_preprocessed_tensors(exported):
+    from tfrecords import preprocessing
+    _, _, loaded = exported
+    jpegs = helpers.sample_jpegs(3)
+    images = tf.stack([preprocessing.preprocess(tf.constant(j), helpers.IMAGE_SIZE) for j in jpegs])
+    from_images = loaded.signatures[signature.IMAGES_SIGNATURE](images=images)["probability_of_death"]
+    from_bytes = loaded.signatures[signature.DEFAULT_SIGNATURE](image_bytes=tf.constant(jpegs))["probability_of_death"]
+    np.testing.assert_allclose(from_images.numpy(), from_bytes.numpy(), atol=1e-6)
+
+
+def test_the_class_threshold_is_set_at_export():
+    models = [helpers.tiny_classifier(0)]
+    jpegs = helpers.sample_jpegs(4)
+    probability = signature.EnsembleServer(models).predict_bytes(tf.constant(jpegs))["probability_of_death"].numpy()
+    middle = float(np.sort(probability)[1])  # two of four at or below, two above
+    classes = signature.EnsembleServer(models, threshold=middle).predict_bytes(tf.constant(jpegs))["class"].numpy()
+    assert list(classes) == [int(p > middle) for p in probability] and classes.sum() == 2
+    with pytest.raises(ValueError, match="threshold"):
+        signature.EnsembleServer(models, threshold=1.5)
+
+
+def test_models_must_honour_the_contract():
+    import keras
+    two_outputs = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="one logit"):
+        signature.EnsembleServer([two_outputs])
+    with pytest.raises(ValueError, match="different image sizes"):
+        signature.EnsembleServer([helpers.tiny_classifier(0, 64), helpers.tiny_classifier(1, 32)])
+
+
+def test_a_real_resnet18_exports_and_matches_keras(tmp_path):
+    from models import build_classifier
+    model, _ = build_classifier("resnet18", image_size=64)
+    path = tmp_path / "resnet18"
+    signature.write_saved_model([model], path)
+    loaded = tf.saved_model.load(str(path))
+    image = helpers.sample_jpegs(1)[0]
+    prediction = _serve(loaded, rest.predict_body([image]))["predictions"][0]
+    assert prediction["probability_of_death"] == pytest.approx(helpers.keras_probabilities([model], image), abs=1e-5)
