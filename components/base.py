@@ -8,6 +8,9 @@ folder name derives from all of these, so the same inputs and parameters find
 the existing folder (cached) and any change makes a new one, which also
 changes the fingerprint every later stage sees.
 
+A resumable component (`uses_work_dir`) also gets `<name>/work/`, a folder
+that outlives any one run, for its own finer-grained cache and checkpoints.
+
 A component writes into a temporary folder that is renamed into place only
 once `artifact.json` is in it: a run killed at any moment leaves no folder
 that looks finished, and the next run simply redoes that stage.
@@ -28,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 RECORD_NAME = "artifact.json"
 _TMP_PREFIX = ".tmp-"
+WORK_DIR_NAME = "work"
 
 
 class PipelineError(Exception):
@@ -65,6 +69,9 @@ class ComponentSpec:
     run: Callable[[Mapping[str, Artifact], Mapping[str, Any], Path], Mapping[str, Any]]
     code: Sequence[ModuleType]
     summary: Callable[[Artifact], str] | None = None  # one line for the runner to print
+    # Long, resumable components (training) also get a persistent work folder shared by all
+    # their cache keys, `<output_root>/<name>/work`, called as run(inputs, params, out_dir, work_dir).
+    uses_work_dir: bool = False
 
     def code_version(self) -> str:
         digest = hashlib.sha256()
@@ -154,7 +161,10 @@ def execute(
     tmp.mkdir()
     started = time.time()
     try:
-        counts = spec.run(inputs, params, tmp)
+        if spec.uses_work_dir:
+            counts = spec.run(inputs, params, tmp, component_root / WORK_DIR_NAME)
+        else:
+            counts = spec.run(inputs, params, tmp)
         record = {
             "component": spec.name,
             "code_version": spec.code_version(),

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from components import base, evaluate, impute, ingest
+from components import base, evaluate, export, impute, ingest
 from components.evaluate_metrics import FOLD_METRICS, RATES
 from pipeline import configs
 
@@ -162,6 +162,11 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     provenance = {**params["provenance"],
                   "stage seconds": ", ".join(f"{k} {v:.0f}" for k, v in timings.items() if v is not None),
                   "weights": evaluation.get("weights") or "none"}
+    if "export" in inputs:
+        decision = export.read_export(inputs["export"])
+        provenance["export"] = (f"pushed version {decision['pushed_version']} to {decision['pushed_to']}"
+                                if decision["pushed_to"] else
+                                f"{'blessed' if decision['blessed'] else 'not blessed'}: {decision['reason']}")
     context = {
         "ingest_report": json.loads((inputs["ingest"].path / ingest.REPORT_NAME).read_text()),
         "impute_report": json.loads((inputs["impute"].path / impute.REPORT_NAME).read_text()),

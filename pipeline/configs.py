@@ -10,11 +10,7 @@ SAMPLE_DATA_DIR = REPO_ROOT / "sample_data" / "covid-chestxray-sample"
 DEFAULT_OUTPUT_DIR = REPO_ROOT / "runs"
 
 # Stages in pipeline order; `--stop_after` takes one of these names.
-STAGES = ("ingest", "impute", "tfrecords", "train", "evaluate", "export")
-# The stages this version implements; the others belong to later issues.
-IMPLEMENTED_STAGES = ("ingest", "impute", "tfrecords")
-PENDING_STAGES_ISSUE = {"train": "#4 (Training)", "evaluate": "#5 (Evaluate, report, export)",
-                        "export": "#5 (Evaluate, report, export)"}
+STAGES = ("ingest", "impute", "tfrecords", "train", "evaluate", "export", "report")
 
 # The study's six variants: which labels (observed only / observed + imputed)
 # and which rebalancing (none / class weights / rejection resampling).
@@ -48,6 +44,59 @@ class TFRecordConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The study's schedule and its settings (components/train/fold.py documents each)."""
+
+    arch: str = "resnet18"
+    image_size: int = 224
+    weights: str | None = None          # a torchvision checkpoint; None trains from scratch
+    weights_mode: str = "auto"
+    split: str = "patient"              # 'patient' (default) or 'image' (the study's protocol)
+    folds: int = 5
+    seed: int = 0
+    epochs_frozen: int = 5
+    epochs_unfrozen: int = 30
+    batch_size: int = 64                # global batch, whatever the number of replicas
+    lr_finder_steps: int = 30           # fastai runs 100; see bench/bench_train.py
+    lr_finder_start: float = 1e-7
+    lr_finder_end: float = 10.0
+    lr_mult: float = 100.0              # discriminative rates slice(lr / lr_mult, lr) when unfrozen
+    pct_start: float = 0.25
+    div: float = 25.0
+    div_final: float = 1e5
+    weight_decay: float = 0.01
+    resample_target: float = 0.5        # fraction of deaths fed under *_resample
+    augment: str = "fused"              # 'fused' (fastai-like, one interpolation), 'keras_layers', 'none'
+    max_zoom: float = 1.1
+    max_rotate: float = 10.0
+    max_warp: float = 0.2
+    max_lighting: float = 0.2
+    p_affine: float = 0.75
+    p_lighting: float = 0.75
+    precision: str = "auto"             # 'bf16' where the hardware has it, else 'fp32'
+    strategy: str = "auto"
+    deterministic: bool = True
+    eval_batch_size: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    threshold: float = 0.5              # probability of death above which a case is called "died"
+    bootstrap_resamples: int = 1000     # 95% CIs; patients are resampled under --split=patient
+    seed: int = 0
+    gradcam_images: int = 2             # validation images of each class shown with Grad-CAM
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    serving_dir: Path | None = None     # None -> <output_dir>/serving
+    model_name: str = "covid_cxr_mortality"
+    bless_min_roc_auc: float = 0.7      # push only if the evaluation's fold-mean ROC AUC reaches this
+    threshold: float = 0.5              # served class = 1 (died) when probability > threshold
+    members: str = "all"                # 'all' = mean of the k fold models; 'k' = fold k alone
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     data_dir: Path = SAMPLE_DATA_DIR
     output_dir: Path = DEFAULT_OUTPUT_DIR
@@ -55,6 +104,11 @@ class PipelineConfig:
     ingest: IngestConfig = IngestConfig()
     impute: ImputeConfig = ImputeConfig()
     tfrecords: TFRecordConfig = TFRecordConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    export: ExportConfig = ExportConfig()
+    # What the report prints under "How this was made": command line, seed, git commit.
+    provenance: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         if self.variant not in VARIANTS:

@@ -6,8 +6,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
-from components import base, impute, ingest, write_tfrecords
-from pipeline.configs import PipelineConfig
+from components import base, evaluate, export, impute, ingest, report, write_tfrecords
+from components.train import component as train
+from pipeline.configs import VARIANTS, PipelineConfig
 
 DATA = "data"  # the name under which nodes receive the upstream data folder
 
@@ -39,5 +40,20 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
         # Every usable image once, with observed/imputed labels, in verified shards.
         Node(write_tfrecords.SPEC, {"data": DATA, "examples": "ingest", "labels": "impute"},
              dataclasses.asdict(config.tfrecords)),
+        # The study's schedule, cross-validated, for one variant (labels x rebalancing).
+        Node(train.SPEC, {"tfrecords": "tfrecords"},
+             {**dataclasses.asdict(config.train), "variant": config.variant,
+              "labels": VARIANTS[config.variant][0], "rebalance": VARIANTS[config.variant][1]}),
+        # The study's metrics on out-of-fold predictions, bootstrap CIs, figures, Grad-CAM.
+        Node(evaluate.SPEC, {"train": "train", "tfrecords": "tfrecords"}, dataclasses.asdict(config.evaluate)),
+        # One SavedModel averaging the fold models; pushed to TF Serving's layout only when blessed.
+        Node(export.SPEC, {"model": "train", "evaluation": "evaluate"},
+             {"serving_dir": str(config.export.serving_dir or Path(config.output_dir) / "serving"),
+              "model_name": config.export.model_name,
+              "bless_thresholds": {"roc_auc": config.export.bless_min_roc_auc},
+              "threshold": config.export.threshold, "members": config.export.members}),
+        # One self-contained report.html: data, imputation, metrics beside the study, figures, provenance.
+        Node(report.SPEC, {"ingest": "ingest", "impute": "impute", "train": "train", "evaluate": "evaluate",
+                           "export": "export"}, {"provenance": dict(config.provenance)}),
     )
     return Pipeline(Path(config.data_dir), Path(config.output_dir), nodes)

@@ -1,0 +1,163 @@
+"""The train stage: the study's 5-fold cross-validated fine-tuning for one variant.
+
+Inputs: the tfrecords artifact. Outputs: `fold_<k>/` for each fold (model.keras,
+history.csv/json, predictions.csv/json, LR-finder curves and plots,
+tensorboard/) and `train_summary.json` (fold means, fed class ratio, timings).
+
+Caching is per fold: each fold trains in a persistent work folder named by
+the hash of its own parameters (the hyperparameters that change what it
+computes, the code version and the ids, image hashes and labels of its
+training and validation rows), so a re-run, a killed run or a run with an
+unrelated flag changed (e.g. `--strategy`, or impute settings for an
+`original` variant) reuses finished folds and resumes unfinished ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from components import base
+from components.train import (augment, fold as fold_lib, input_pipeline, loop, lr_finder, metrics, rebalance,
+                              schedule, splits, strategy as strat)
+
+SUMMARY = "train_summary.json"
+# Parameters that must not change what a fold computes; they stay out of its key.
+NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "eval_batch_size", "weights")
+
+
+def _weights_sha(path: str | None) -> str | None:
+    return base.sha256_file(Path(path)) if path else None
+
+
+def fold_key(p: fold_lib.TrainParams, precision: str, train: input_pipeline.Examples,
+             val: input_pipeline.Examples, fold: int) -> str:
+    params = {k: v for k, v in dataclasses.asdict(p).items() if k not in NOT_IN_FOLD_KEY}
+    payload = {
+        "code": SPEC.code_version(), "params": params, "precision": precision, "fold": fold,
+        "weights_sha256": _weights_sha(p.weights),
+        "train": sorted(zip(train.source_ids.tolist(), train.sha256.tolist(), train.labels.tolist())),
+        "val": sorted(zip(val.source_ids.tolist(), val.sha256.tolist(), val.labels.tolist(),
+                          val.label_sources.tolist())),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    def link(s, d):
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+    shutil.copytree(src, dst, copy_function=link)
+
+
+def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path,
+        work_dir: Path) -> Mapping[str, Any]:
+    p = fold_lib.TrainParams(**params)
+    if p.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = strat.get_strategy(p.strategy)
+    precision = strat.resolve_precision(p.precision)
+    examples = input_pipeline.load_examples(inputs["tfrecords"].path, p.labels, p.image_size)
+    # Observed-label rows stratify on their label; imputed rows on the label they train on.
+    folds = splits.make_folds(examples.labels, examples.patients, p.split, p.folds, p.seed)
+    plan = []
+    for k, (train_idx, val_idx) in enumerate(folds):
+        train, val = examples.subset(train_idx), examples.subset(val_idx)
+        key = fold_key(p, precision, train, val, k)
+        plan.append((k, train, val, work_dir / f"fold-{key[:16]}"))
+
+    epochs_per_fold = p.epochs_frozen + p.epochs_unfrozen
+    done_epochs = 0
+    for _, _, _, wd in plan:
+        state = wd / fold_lib.STATE
+        if (wd / fold_lib.DONE).is_file():
+            done_epochs += epochs_per_fold
+        elif state.is_file():
+            done_epochs += sum(json.loads(state.read_text())["completed"].values())
+    weights_note = "no pretrained weights (--weights not given): training from scratch"
+    session = None
+    results = []
+    bar = tqdm.tqdm(total=len(plan) * epochs_per_fold, initial=done_epochs, unit="epoch", desc="train",
+                    dynamic_ncols=True, file=sys.stdout, mininterval=0.5)
+    try:
+        for k, train, val, wd in plan:
+            if not (wd / fold_lib.DONE).is_file() and session is None:
+                session = fold_lib.Session(p, strategy, precision)
+                if session.report is not None:
+                    weights_note = session.report.summary()
+                tqdm.tqdm.write(f"train: {p.variant}, split={p.split}, precision={precision}, "
+                                f"strategy={type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s)), "
+                                f"{len(examples)} rows\n  {weights_note}")
+            bar.set_description(f"train fold {k + 1}/{len(plan)}")
+
+            def on_epoch(row, k=k):
+                bar.update(1)
+                bar.set_postfix_str(f"{row['phase']} ep {row['epoch'] + 1} loss {row['train_loss']:.3f} "
+                                    f"val_auc {row.get('val_auc', float('nan')):.3f}")
+
+            if (wd / fold_lib.DONE).is_file():
+                result = json.loads((wd / fold_lib.DONE).read_text())
+                tqdm.tqdm.write(f"fold {k}: reused finished fold {wd.name}")
+            else:
+                result = fold_lib.run_fold(session, k, train, val, wd, on_epoch=on_epoch, log=tqdm.tqdm.write)
+            _link_tree(wd / fold_lib.RESULT_DIR, out_dir / f"fold_{k}")
+            results.append({**result, "work_dir": str(wd)})
+    finally:
+        bar.close()
+    if session is None:
+        weights_note = weights_note if not p.weights else f"weights: {p.weights} (all folds reused)"
+    summary = _summarise(p, precision, strategy, results, examples, weights_note)
+    base.write_json_atomic(out_dir / SUMMARY, summary)
+    return {k: v for k, v in summary["counts"].items()}
+
+
+def _summarise(p, precision, strategy, results, examples, weights_note) -> dict[str, Any]:
+    finals = [r["final"] for r in results]
+    keys = sorted({k for f in finals for k in f if k.startswith(("val", "train_")) and isinstance(f[k], float)})
+    means = {k: float(np.nanmean([f.get(k, math.nan) for f in finals])) for k in keys}
+    fed = np.sum([r["fed_counts"] for r in results], axis=0).tolist()
+    timings = {}
+    for r in results:
+        for k, v in r["timings"].items():
+            timings[k] = timings.get(k, 0.0) + v
+    train_time = timings.get("frozen", 0.0) + timings.get("unfrozen", 0.0)
+    target = p.resample_target if p.rebalance == "resample" else None
+    return {
+        "variant": p.variant, "labels": p.labels, "rebalance": p.rebalance, "split": p.split,
+        "precision": precision, "strategy": type(strategy).__name__, "weights": weights_note,
+        "params": dataclasses.asdict(p), "folds": results, "mean_final_metrics": means,
+        "fed_counts": fed, "fed_positive_fraction": fed[1] / max(1, sum(fed)), "resample_target": target,
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        "train_images_per_s": sum(r["train_images"] for r in results) / train_time if train_time else None,
+        "note": "val_* = observed labels only; val_incl_imputed_* = the study's way (imputed labels in validation)",
+        "counts": {"folds": len(results), "rows": len(examples), "precision": precision,
+                   **{f"mean_{k}": round(v, 4) for k, v in means.items() if k in ("val_auc", "val_bacc", "val_loss",
+                                                                                 "val_incl_imputed_auc")},
+                   "fed_positive_fraction": round(fed[1] / max(1, sum(fed)), 4)},
+    }
+
+
+def _summary(artifact: base.Artifact) -> str:
+    c = artifact.counts
+    return (f"{c['folds']} folds, {c['rows']} rows, {c['precision']}: mean val AUC {c.get('mean_val_auc', math.nan):.3f}, "
+            f"balanced acc {c.get('mean_val_bacc', math.nan):.3f}; fed positive fraction {c['fed_positive_fraction']:.3f}")
+
+
+SPEC = base.ComponentSpec(
+    name="train", run=run, summary=_summary, uses_work_dir=True,
+    code=(sys.modules[__name__], augment, fold_lib, input_pipeline, loop, lr_finder, metrics, rebalance, schedule,
+          splits, strat),
+)

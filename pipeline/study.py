@@ -1,0 +1,144 @@
+"""`python -m pipeline.study`: the study's Table 1 (variants) or Table 2 (architectures), ours beside the paper's.
+
+Runs the pipeline once per variant (and per `--archs` entry) with every other
+flag of `pipeline.run`, reusing cached stages and finished folds, then writes
+`table1_<split>.csv/.md` (or `table2_<split>.*`) and `provenance.json` into
+`--results_dir`. Nothing is tuned here: each cell is what its run produced.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from absl import app, flags
+
+from components.base import PipelineError, sha256_file, write_json_atomic
+from components.evaluate import EVALUATION_NAME
+from pipeline import configs, local_runner
+from pipeline import run as run_flags  # noqa: F401  (defines the shared flags)
+from pipeline.pipeline import create_pipeline
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("variants", list(configs.VARIANTS), "Variants to run (Table 1).")
+flags.DEFINE_list("archs", None, "Architectures to run on the first variant (Table 2); default: Table 1 only.")
+flags.DEFINE_string("results_dir", "results", "Where the tables and provenance are written.")
+
+COLUMNS = ("balanced_accuracy", "roc_auc", "precision", "recall", "f1", "tpr", "tnr", "fpr", "fnr")
+PAPER_DATA = {"observed": "original", "observed+imputed": "imputed"}
+PAPER_BALANCING = {"none": "none", "class_weights": "weights", "resample": "resample"}
+
+
+def published(table: str, arch: str, variant: str) -> dict[str, str]:
+    labels, balancing = configs.VARIANTS[variant]
+    with open(configs.REPO_ROOT / "study" / "published_results.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if (row["table"], row["model"], row["data"], row["balancing"], row["split"]) == (
+                    table, arch, PAPER_DATA[labels], PAPER_BALANCING[balancing], "test"):
+                return row
+    return {}
+
+
+def table_rows(runs: Sequence[Mapping[str, Any]], table: str) -> list[dict[str, Any]]:
+    rows = []
+    for run in runs:
+        metrics = run["evaluation"]["metrics"]
+        ours = {"source": "ours", "variant": run["variant"], "arch": run["arch"], "split": run["split"]}
+        for name in COLUMNS:
+            ours[name] = metrics[name]["mean"]
+            ours[f"{name}_ci"] = f"{metrics[name]['ci_low']:.3f}-{metrics[name]['ci_high']:.3f}"
+        rows.append(ours)
+        paper = published(table, run["arch"], run["variant"])
+        rows.append({"source": "paper", "variant": run["variant"], "arch": run["arch"], "split": "image",
+                     **{name: float(paper[name]) if paper.get(name) else None for name in COLUMNS}})
+    return rows
+
+
+def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    header = "| variant | arch | source | " + " | ".join(COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (3 + len(COLUMNS))]
+    for row in rows:
+        cells = []
+        for name in COLUMNS:
+            value = row.get(name)
+            text = "–" if value is None else f"{value:.3f}"
+            if row.get(f"{name}_ci"):
+                text += f" ({row[f'{name}_ci']})"
+            cells.append(text)
+        source = "ours" if row["source"] == "ours" else "paper"
+        lines.append(f"| {row['variant']} | {row['arch']} | {source} ({row['split']} split) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_table(path_stem: Path, rows) -> None:
+    fields = sorted({k for row in rows for k in row}, key=lambda k: (k not in ("source", "variant", "arch", "split"), k))
+    tmp = path_stem.with_name(f".tmp-{path_stem.name}.csv")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path_stem.with_suffix(".csv"))
+    tmp_md = path_stem.with_name(f".tmp-{path_stem.name}.md")
+    tmp_md.write_text(markdown(rows))
+    tmp_md.replace(path_stem.with_suffix(".md"))
+
+
+def _git_commit() -> str:
+    result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=configs.REPO_ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=configs.REPO_ROOT, capture_output=True, text=True)
+    return result.stdout.strip() + ("+uncommitted changes" if dirty.stdout.strip() else "")
+
+
+def main(argv):
+    del argv
+    base_config = run_flags.config_from_flags()
+    unknown = [v for v in FLAGS.variants if v not in configs.VARIANTS]
+    if unknown:
+        print(f"error: --variants: unknown {unknown}; choose from {list(configs.VARIANTS)}", file=sys.stderr)
+        return 2
+    plan = [(variant, base_config.train.arch) for variant in FLAGS.variants]
+    table = "1"
+    if FLAGS.archs:
+        table = "2"
+        plan = [(FLAGS.variants[0], arch) for arch in FLAGS.archs]
+    results_dir = Path(FLAGS.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for position, (variant, arch) in enumerate(plan, start=1):
+        print(f"=== [{position}/{len(plan)}] variant {variant}, arch {arch}, split {base_config.train.split}")
+        config = dataclasses.replace(base_config, variant=variant,
+                                     train=dataclasses.replace(base_config.train, arch=arch))
+        started = time.time()
+        try:
+            artifacts = local_runner.run_pipeline(create_pipeline(config), "evaluate")
+        except PipelineError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        evaluation = json.loads((artifacts["evaluate"].path / EVALUATION_NAME).read_text())
+        runs.append({"variant": variant, "arch": arch, "split": config.train.split, "evaluation": evaluation,
+                     "wall_seconds_this_invocation": round(time.time() - started, 1),
+                     "train_seconds": artifacts["train"].record.get("seconds"),
+                     "artifacts": {k: str(a.path) for k, a in artifacts.items() if k != "data"}})
+    stem = results_dir / f"table{table}_{base_config.train.split}"
+    _write_table(stem, table_rows(runs, table))
+    weights = base_config.train.weights
+    write_json_atomic(results_dir / f"provenance_table{table}_{base_config.train.split}.json", {
+        "command": " ".join([Path(sys.executable).name, "-m", "pipeline.study", *sys.argv[1:]]),
+        "git_commit": _git_commit(), "seed": base_config.train.seed,
+        "weights": weights, "weights_sha256": sha256_file(Path(weights)) if weights else None,
+        "data_dir": str(base_config.data_dir), "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "python": platform.python_version(), "runs": [{k: v for k, v in r.items() if k != "evaluation"} for r in runs],
+    })
+    print(f"wrote {stem}.csv and {stem}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
