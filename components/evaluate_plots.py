@@ -125,7 +125,7 @@ def gradcam_grid(images: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray], t
     """X-rays with their Grad-CAM heat maps overlaid."""
     columns = max(1, min(len(images), 4))
     rows = max(1, math.ceil(len(images) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.5 * rows), squeeze=False)
     for axis, image, heatmap, title in zip(axes.flat, images, heatmaps, titles):
         axis.imshow(image.astype(np.uint8))
         axis.imshow(heatmap, cmap="jet", alpha=0.35, extent=(0, image.shape[1], image.shape[0], 0))

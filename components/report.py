@@ -115,6 +115,9 @@ def render(context: Mapping[str, Any], figures_dir: Path) -> str:
     if "partial" in weights.lower():
         parts.append(f'<div class="warn">Weights: {html.escape(weights)}. Not the study\'s full ImageNet '
                      "initialisation.</div>")
+    elif "scratch" in weights.lower() or weights.startswith("none"):
+        parts.append('<div class="warn">No pretrained weights: the model was trained from random initialisation, '
+                     "unlike the study's ImageNet start.</div>")
     parts += [
         "<h2>Results on observed labels</h2>",
         metrics_section(evaluation, context["published"]),

@@ -87,7 +87,6 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
             done_epochs += epochs_per_fold
         elif state.is_file():
             done_epochs += sum(json.loads(state.read_text())["completed"].values())
-    weights_note = "no pretrained weights (--weights not given): training from scratch"
     session = None
     results = []
     bar = tqdm.tqdm(total=len(plan) * epochs_per_fold, initial=done_epochs, unit="epoch", desc="train",
@@ -96,11 +95,9 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         for k, train, val, wd in plan:
             if not (wd / fold_lib.DONE).is_file() and session is None:
                 session = fold_lib.Session(p, strategy, precision)
-                if session.report is not None:
-                    weights_note = session.report.summary()
                 tqdm.tqdm.write(f"train: {p.variant}, split={p.split}, precision={precision}, "
                                 f"strategy={type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s)), "
-                                f"{len(examples)} rows\n  {weights_note}")
+                                f"{len(examples)} rows\n  {fold_lib.weights_description(session)}")
             bar.set_description(f"train fold {k + 1}/{len(plan)}")
 
             def on_epoch(row, k=k):
@@ -117,14 +114,15 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
             results.append({**result, "work_dir": str(wd)})
     finally:
         bar.close()
-    if session is None:
-        weights_note = weights_note if not p.weights else f"weights: {p.weights} (all folds reused)"
-    summary = _summarise(p, precision, strategy, results, examples, weights_note)
+    summary = _summarise(p, precision, strategy, results, examples)
     base.write_json_atomic(out_dir / SUMMARY, summary)
     return {k: v for k, v in summary["counts"].items()}
 
 
-def _summarise(p, precision, strategy, results, examples, weights_note) -> dict[str, Any]:
+def _summarise(p, precision, strategy, results, examples) -> dict[str, Any]:
+    weights = sorted({r["weights"] for r in results})
+    if len(weights) != 1:
+        raise base.PipelineError(f"train: folds started from different weights: {weights}")
     finals = [r["final"] for r in results]
     keys = sorted({k for f in finals for k in f if k.startswith(("val", "train_")) and isinstance(f[k], float)})
     means = {k: float(np.nanmean([f.get(k, math.nan) for f in finals])) for k in keys}
@@ -137,7 +135,7 @@ def _summarise(p, precision, strategy, results, examples, weights_note) -> dict[
     target = p.resample_target if p.rebalance == "resample" else None
     return {
         "variant": p.variant, "labels": p.labels, "rebalance": p.rebalance, "split": p.split,
-        "precision": precision, "strategy": type(strategy).__name__, "weights": weights_note,
+        "precision": precision, "strategy": type(strategy).__name__, "weights": weights[0],
         "params": dataclasses.asdict(p), "folds": results, "mean_final_metrics": means,
         "fed_counts": fed, "fed_positive_fraction": fed[1] / max(1, sum(fed)), "resample_target": target,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},

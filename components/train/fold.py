@@ -272,7 +272,8 @@ def run_fold(session: Session, fold: int, train: input_pipeline.Examples, val: i
               "global_batch": global_batch, "lr": {k: v["suggestion"] for k, v in state["lr"].items()},
               "lr_steps_run": {k: v["steps_run"] for k, v in state["lr"].items()},
               "final": state["history"][-1] if state["history"] else validation_metrics(val, val_logits, p.labels),
-              "fed_counts": state["fed_counts"], "timings": timings, "train_images": state["train_images"]}
+              "fed_counts": state["fed_counts"], "timings": timings, "train_images": state["train_images"],
+              "weights": weights_description(session)}
     if chief:
         _write_fold_outputs(session, work_dir / RESULT_DIR, fold, state, val, val_logits, result)
         base.write_json_atomic(work_dir / DONE, result)
@@ -295,6 +296,13 @@ def _scalar(tag: str, value: float, step: int) -> None:
     from tensorflow.core.framework import summary_pb2
     metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
     tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=metadata.SerializeToString())
+
+
+def weights_description(session) -> str:
+    """What the body started from, as every report must quote it."""
+    if session.report is None:
+        return "no pretrained weights (--weights not given): training from scratch"
+    return session.report.summary()
 
 
 def _write_fold_outputs(session, out: Path, fold, state, val, val_logits, result) -> None:

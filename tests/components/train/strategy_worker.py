@@ -1,0 +1,59 @@
+"""A subprocess for the strategy tests: train a tiny model a few steps with the one training step.
+
+usage: python strategy_worker.py OUT.npz MODE MODEL
+MODE: default | mirrored | multi_worker (reads TF_CONFIG); MODEL: plain | bn.
+Model and data are fixed by seeds. Without batch norm and augmentation every
+mode computes the same global-batch update; with them, replicas see their own
+batch statistics and augmentation seeds, so only workers of one run agree.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+out, mode, kind = sys.argv[1], sys.argv[2], sys.argv[3]
+if mode == "mirrored":
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+elif mode == "multi_worker":
+    from components.train import strategy as strat
+    strategy = strat.get_strategy("multi_worker")
+else:
+    strategy = tf.distribute.get_strategy()
+
+import keras  # noqa: E402
+
+from components.train import augment, input_pipeline, loop  # noqa: E402
+
+tf.config.experimental.enable_op_determinism()
+keras.utils.set_random_seed(0)
+with strategy.scope():
+    model = keras.Sequential([
+        keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255.0), keras.layers.Conv2D(4, 3)]
+        + ([keras.layers.BatchNormalization()] if kind == "bn" else [])
+        + [keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)])
+    group = loop.ParamGroup(model.trainable_variables, 1.0, weight_decay=0.01)
+step = loop.make_train_step(strategy, model, [group])
+rng = np.random.default_rng(0)
+images = tf.constant(rng.uniform(0, 255, (96, 16, 16, 3)).astype(np.float32))
+labels = (np.arange(96) % 3 == 0).astype(np.int64)
+weights = np.where(labels == 1, 1.5, 0.75).astype(np.float32)
+fn = augment.make_augment_fn(augment.AugmentConfig(method="fused" if kind == "bn" else "none"), 0)
+dataset = strategy.distribute_datasets_from_function(
+    lambda ctx: input_pipeline.train_dataset(images, labels, weights, global_batch=64, steps=3, seed=1,
+                                             augment_fn=fn, resample=False, input_context=ctx))
+losses, fed = [], 0
+for batch in dataset:
+    group.set(1e-2, 0.9)
+    loss, logits, batch_labels = step(batch)
+    losses.append(float(loss))
+    fed += int(batch_labels.shape[0])
+np.savez(out, losses=np.array(losses), fed=fed, replicas=strategy.num_replicas_in_sync,
+         **{f"w{i}": v.numpy() for i, v in enumerate(model.trainable_variables)},
+         **{f"bn{i}": v.numpy() for i, v in enumerate(model.non_trainable_variables)})

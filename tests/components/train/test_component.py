@@ -1,0 +1,50 @@
+import dataclasses
+import sys
+
+import numpy as np
+
+from components import base
+from components.train import component, fold, input_pipeline
+from pipeline import configs
+
+
+def test_train_config_and_train_params_agree():
+    pipeline_fields = {f.name: f.default for f in dataclasses.fields(configs.TrainConfig)}
+    params = {f.name: f.default for f in dataclasses.fields(fold.TrainParams)}
+    assert pipeline_fields == {k: v for k, v in params.items() if k not in ("variant", "labels", "rebalance")}
+    for labels, rebalance in configs.VARIANTS.values():
+        assert labels in input_pipeline.LABEL_SETS and rebalance in ("none", "class_weights", "resample")
+
+
+def _examples(n, offset=0):
+    ids = np.array([f"img{i + offset}" for i in range(n)])
+    return input_pipeline.Examples(images=np.zeros((n, 2, 2, 3), np.float32), labels=np.arange(n) % 2,
+                                   label_sources=np.array(["observed"] * n), source_ids=ids, patients=ids, sha256=ids)
+
+
+def test_fold_key_follows_what_the_fold_computes():
+    p = fold.TrainParams()
+    train, val = _examples(10), _examples(4, 100)
+    key = component.fold_key(p, "fp32", train, val, 0)
+    assert component.fold_key(dataclasses.replace(p, strategy="mirrored", split="image"), "fp32", train, val, 0) == key
+    assert component.fold_key(dataclasses.replace(p, epochs_unfrozen=3), "fp32", train, val, 0) != key
+    assert component.fold_key(p, "bf16", train, val, 0) != key
+    other = _examples(10)
+    other.labels = 1 - other.labels
+    assert component.fold_key(p, "fp32", other, val, 0) != key
+
+
+def test_a_component_with_a_work_dir_gets_one_that_outlives_its_artifacts(tmp_path):
+    seen = []
+
+    def run(inputs, params, out_dir, work_dir):
+        seen.append(work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        (work_dir / f"x{params['x']}").write_text("kept")
+        return {}
+
+    spec = base.ComponentSpec(name="resumable", run=run, code=(sys.modules[__name__],), uses_work_dir=True)
+    a, _ = base.execute(spec, {}, {"x": 1}, tmp_path)
+    b, _ = base.execute(spec, {}, {"x": 2}, tmp_path)
+    assert a.path != b.path and seen[0] == seen[1] == tmp_path / "resumable" / base.WORK_DIR_NAME
+    assert sorted(p.name for p in seen[0].iterdir()) == ["x1", "x2"]

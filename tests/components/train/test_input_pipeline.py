@@ -1,0 +1,61 @@
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.train import augment, input_pipeline
+from tfrecords import writer
+
+
+def test_load_examples_selects_rows_by_label_source(sample_tfrecords):
+    observed = input_pipeline.load_examples(sample_tfrecords, "observed", 32)
+    everything = input_pipeline.load_examples(sample_tfrecords, "observed+imputed", 32)
+    counts = json.loads((sample_tfrecords / "manifest.json").read_text())["label_counts"]
+    assert len(observed) == sum(v for k, v in counts.items() if k.startswith("observed/"))
+    assert len(everything) == sum(counts.values())
+    assert set(observed.label_sources) == {"observed"}
+    assert observed.images.shape[1:] == (32, 32, 3) and observed.images.dtype == np.float32
+    assert 0 <= observed.images.min() and observed.images.max() <= 255
+
+
+def test_a_corrupted_shard_stops_loading(sample_tfrecords, tmp_path):
+    import shutil
+    copy = tmp_path / "tf"
+    shutil.copytree(sample_tfrecords, copy)
+    shard = writer.shard_paths(copy)[0]
+    data = bytearray(open(shard, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(shard, "wb").write(bytes(data))
+    with pytest.raises(writer.CorruptShardError):
+        input_pipeline.load_examples(copy, "observed", 32)
+
+
+def _epoch(seed, context=None):
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(0, 255, (20, 16, 16, 3)).astype(np.float32))
+    labels = np.arange(20) % 2
+    fn = augment.make_augment_fn(augment.AugmentConfig(), 0)
+    return list(input_pipeline.train_dataset(images, labels, np.ones(20, np.float32), global_batch=8, steps=2,
+                                             seed=seed, augment_fn=fn, resample=False, input_context=context))
+
+
+def test_an_epoch_is_a_pure_function_of_its_seed():
+    a, b, c = _epoch(1), _epoch(1), _epoch(2)
+    assert len(a) == 2 and a[0][0].shape == (8, 16, 16, 3)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x[0].numpy(), y[0].numpy())
+    assert any(not np.array_equal(x[0].numpy(), y[0].numpy()) for x, y in zip(a, c))
+
+
+def test_two_input_pipelines_split_the_global_batch():
+    parts = [_epoch(1, tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=i,
+                                                  num_replicas_in_sync=2)) for i in (0, 1)]
+    for part in parts:
+        assert len(part) == 2 and part[0][0].shape[0] == 4  # per-replica batch = 8 / 2
+
+
+def test_steps_per_epoch_drops_the_last_partial_batch():
+    assert input_pipeline.steps_per_epoch(126, 64) == 1
+    assert input_pipeline.steps_per_epoch(341, 64) == 5
+    assert input_pipeline.steps_per_epoch(20, 64) == 1

@@ -1,0 +1,72 @@
+"""Kill a training run with SIGKILL mid-fold, start it again: it resumes and ends exactly as an unbroken run.
+
+Tiny settings (32 px, 2 folds, 1+2 epochs, batch 8) on the embedded sample, in subprocesses.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+TINY = ["--image_size=32", "--folds=2", "--epochs_frozen=1", "--epochs_unfrozen=2", "--lr_finder_steps=4",
+        "--batch_size=8", "--precision=fp32"]
+
+
+def _command(out, *extra):
+    return [sys.executable, "-m", "pipeline.run", f"--output_dir={out}", *TINY, *extra]
+
+
+def _run(out, *extra):
+    proc = subprocess.run(_command(out, *extra), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def _summary(out):
+    (path,) = (out / "train").glob("*/train_summary.json")
+    summary = json.loads(path.read_text())
+    return summary, [json.loads((path.parent / f"fold_{k}" / "history.json").read_text()) for k in range(2)]
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory):
+    out = tmp_path_factory.mktemp("unbroken")
+    _run(out)
+    return _summary(out)
+
+
+def test_sigkill_mid_fold_then_resume_equals_an_unbroken_run(unbroken, tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_command(out), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    work = out / "train" / "work"
+    deadline = time.time() + 240
+    killed = False
+    while time.time() < deadline and proc.poll() is None:
+        done = list(work.glob("fold-*/done.json"))
+        midway = [p for p in work.glob("fold-*/ckpt-*.npz") if not (p.parent / "done.json").exists()]
+        if len(done) == 1 and midway:  # fold 0 finished, fold 1 has a checkpoint and is still training
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=30)
+    assert killed, "the run finished or stalled before it could be killed mid-fold"
+    assert not list((out / "train").glob("*/artifact.json"))  # nothing looks finished
+
+    log = _run(out)
+    assert "reused finished fold" in log and "resumed from ckpt-" in log
+    summary, histories = _summary(out)
+    expected_summary, expected_histories = unbroken
+    assert histories == expected_histories  # every epoch's losses and metrics, bit for bit
+    assert summary["mean_final_metrics"] == expected_summary["mean_final_metrics"]
+    assert [f["lr"] for f in summary["folds"]] == [f["lr"] for f in expected_summary["folds"]]
+
+    # A flag that does not change what a fold computes re-trains nothing.
+    log = _run(out, "--strategy=default")
+    assert log.count("reused finished fold") == 2

@@ -1,0 +1,84 @@
+"""One training step for the default, mirrored and multi-worker strategies (subprocesses, CPU only)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components.train import strategy
+
+WORKER = Path(__file__).with_name("strategy_worker.py")
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _weights(path):
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("default") / "w.npz"
+    subprocess.run([sys.executable, str(WORKER), str(out), "default", "plain"], check=True, timeout=120)
+    return _weights(out)
+
+
+def test_mirrored_two_cpu_replicas_match_the_default_strategy(default_run, tmp_path):
+    subprocess.run([sys.executable, str(WORKER), str(tmp_path / "m.npz"), "mirrored", "plain"], check=True,
+                   timeout=120)
+    mirrored = _weights(tmp_path / "m.npz")
+    assert int(mirrored["replicas"]) == 2 and int(mirrored["fed"]) == int(default_run["fed"]) == 3 * 64
+    np.testing.assert_allclose(mirrored["losses"], default_run["losses"], rtol=1e-4)
+    for key in default_run:
+        if key.startswith("w"):
+            np.testing.assert_allclose(mirrored[key], default_run[key], rtol=1e-4, atol=1e-5)
+
+
+def test_two_local_workers_end_with_identical_trainable_weights(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+               "CUDA_VISIBLE_DEVICES": ""}
+        procs.append(subprocess.Popen([sys.executable, str(WORKER), str(tmp_path / f"w{index}.npz"), "multi_worker",
+                                       "bn"],
+                                      env=env))
+    try:
+        for proc in procs:
+            assert proc.wait(timeout=180) == 0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    a, b = _weights(tmp_path / "w0.npz"), _weights(tmp_path / "w1.npz")
+    assert int(a["replicas"]) == 2 and int(a["fed"]) == 3 * 64  # global batch 64 over two workers
+    trainable = [k for k in a if k.startswith("w")]
+    assert trainable
+    for key in trainable:
+        np.testing.assert_array_equal(a[key], b[key])
+    # Unsynchronised batch norm: each worker keeps the moving statistics of its own half-batches.
+    assert any(not np.array_equal(a[k], b[k]) for k in a if k.startswith("bn"))
+
+
+def test_precision_and_strategy_names():
+    assert strategy.resolve_precision("fp32") == "fp32"
+    assert strategy.resolve_precision("auto") in ("fp32", "bf16")
+    with pytest.raises(ValueError):
+        strategy.resolve_precision("fp16")
+    with pytest.raises(ValueError):
+        strategy.get_strategy("tpu")
