@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -90,6 +91,20 @@ def _write_table(path_stem: Path, rows) -> None:
     tmp_md.replace(path_stem.with_suffix(".md"))
 
 
+def _keep_small_files(artifacts, folder: Path) -> None:
+    """The report, metrics and figures of one run, copied beside the tables (no models, no images)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = {"report": ["report.html"], "evaluate": ["evaluation.json", "metrics_per_fold.csv",
+                                                      "metrics_summary.csv", "*.png"],
+               "train": ["train_summary.json", "fold_*/predictions.csv", "fold_*/history.csv"]}
+    for stage, patterns in sources.items():
+        for pattern in patterns:
+            for path in artifacts[stage].path.glob(pattern):
+                target = folder / path.relative_to(artifacts[stage].path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+
+
 def _git_commit() -> str:
     result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=configs.REPO_ROOT, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain"], cwd=configs.REPO_ROOT, capture_output=True, text=True)
@@ -99,6 +114,7 @@ def _git_commit() -> str:
 def main(argv):
     del argv
     base_config = run_flags.config_from_flags()
+    commit = _git_commit()  # the code that runs, read before any later edit of the tree
     unknown = [v for v in FLAGS.variants if v not in configs.VARIANTS]
     if unknown:
         print(f"error: --variants: unknown {unknown}; choose from {list(configs.VARIANTS)}", file=sys.stderr)
@@ -117,11 +133,12 @@ def main(argv):
                                      train=dataclasses.replace(base_config.train, arch=arch))
         started = time.time()
         try:
-            artifacts = local_runner.run_pipeline(create_pipeline(config), "evaluate")
+            artifacts = local_runner.run_pipeline(create_pipeline(config))
         except PipelineError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         evaluation = json.loads((artifacts["evaluate"].path / EVALUATION_NAME).read_text())
+        _keep_small_files(artifacts, results_dir / f"{variant}_{arch}_{config.train.split}")
         runs.append({"variant": variant, "arch": arch, "split": config.train.split, "evaluation": evaluation,
                      "wall_seconds_this_invocation": round(time.time() - started, 1),
                      "train_seconds": artifacts["train"].record.get("seconds"),
@@ -131,7 +148,7 @@ def main(argv):
     weights = base_config.train.weights
     write_json_atomic(results_dir / f"provenance_table{table}_{base_config.train.split}.json", {
         "command": " ".join([Path(sys.executable).name, "-m", "pipeline.study", *sys.argv[1:]]),
-        "git_commit": _git_commit(), "seed": base_config.train.seed,
+        "git_commit": commit, "seed": base_config.train.seed,
         "weights": weights, "weights_sha256": sha256_file(Path(weights)) if weights else None,
         "data_dir": str(base_config.data_dir), "machine": f"{platform.machine()} {platform.processor()}".strip(),
         "python": platform.python_version(), "runs": [{k: v for k, v in r.items() if k != "evaluation"} for r in runs],
