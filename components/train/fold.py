@@ -35,6 +35,7 @@ import tensorflow as tf
 
 import models
 from components import base
+from pipeline import configs
 from components.train import augment, input_pipeline, loop, lr_finder, metrics, rebalance, schedule, strategy as strat
 
 PHASES = ("frozen", "unfrozen")
@@ -44,42 +45,12 @@ RESULT_DIR = "result"
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainParams:
-    """Everything that decides what a fold computes (plus strategy/determinism, which should not)."""
+class TrainParams(configs.TrainConfig):
+    """The train stage's settings (configs.TrainConfig) plus what the variant decides."""
 
     variant: str = "original_weights"
     labels: str = "observed"            # 'observed' | 'observed+imputed'
     rebalance: str = "class_weights"    # 'none' | 'class_weights' | 'resample'
-    arch: str = "resnet18"
-    image_size: int = 224
-    weights: str | None = None
-    weights_mode: str = "auto"
-    split: str = "patient"
-    folds: int = 5
-    seed: int = 0
-    epochs_frozen: int = 5
-    epochs_unfrozen: int = 30
-    batch_size: int = 64
-    lr_finder_steps: int = 30
-    lr_finder_start: float = 1e-7
-    lr_finder_end: float = 10.0
-    lr_mult: float = 100.0
-    pct_start: float = 0.25
-    div: float = 25.0
-    div_final: float = 1e5
-    weight_decay: float = 0.01
-    resample_target: float = 0.5
-    augment: str = "fused"
-    max_zoom: float = 1.1
-    max_rotate: float = 10.0
-    max_warp: float = 0.2
-    max_lighting: float = 0.2
-    p_affine: float = 0.75
-    p_lighting: float = 0.75
-    precision: str = "auto"
-    strategy: str = "auto"
-    deterministic: bool = True
-    eval_batch_size: int = 64
 
     def augment_config(self) -> augment.AugmentConfig:
         return augment.AugmentConfig(self.augment, self.max_zoom, self.max_rotate, self.max_warp,
