@@ -112,7 +112,7 @@ def cache_key(spec: ComponentSpec, inputs: Mapping[str, Artifact], params: Mappi
     return hashlib.sha256(blob).hexdigest()
 
 
-def _remove_stale_tmp_dirs(component_root: Path) -> None:
+def remove_stale_tmp_dirs(component_root: Path) -> None:
     """Delete temporary folders left by runs that were killed."""
     if not component_root.is_dir():
         return
@@ -152,7 +152,7 @@ def execute(
         return Artifact.load(final), True
 
     component_root.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp_dirs(component_root)
+    remove_stale_tmp_dirs(component_root)
     if final.exists():  # a folder without a record cannot come from us; never trust it
         shutil.rmtree(final)
     tmp = component_root / f"{_TMP_PREFIX}{key[:16]}-{os.getpid()}"

@@ -43,7 +43,7 @@ def push(saved_model_dir: Path, serving_dir: Path, model_name: str) -> tuple[int
         raise base.PipelineError(f"export: model name {model_name!r} must be one plain folder name")
     model_root = Path(serving_dir) / model_name
     model_root.mkdir(parents=True, exist_ok=True)
-    base._remove_stale_tmp_dirs(model_root)  # copies left by killed pushes (".tmp-push-<dead pid>")
+    base.remove_stale_tmp_dirs(model_root)  # copies left by killed pushes (".tmp-push-<dead pid>")
     tmp = model_root / f"{TMP_PREFIX}{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
