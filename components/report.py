@@ -107,14 +107,15 @@ def render(context: Mapping[str, Any], figures_dir: Path) -> str:
     counts = ingest_report["counts"]
     cv, by_patient = impute_report["cv_by_image"], impute_report["cv_by_patient"] or {}
     weights = evaluation.get("weights") or "none (trained from random initialisation)"
+    weights_headline = weights.splitlines()[0].removeprefix("weights: ")
     parts = [
         f"<h1>COVID-19 mortality from chest X-rays — variant <code>{html.escape(evaluation['variant'])}</code>, "
         f"{html.escape(evaluation['split'])} split</h1>",
         f'<div class="notice">{html.escape(NOTICE)}</div>',
     ]
     if "partial" in weights.lower():
-        parts.append(f'<div class="warn">Weights: {html.escape(weights)}. Not the study\'s full ImageNet '
-                     "initialisation.</div>")
+        parts.append(f'<div class="warn">Weights: {html.escape(weights_headline)}. Not the study\'s full '
+                     "ImageNet initialisation.</div>")
     elif "scratch" in weights.lower() or weights.startswith("none"):
         parts.append('<div class="warn">No pretrained weights: the model was trained from random initialisation, '
                      "unlike the study's ImageNet start.</div>")
