@@ -10,7 +10,7 @@ features.3, .6, .8, .10; the ReLUs and max-pools hold no weights.
 import keras
 from keras import layers
 
-from models.resnet18_backbone import SERIALIZATION_PACKAGE
+from models.serialization import SERIALIZATION_PACKAGE
 
 # (torchvision index, filters, kernel, stride, padding, max-pool after)
 CONV_LAYERS = (

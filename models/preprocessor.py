@@ -8,7 +8,7 @@ computes in float32: under mixed bfloat16 the backbone casts its output itself.
 import keras
 from keras import ops
 
-from models.resnet18_backbone import SERIALIZATION_PACKAGE
+from models.serialization import SERIALIZATION_PACKAGE
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

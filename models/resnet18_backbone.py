@@ -16,8 +16,10 @@ torchvision's '.' (this table is the one place the mapping is written down).
 
 Numerical parity with torch: explicit symmetric zero padding (Keras 'same' pads
 stride-2 convolutions asymmetrically), no convolution biases, and
-BatchNormalization with epsilon 1e-5 and momentum 0.9 (torch's momentum 0.1
-weighs the new batch, Keras's weighs the running value). torch's max-pool pads
+batch normalization with epsilon 1e-5 and momentum 0.9 (torch's momentum 0.1
+weighs the new batch, Keras's weighs the running value) on the fused kernel
+(`models/fused_batch_norm.py`: faster on CPU, and its moving variance is
+torch's unbiased one). torch's max-pool pads
 with -inf; it follows a ReLU here, so every window holds a value >= 0 and zero
 padding gives identical results.
 """
@@ -25,7 +27,9 @@ padding gives identical results.
 import keras
 from keras import layers
 
-SERIALIZATION_PACKAGE = "covid_mortality"
+from models.fused_batch_norm import FusedBatchNormalization
+from models.serialization import SERIALIZATION_PACKAGE
+
 STAGE_BLOCKS = (2, 2, 2, 2)
 STAGE_FILTERS = (64, 128, 256, 512)
 BATCH_NORM_EPSILON = 1e-5
@@ -42,8 +46,7 @@ def _conv(filters, kernel_size, strides, name):
 
 
 def _batch_norm(name):
-    return layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON,
-                                     momentum=BATCH_NORM_MOMENTUM, name=name)
+    return FusedBatchNormalization(epsilon=BATCH_NORM_EPSILON, momentum=BATCH_NORM_MOMENTUM, name=name)
 
 
 def _basic_block(x, filters, strides, prefix):

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
+import models
 from components import base
 from components.train import (augment, fold as fold_lib, input_pipeline, loop, lr_finder, metrics, rebalance,
                               schedule, splits, strategy as strat)
@@ -157,5 +158,5 @@ def _summary(artifact: base.Artifact) -> str:
 SPEC = base.ComponentSpec(
     name="train", run=run, summary=_summary, uses_work_dir=True,
     code=(sys.modules[__name__], augment, fold_lib, input_pipeline, loop, lr_finder, metrics, rebalance, schedule,
-          splits, strat),
+          splits, strat, *models.MODULES),
 )

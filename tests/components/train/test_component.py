@@ -34,6 +34,14 @@ def test_fold_key_follows_what_the_fold_computes():
     assert component.fold_key(p, "fp32", other, val, 0) != key
 
 
+def test_train_cache_key_covers_the_model_code():
+    """A change to the network (e.g. its batch-norm kernel) must re-train, not reuse old folds."""
+    import models
+    assert set(models.MODULES) <= set(component.SPEC.code)
+    assert {m.__name__ for m in models.MODULES} >= {"models.resnet18_backbone", "models.fused_batch_norm",
+                                                    "models.classifier", "models.torchvision_weights"}
+
+
 def test_a_component_with_a_work_dir_gets_one_that_outlives_its_artifacts(tmp_path):
     seen = []
 
