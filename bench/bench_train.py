@@ -3,9 +3,11 @@
 1. `--mode=peak`: images/s of one training step on an in-memory batch
    (ResNet-18 224 px, batch 64), body frozen and unfrozen, fp32 and bf16:
    the ceiling any input pipeline can reach on this machine.
-2. `--mode=sweep`: fold 0 of a variant on real data, the frozen-body LR
-   finder with fastai's 100 steps and with shorter sweeps: the learning rate
-   each suggests and its cost (the lever behind `--lr_finder_steps`).
+2. `--mode=sweep`: per fold, LR sweeps of fastai's 100 steps and shorter
+   ones, each repeated with other batch seeds, body frozen and (after the
+   frozen phase) unfrozen: how far a shorter sweep's suggestion lands from
+   fastai's, against how far fastai's own moves with the batches drawn (the
+   lever behind `--lr_finder_steps`).
 3. `--mode=summary --summary=<train_summary.json>`: seconds per phase (LR
    sweeps, frozen, unfrozen, validation) of a finished run, its training
    images/s and the ratio to the bf16 model-only peak measured in the same
@@ -15,7 +17,9 @@ usage: python -m bench.bench_train --mode=peak|sweep|summary [--tfrecords=DIR] [
 """
 
 import json
+import math
 import os
+import pathlib
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -25,6 +29,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import models  # noqa: E402
+from components import base  # noqa: E402
 from components.train import (augment, fold as fold_lib, input_pipeline, loop, lr_finder, rebalance,  # noqa: E402
                               splits, strategy as strat)
 
@@ -33,7 +38,9 @@ flags.DEFINE_enum("mode", "peak", ["peak", "sweep", "summary"], "What to measure
 flags.DEFINE_string("tfrecords", None, "tfrecords artifact folder (sweep mode).")
 flags.DEFINE_string("summary", None, "train_summary.json of a finished run (summary mode).")
 flags.DEFINE_string("weights", None, "Pretrained body for sweep mode.")
-flags.DEFINE_list("sweep_steps", ["100", "30", "20"], "LR sweep lengths to compare.")
+flags.DEFINE_list("sweep_steps", ["100", "30"], "LR sweep lengths to compare (100 = fastai, the reference).")
+flags.DEFINE_list("sweep_seeds", ["1", "2"], "Batch seeds: each length is swept once per seed.")
+flags.DEFINE_list("folds", ["0", "1", "2"], "Folds to sweep (sweep mode).")
 flags.DEFINE_list("precisions", ["fp32", "bf16"], "Precisions for peak mode.")
 flags.DEFINE_integer("steps", 4, "Timed steps per peak measurement.")
 
@@ -72,36 +79,75 @@ def mode_peak():
                   f"inference {infer:6.1f} img/s")
 
 
+def _sweep(session, phase, examples, p, steps, seed):
+    """One LR sweep of `steps` on `examples`, batches drawn with `seed`; the model is restored after."""
+    groups, step = session.groups[phase], session.steps[phase]
+    start_state = loop.snapshot(session.state_variables(phase))
+    weights = rebalance.example_weights(examples.labels, p.rebalance)
+    fn = augment.make_augment_fn(p.augment_config(), seed)
+    batches = iter(input_pipeline.train_dataset(tf.constant(examples.images), examples.labels, weights,
+                                                global_batch=p.batch_size, steps=steps, seed=seed, augment_fn=fn,
+                                                resample=False))
+
+    def sweep_step(lr):
+        for g in groups:
+            g.optimizer.learning_rate.assign(lr)
+            g.beta_1.assign(0.9)
+        return step(next(batches))[0]
+
+    t = time.perf_counter()
+    curve = lr_finder.sweep(sweep_step, steps, p.lr_finder_start, p.lr_finder_end)
+    seconds = time.perf_counter() - t
+    loop.restore(session.state_variables(phase), start_state)
+    lr_finder.suggest(curve)
+    return curve, seconds
+
+
 def mode_sweep():
-    p = fold_lib.TrainParams(weights=FLAGS.weights, precision="auto")
+    """Per fold: frozen sweeps of each length x seed; the frozen phase (fastai's 100-step LR); unfrozen sweeps."""
+    import tempfile
+    p = fold_lib.TrainParams(weights=FLAGS.weights, precision="auto", lr_finder_steps=100, epochs_unfrozen=0)
     precision = strat.resolve_precision(p.precision)
     examples = input_pipeline.load_examples(FLAGS.tfrecords, p.labels, p.image_size)
-    train_idx, _ = splits.make_folds(examples.labels, examples.patients, p.split, p.folds, p.seed)[0]
-    train = examples.subset(train_idx)
+    folds = splits.make_folds(examples.labels, examples.patients, p.split, p.folds, p.seed)
     session = fold_lib.Session(p, strat.get_strategy("auto"), precision)
-    session.reset(1)
-    session.set_phase("frozen")
-    groups, step = session.groups["frozen"], session.steps["frozen"]
-    images = tf.constant(train.images)
-    weights = rebalance.example_weights(train.labels, p.rebalance)
-    fn = augment.make_augment_fn(p.augment_config(), 0)
-    start_state = loop.snapshot(session.state_variables("frozen"))
-    for n in map(int, FLAGS.sweep_steps):
-        loop.restore(session.state_variables("frozen"), start_state)
-        batches = iter(input_pipeline.train_dataset(images, train.labels, weights, global_batch=p.batch_size,
-                                                    steps=n, seed=5, augment_fn=fn, resample=False))
-
-        def sweep_step(lr):
-            for g in groups:
-                g.optimizer.learning_rate.assign(lr)
-                g.beta_1.assign(0.9)
-            return step(next(batches))[0]
-
-        t = time.perf_counter()
-        curve = lr_finder.sweep(sweep_step, n)
-        seconds = time.perf_counter() - t
-        print(f"sweep {n:3d} steps: ran {len(curve['lrs']):3d}, {seconds:6.1f} s, "
-              f"valley suggestion {lr_finder.suggest(curve):.3g}", flush=True)
+    lengths, seeds = list(map(int, FLAGS.sweep_steps)), list(map(int, FLAGS.sweep_seeds))
+    suggestions, reference = {}, (100, seeds[0])
+    print("fold phase     steps seed  ran seconds suggestion", flush=True)
+    for fold in map(int, FLAGS.folds):
+        train_idx, val_idx = folds[fold]
+        train, val = examples.subset(train_idx), examples.subset(val_idx)
+        session.reset(1)
+        for phase in fold_lib.PHASES:
+            if phase == "unfrozen":  # the frozen phase as the pipeline runs it, at the reference sweep's LR
+                with tempfile.TemporaryDirectory() as work:
+                    base.write_json_atomic(pathlib.Path(work) / fold_lib.STATE, {  # the frozen LR, already found
+                        "completed": {"frozen": 0, "unfrozen": 0}, "checkpoint": None, "history": [],
+                        "fed_counts": [0, 0], "timings": {}, "train_images": 0,
+                        "lr": {"frozen": {"suggestion": reference_curve["suggestion"],
+                                          "steps_run": len(reference_curve["lrs"]), "curve": reference_curve}}})
+                    fold_lib.run_fold(session, fold, train, val, pathlib.Path(work), log=lambda *a: None)
+            session.set_phase(phase)
+            for n in lengths:
+                for seed in seeds:
+                    curve, seconds = _sweep(session, phase, train, p, n, seed)
+                    suggestions[(fold, phase, n, seed)] = lr = curve["suggestion"]
+                    if phase == "frozen" and (n, seed) == reference:
+                        reference_curve = curve
+                    print(f"{fold:4d} {phase:9s} {n:5d} {seed:4d} {len(curve['lrs']):4d} {seconds:7.1f} {lr:10.3g}",
+                          flush=True)
+    print("\n|log10| distance of each sweep's suggestion from fastai's (100 steps, first seed), same fold and phase:")
+    for phase in fold_lib.PHASES:
+        for n in lengths:
+            for seed in seeds:
+                if (n, seed) == reference:
+                    continue
+                d = [abs(math.log10(suggestions[(f, phase, n, seed)] / suggestions[(f, phase, *reference)]))
+                     for f in map(int, FLAGS.folds)]
+                r = [math.log10(suggestions[(f, phase, n, seed)] / suggestions[(f, phase, *reference)])
+                     for f in map(int, FLAGS.folds)]
+                print(f"  {phase:9s} {n:3d} steps seed {seed}: median |d| {np.median(d):.2f} decades, "
+                      f"mean signed {np.mean(r):+.2f} decades")
 
 
 def mode_summary():

@@ -57,7 +57,7 @@ class TrainConfig:
     epochs_frozen: int = 5
     epochs_unfrozen: int = 30
     batch_size: int = 64                # global batch, whatever the number of replicas
-    lr_finder_steps: int = 30           # fastai runs 100; see bench/bench_train.py
+    lr_finder_steps: int = 100          # fastai's; shorter sweeps are noisy (bench/results/lr_sweep_length.txt)
     lr_finder_start: float = 1e-7
     lr_finder_end: float = 10.0
     lr_mult: float = 100.0              # discriminative rates slice(lr / lr_mult, lr) when unfrozen
@@ -85,6 +85,7 @@ class EvaluateConfig:
     bootstrap_resamples: int = 1000     # 95% CIs; patients are resampled under --split=patient
     seed: int = 0
     gradcam_images: int = 2             # validation images of each class shown with Grad-CAM
+    tta_views: int = 0                  # test-time augmentation: 1 plain + tta_views - 1 augmented views; 0 = off
 
 
 @dataclasses.dataclass(frozen=True)

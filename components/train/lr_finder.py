@@ -4,9 +4,11 @@ The sweep trains from `start_lr` (1e-7) to `end_lr` (10) exponentially over
 `num_steps` steps on TRAINING batches only (never validation), keeps an
 exponentially smoothed, debiased loss (beta 0.98) and stops once it exceeds
 4x its minimum. The caller restores the weights afterwards, as fastai does.
-fastai runs 100 steps; the suggestion depends on the shape of the curve, not
-its resolution, so a shorter sweep (`--lr_finder_steps`) picks nearly the
-same rate for a fraction of the time (measured in `bench/bench_train.py`).
+The default is fastai's 100 steps. Shorter sweeps were measured and
+rejected (`bench/results/lr_sweep_length.txt`): on this data a 30-step
+sweep's suggestion jumps by a decade or more with the batches drawn, where
+the 100-step sweep's stays within a factor of ~2; the valley rule needs the
+resolution.
 
 `valley` is fastai's rule: the longest decreasing subsequence of the smoothed
 loss (over the curve without its first 10% of steps and last 5 points), and
