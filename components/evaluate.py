@@ -4,6 +4,12 @@ Metrics on observed labels are always computed. For imputed variants split by
 image, the study's own way (imputed labels counted in validation) is computed
 too, under its own name, so the two can never be confused. Bootstrap CIs
 resample patients when the split kept patients apart, images otherwise.
+
+Beyond the study, on observed labels only, each set named apart from the
+headline (`observed_labels`, which blessing and the study tables read):
+patients ranked by the mean of their images' probabilities (patient split
+only), the calibration of the image-level probabilities, and, with
+`tta_views`, test-time augmentation with the training augmentation.
 """
 
 from __future__ import annotations
@@ -16,19 +22,25 @@ from typing import Any, Mapping
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 import models  # noqa: F401  (registers the custom layers for load_model)
-from components import base, evaluate_metrics, evaluate_plots, gradcam
-from components.train import component as train_component
+from components import base, evaluate_metrics, evaluate_plots, export, gradcam
+from components.train import augment, component as train_component, fold as train_fold, input_pipeline, loop
+from components.train import metrics as train_metrics
 from tfrecords import preprocessing, schema, writer
 
 EVALUATION_NAME = "evaluation.json"
 PER_FOLD_NAME = "metrics_per_fold.csv"
 SUMMARY_NAME = "metrics_summary.csv"
+TTA_PREDICTIONS_NAME = "predictions_tta.csv"
+CALIBRATION_FIGURE = "calibration.png"
 FOLD_PREFIX = "fold_"
 OBSERVED = "observed_labels"
 STUDY_WAY = "study_way_imputed_labels_in_validation"
+PATIENT_LEVEL = "patient_level_observed_labels"
+OBSERVED_TTA = "observed_labels_tta"
 
 
 def _fold_dirs(train_dir: Path) -> list[tuple[int, Path]]:
@@ -74,25 +86,62 @@ def model_path(train_dir: Path, fold: int) -> Path:
     return train_dir / f"{FOLD_PREFIX}{fold}" / "model.keras"
 
 
-def evaluation_sets(predictions: Mapping[str, np.ndarray], split: str) -> dict[str, dict[str, np.ndarray]]:
-    """The rows and labels each named metric set is computed on."""
+def _observed(predictions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     observed = predictions["label_source"] == "observed"
-    sets = {OBSERVED: {k: v[observed] for k, v in predictions.items()}}
-    if split == "image" and not observed.all():
+    return {k: v[observed] for k, v in predictions.items()}
+
+
+def patient_level(rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One row per (fold, patient): the mean of the patient's image probabilities and the patient's label.
+
+    A patient has one outcome, so images of one patient that disagree are a data error, not noise."""
+    frame = pd.DataFrame({k: rows[k] for k in ("fold", "patient", "label", "probability")})
+    grouped = frame.groupby(["fold", "patient"], sort=True)
+    labels = grouped["label"].agg(["min", "max"])
+    disagreeing = labels[labels["min"] != labels["max"]]
+    if len(disagreeing):
+        (fold, patient), row = next(disagreeing.iterrows())
+        raise ValueError(f"patient {patient!r} (fold {fold}) has disagreeing observed labels "
+                         f"[{row['min']}, {row['max']}]: a patient has one outcome")
+    means = grouped.agg(label=("label", "first"), probability=("probability", "mean"),
+                        images=("label", "size")).reset_index()
+    return {name: means[name].to_numpy() for name in ("fold", "patient", "label", "probability", "images")}
+
+
+def evaluation_sets(predictions: Mapping[str, np.ndarray], split: str,
+                    tta: Mapping[str, np.ndarray] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """The rows and labels each named metric set is computed on."""
+    observed = _observed(predictions)
+    sets = {OBSERVED: observed}
+    if split == "image" and len(observed["label"]) < len(predictions["label"]):
         sets[STUDY_WAY] = dict(predictions)
+    if split == "patient":  # every patient's images sit in one fold, so a patient is ranked once
+        sets[PATIENT_LEVEL] = patient_level(observed)
+    if tta is not None:
+        sets[OBSERVED_TTA] = _observed(tta)
     return sets
 
 
+def set_metrics(rows: Mapping[str, np.ndarray], split: str, threshold: float, resamples: int,
+                seed: int) -> dict[str, Any]:
+    """Fold metrics, summed rates and bootstrap CIs of one set (patients resampled under a patient split)."""
+    summary = evaluate_metrics.summarize(rows["fold"], rows["label"], rows["probability"], threshold)
+    groups = rows["patient"] if split == "patient" else rows["source_id"]
+    summary["bootstrap"] = evaluate_metrics.bootstrap(
+        rows["label"], rows["probability"], groups, resamples, seed, threshold)
+    summary["bootstrap"]["unit"] = "patient" if split == "patient" else "image"
+    return summary
+
+
 def evaluate(predictions: Mapping[str, np.ndarray], split: str, threshold: float, resamples: int,
-             seed: int) -> dict[str, Any]:
-    results = {}
-    for name, rows in evaluation_sets(predictions, split).items():
-        summary = evaluate_metrics.summarize(rows["fold"], rows["label"], rows["probability"], threshold)
-        groups = rows["patient"] if split == "patient" else rows["source_id"]
-        summary["bootstrap"] = evaluate_metrics.bootstrap(
-            rows["label"], rows["probability"], groups, resamples, seed, threshold)
-        summary["bootstrap"]["unit"] = "patient" if split == "patient" else "image"
-        results[name] = summary
+             seed: int, tta: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Every set's metrics; the same seed for each, so the sets are compared on the same resamples."""
+    sets = evaluation_sets(predictions, split, tta)
+    results = {name: set_metrics(rows, split, threshold, resamples, seed) for name, rows in sets.items()}
+    observed = sets[OBSERVED]
+    results[OBSERVED]["calibration"] = {
+        **evaluate_metrics.calibration(observed["label"], observed["probability"]),
+        "brier": results[OBSERVED]["pooled"]["brier"]}
     return results
 
 
@@ -127,6 +176,23 @@ def _write_tables(out_dir: Path, results: Mapping[str, Any]) -> None:
             for metric in evaluate_metrics.RATES:
                 table.writerow([name, metric, summary["rates_summed"][metric], "", intervals[metric]["low"],
                                 intervals[metric]["high"], "summed confusion matrix"])
+            if "calibration" in summary:
+                table.writerow([name, "ece", summary["calibration"]["ece"], "", "", "",
+                                f"pooled, {evaluate_metrics.CALIBRATION_BINS} equal-width bins"])
+
+
+def validation_images(tfrecords_dir: Path, source_ids: np.ndarray, image_size: int) -> np.ndarray:
+    """The images of `source_ids`, in that order, through the one preprocessing training used."""
+    wanted, found = set(source_ids), {}
+    for serialized in tf.data.TFRecordDataset(writer.shard_paths(tfrecords_dir)):
+        parsed = schema.parse_example(serialized)
+        source_id = parsed["image/source_id"].numpy().decode()
+        if source_id in wanted:
+            found[source_id] = preprocessing.preprocess(parsed["image/encoded"], image_size).numpy()
+    missing = sorted(wanted - found.keys())
+    if missing:
+        raise ValueError(f"{tfrecords_dir}: no image for {len(missing)} validation row(s), e.g. {missing[0]!r}")
+    return np.stack([found[source_id] for source_id in source_ids])
 
 
 def _gradcam_examples(train: base.Artifact, tfrecords_dir: Path, predictions, count: int, image_size: int):
@@ -137,32 +203,74 @@ def _gradcam_examples(train: base.Artifact, tfrecords_dir: Path, predictions, co
     for label in (1, 0):
         ids = predictions["source_id"][in_fold & (predictions["label"] == label)]
         wanted.update({sid: label for sid in sorted(ids)[:count]})
-    images, titles = [], []
-    for serialized in tf.data.TFRecordDataset(writer.shard_paths(tfrecords_dir)):
-        parsed = schema.parse_example(serialized)
-        source_id = parsed["image/source_id"].numpy().decode()
-        if source_id in wanted:
-            images.append(preprocessing.preprocess(parsed["image/encoded"], image_size).numpy())
-            probability = float(predictions["probability"][predictions["source_id"] == source_id][0])
-            titles.append(f"{'died' if wanted[source_id] else 'survived'}, p={probability:.2f}\n{source_id[:28]}")
-    if not images:
+    if not wanted:
         return None
+    source_ids = np.array(list(wanted))
+    images = validation_images(tfrecords_dir, source_ids, image_size)
+    titles = [f"{'died' if wanted[sid] else 'survived'}, "
+              f"p={float(predictions['probability'][predictions['source_id'] == sid][0]):.2f}\n{sid[:28]}"
+              for sid in source_ids]
     model = keras.models.load_model(model_path(train.path, fold), compile=False)
-    return np.stack(images), gradcam.gradcam(model, np.stack(images)), titles
+    return images, gradcam.gradcam(model, images), titles
+
+
+def view_probabilities(predict, images: np.ndarray, augment_fn, views: int, seed: int,
+                       batch_size: int) -> np.ndarray:
+    """(views, N) probabilities: view 0 is the image as validated in training, view v > 0 the training
+    augmentation with batch seed (seed, v). One view is held in memory at a time."""
+    def view(v):
+        return images if v == 0 else augment_fn(tf.constant(images), tf.constant([seed, v], tf.int64)).numpy()
+    return np.stack([train_metrics.sigmoid(loop.predict_logits(predict, view(v), batch_size)) for v in range(views)])
+
+
+def tta_predictions(train_dir: Path, tfrecords_dir: Path, predictions: Mapping[str, np.ndarray],
+                    train_params: Mapping[str, Any], views: int, seed: int) -> dict[str, np.ndarray]:
+    """Every validation row's probability averaged over `views` views (see `view_probabilities`) by its
+    fold's model, in float32 whatever precision it trained in.
+
+    Probabilities are averaged, not logits: the result is the expected probability over the augmentations
+    a training image could have had, as the exported ensemble averages its members' probabilities."""
+    if views < 1:
+        raise ValueError(f"tta_views must be 0 (off) or at least 1, not {views}")
+    p = train_fold.TrainParams(**train_params)
+    probabilities = np.zeros(len(predictions["source_id"]))
+    for fold in np.unique(predictions["fold"]):
+        rows = np.flatnonzero(predictions["fold"] == fold)
+        fold_seed = input_pipeline.epoch_seed(seed, int(fold), "tta", 0)
+        model = export.as_float32(keras.models.load_model(model_path(train_dir, int(fold)), compile=False))
+        images = validation_images(tfrecords_dir, predictions["source_id"][rows], p.image_size)
+        augment_fn = augment.make_augment_fn(p.augment_config(), fold_seed % 100_000)
+        probabilities[rows] = view_probabilities(loop.make_predict(model), images, augment_fn, views, fold_seed,
+                                                 p.eval_batch_size).mean(axis=0)
+    return {**predictions, "probability": probabilities}
+
+
+def _write_tta_predictions(path: Path, predictions: Mapping[str, np.ndarray],
+                           tta: Mapping[str, np.ndarray]) -> None:
+    with open(path, "w", newline="") as handle:
+        table = csv.writer(handle)
+        table.writerow(["fold", "source_id", "patient", "label", "label_source", "probability_stored",
+                        "probability_tta"])
+        for i in range(len(predictions["source_id"])):
+            table.writerow([*(predictions[k][i] for k in ("fold", "source_id", "patient", "label", "label_source")),
+                            predictions["probability"][i], tta["probability"][i]])
 
 
 def evaluation_record(predictions: Mapping[str, np.ndarray], variant: str, split: str, weights: str | None,
-                      params: Mapping[str, Any]) -> dict[str, Any]:
-    results = evaluate(predictions, split, params["threshold"], params["bootstrap_resamples"], params["seed"])
+                      params: Mapping[str, Any], tta: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+    results = evaluate(predictions, split, params["threshold"], params["bootstrap_resamples"], params["seed"], tta)
+    if tta is not None:
+        results[OBSERVED_TTA]["tta_views"] = params["tta_views"]
     return {"variant": variant, "split": split, "threshold": params["threshold"], "positive_class": "died",
             "weights": weights, "metrics": headline(results), "sets": results}
 
 
 def write_figures(out_dir: Path, record: Mapping[str, Any], predictions, histories, sweeps) -> None:
-    observed = evaluation_sets(predictions, record["split"])[OBSERVED]
+    observed = _observed(predictions)
     evaluate_plots.roc_curves(observed["fold"], observed["label"], observed["probability"], out_dir / "roc.png")
     evaluate_plots.pr_curves(observed["fold"], observed["label"], observed["probability"], out_dir / "pr.png")
     evaluate_plots.confusion_matrix(record["sets"][OBSERVED]["confusion_summed"], out_dir / "confusion.png")
+    evaluate_plots.reliability_diagram(record["sets"][OBSERVED]["calibration"], out_dir / CALIBRATION_FIGURE)
     evaluate_plots.loss_curves(histories, out_dir / "loss.png")
     if sweeps:
         evaluate_plots.lr_sweeps(sweeps, out_dir / "lr_finder.png")
@@ -172,13 +280,18 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     train = inputs["train"]
     summary = read_train_summary(train.path)
     predictions = read_predictions(train.path)
-    record = evaluation_record(predictions, summary["variant"], summary["split"], summary["weights"], params)
+    tta = None
+    if params["tta_views"]:
+        tta = tta_predictions(train.path, inputs["tfrecords"].path, predictions, summary["params"],
+                              params["tta_views"], params["seed"])
+        _write_tta_predictions(out_dir / TTA_PREDICTIONS_NAME, predictions, tta)
+    record = evaluation_record(predictions, summary["variant"], summary["split"], summary["weights"], params, tta)
     base.write_json_atomic(out_dir / EVALUATION_NAME, record)
     _write_tables(out_dir, record["sets"])
     write_figures(out_dir, record, predictions, read_histories(train.path),
                   read_lr_sweeps(train.path))
     if params["gradcam_images"]:
-        observed = evaluation_sets(predictions, summary["split"])[OBSERVED]
+        observed = _observed(predictions)
         examples = _gradcam_examples(train, inputs["tfrecords"].path, observed, params["gradcam_images"],
                                      summary["params"]["image_size"])
         if examples:
@@ -200,5 +313,5 @@ def _summary(artifact: base.Artifact) -> str:
 
 SPEC = base.ComponentSpec(
     name="evaluate", run=run, summary=_summary,
-    code=(sys.modules[__name__], evaluate_metrics, evaluate_plots, gradcam),
+    code=(sys.modules[__name__], evaluate_metrics, evaluate_plots, gradcam, augment, loop),
 )

@@ -5,7 +5,9 @@ are means over folds (as the study reports them); TPR/TNR/FPR/FNR come from
 the confusion matrix summed over folds. PR AUC (average precision) and the
 Brier score are added. Confidence intervals resample the pooled out-of-fold
 predictions: whole patients when the split kept patients apart, images
-otherwise, so the interval reflects the unit that was held out.
+otherwise, so the interval reflects the unit that was held out. Calibration
+(reliability bins and expected calibration error) judges the probabilities
+themselves, which the ranking metrics do not.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sklearn import metrics as skm
 
 FOLD_METRICS = ("balanced_accuracy", "roc_auc", "precision", "recall", "f1", "pr_auc", "brier")
 RATES = ("tpr", "tnr", "fpr", "fnr")
+CALIBRATION_BINS = 10
 
 
 def confusion(labels: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
@@ -107,3 +110,25 @@ def bootstrap(labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray,
             "valid_resamples": int(len(finite)),
         }
     return {"level": level, "resamples": resamples, "unit_count": int(len(unique)), "intervals": result}
+
+
+def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:
+    """Reliability of the probabilities: per equal-width probability bin, the observed died fraction
+    beside the mean predicted probability; ECE = their count-weighted mean gap over non-empty bins.
+
+    Nothing is recalibrated: ROC AUC only ranks, and any monotone recalibration leaves the ranking,
+    hence the AUC, unchanged; fitting one on these few out-of-fold predictions would also need data
+    of its own. This measures how far the probabilities can be read as risks as they are.
+    """
+    labels, probabilities = np.asarray(labels, float), np.asarray(probabilities, float)
+    index = np.clip(np.floor(probabilities * bins).astype(int), 0, bins - 1)  # p = 1 goes to the last bin
+    table = []
+    for b in range(bins):
+        members = index == b
+        count = int(members.sum())
+        table.append({"low": b / bins, "high": (b + 1) / bins, "count": count,
+                      "mean_predicted": float(probabilities[members].mean()) if count else math.nan,
+                      "observed_fraction": float(labels[members].mean()) if count else math.nan})
+    gaps = [row["count"] * abs(row["observed_fraction"] - row["mean_predicted"]) for row in table if row["count"]]
+    return {"bins": table, "ece": float(sum(gaps) / len(labels)) if len(labels) else math.nan,
+            "base_rate": float(labels.mean()) if len(labels) else math.nan}

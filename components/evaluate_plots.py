@@ -1,5 +1,6 @@
 """The study's figures: loss curves per fold, mean ROC and PR curves over folds, confusion matrix,
-LR-finder sweeps and Grad-CAM overlays. Each function writes one PNG and returns its path."""
+LR-finder sweeps and Grad-CAM overlays, plus a reliability diagram. Each function writes one PNG and
+returns its path."""
 
 from __future__ import annotations
 
@@ -103,6 +104,27 @@ def confusion_matrix(counts: Mapping[str, int], path: Path) -> Path:
     axis.set_xticks([0, 1], ["survived", "died"])
     axis.set_yticks([0, 1], ["survived", "died"])
     axis.set(xlabel="predicted", ylabel="actual", title="Summed over folds")
+    return _save(figure, path)
+
+
+def reliability_diagram(calibration: Mapping, path: Path) -> Path:
+    """Observed died fraction against mean predicted probability in each non-empty bin (`calibration`
+    as `evaluate_metrics.calibration` returns it), bin counts written beside the points."""
+    filled = [b for b in calibration["bins"] if b["count"]]
+    predicted = [b["mean_predicted"] for b in filled]
+    observed = [b["observed_fraction"] for b in filled]
+    figure, axis = plt.subplots(figsize=(4.6, 4.4))
+    axis.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="perfectly calibrated")
+    axis.plot(predicted, observed, marker="o", color="tab:purple",
+              label=f"{len(calibration['bins'])} equal-width bins (ECE {calibration['ece']:.3f})")
+    for bin_, x, y in zip(filled, predicted, observed):
+        axis.annotate(f"n={bin_['count']}", (x, y), textcoords="offset points", xytext=(0, -12 if y > 0.5 else 6),
+                      ha="center", fontsize=7)
+    axis.axhline(calibration["base_rate"], ls=":", color="tab:red", lw=1,
+                 label=f"base rate {calibration['base_rate']:.2f}")
+    axis.set(xlabel="mean predicted probability of death", ylabel="observed fraction died",
+             title="Calibration, observed labels", xlim=(0, 1), ylim=(-0.02, 1.02))
+    axis.legend(loc="upper left", fontsize=8)
     return _save(figure, path)
 
 

@@ -2,9 +2,10 @@
 
 It gathers what the other stages recorded: data counts, the imputation's
 quality, the weights used, the metrics with their confidence intervals beside
-the study's published numbers, the figures (embedded), the exact command
-line, seed, git commit and timings, and the notice that this is research
-software, not a medical device.
+the study's published numbers, the figures (embedded), what goes beyond the
+study (patient-level ranking, calibration, test-time augmentation), the exact
+command line, seed, git commit and timings, and the notice that this is
+research software, not a medical device.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from components import base, evaluate, export, impute, ingest
-from components.evaluate_metrics import FOLD_METRICS, RATES
+from components.evaluate_metrics import CALIBRATION_BINS, FOLD_METRICS, RATES
 from pipeline import configs
 
 REPORT_NAME = "report.html"
@@ -39,6 +40,7 @@ FIGURES = (  # file, caption, shown full width
 NAMES = {"balanced_accuracy": "Balanced accuracy", "roc_auc": "ROC AUC", "precision": "Precision",
          "recall": "Recall (sensitivity)", "f1": "F1", "pr_auc": "PR AUC", "brier": "Brier score",
          "tpr": "TPR", "tnr": "TNR (specificity)", "fpr": "FPR", "fnr": "FNR"}
+BEYOND_METRICS = ("roc_auc", "pr_auc", "balanced_accuracy", "recall", "brier")
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;
@@ -101,6 +103,45 @@ def metrics_section(evaluation: Mapping[str, Any], published: Mapping[str, Mappi
     return text
 
 
+def _mean_and_interval(summary: Mapping[str, Any], name: str) -> str:
+    interval = summary["bootstrap"]["intervals"][name]
+    return f"{_fmt(summary['fold_mean'][name]['mean'])} [{_fmt(interval['low'])}, {_fmt(interval['high'])}]"
+
+
+def beyond_study_section(evaluation: Mapping[str, Any], figures_dir: Path) -> str:
+    """Patient-level ranking, calibration and test-time augmentation, each on observed labels only."""
+    sets = evaluation["sets"]
+    columns = {evaluate.OBSERVED: "Images (headline)", evaluate.PATIENT_LEVEL: "Patients (mean over images)"}
+    if evaluate.OBSERVED_TTA in sets:
+        columns[evaluate.OBSERVED_TTA] = f"Images, TTA ({sets[evaluate.OBSERVED_TTA]['tta_views']} views)"
+    shown = [name for name in columns if name in sets]
+    rows = [[NAMES[metric], *(_mean_and_interval(sets[name], metric) for name in shown)] for metric in BEYOND_METRICS]
+    text = _table(["Fold mean [95% CI], observed labels", *(columns[name] for name in shown)], rows)
+    if evaluate.PATIENT_LEVEL in sets:
+        text += (f"<p><b>Patient level</b> ({sets[evaluate.PATIENT_LEVEL]['n']} patients): each patient's "
+                 "probability is the mean of their images' probabilities. This answers \"how well are patients, "
+                 "not images, ranked\": a patient with many X-rays no longer counts many times.</p>")
+    else:
+        text += ("<p><b>Patient level</b>: not computed; it needs <code>--split=patient</code>, under which every "
+                 "patient's images sit in one fold.</p>")
+    if evaluate.OBSERVED_TTA in sets:
+        text += (f"<p><b>Test-time augmentation</b>: each validation image scored by its fold's model on the plain "
+                 f"image and {sets[evaluate.OBSERVED_TTA]['tta_views'] - 1} views with the training augmentation, "
+                 "probabilities averaged.</p>")
+    else:
+        text += "<p><b>Test-time augmentation</b>: off (<code>--tta_views</code>).</p>"
+    calibration = sets[evaluate.OBSERVED]["calibration"]
+    text += (f"<p><b>Calibration</b> of the image-level probabilities: expected calibration error "
+             f"{_fmt(calibration['ece'])} ({CALIBRATION_BINS} equal-width bins), Brier score "
+             f"{_fmt(calibration['brier'])}, base rate {_fmt(calibration['base_rate'])}. No recalibration is fitted: "
+             "ROC AUC only ranks, and a monotone recalibration leaves it unchanged.</p>")
+    figure = figures_dir / evaluate.CALIBRATION_FIGURE
+    if figure.is_file():
+        text += _image(figure, "Reliability diagram: observed died fraction against mean predicted probability, "
+                               "bin counts beside the points", False)
+    return text
+
+
 def render(context: Mapping[str, Any], figures_dir: Path) -> str:
     ingest_report, impute_report = context["ingest_report"], context["impute_report"]
     evaluation, provenance = context["evaluation"], context["provenance"]
@@ -124,6 +165,8 @@ def render(context: Mapping[str, Any], figures_dir: Path) -> str:
         metrics_section(evaluation, context["published"]),
         f'<p class="muted">Study: {html.escape(STUDY_CITATION)}; its numbers come from a later snapshot of the '
         "data (169 labelled images) and split by image, so patients can sit on both sides.</p>",
+        "<h2>Beyond the study (observed labels only)</h2>",
+        beyond_study_section(evaluation, figures_dir),
         "<h2>Figures</h2>",
         "".join(_image(figures_dir / name, caption, wide) for name, caption, wide in FIGURES
                 if (figures_dir / name).is_file()),

@@ -66,6 +66,8 @@ _E, _X = configs.EvaluateConfig, configs.ExportConfig
 flags.DEFINE_float("threshold", _E.threshold, "Probability of death above which a case counts as 'died'.")
 flags.DEFINE_integer("bootstrap_resamples", _E.bootstrap_resamples, "Bootstrap resamples for the 95% CIs.")
 flags.DEFINE_integer("gradcam_images", _E.gradcam_images, "Validation images of each class shown with Grad-CAM.")
+flags.DEFINE_integer("tta_views", _E.tta_views, "Test-time augmentation in evaluate: the plain view plus "
+                     "tta_views - 1 training-augmented views, probabilities averaged; 0 = off.")
 flags.DEFINE_string("serving_dir", None, "TF Serving model base folder (default: <output_dir>/serving).")
 flags.DEFINE_string("model_name", _X.model_name, "Served model name (folder under --serving_dir).")
 flags.DEFINE_float("bless_min_roc_auc", _X.bless_min_roc_auc,
@@ -85,7 +87,8 @@ def config_from_flags() -> configs.PipelineConfig:
             if field.name != "weights" and field.name in FLAGS},
             weights=str(Path(FLAGS.weights).resolve()) if FLAGS.weights else None),
         evaluate=configs.EvaluateConfig(threshold=FLAGS.threshold, bootstrap_resamples=FLAGS.bootstrap_resamples,
-                                        seed=FLAGS.seed, gradcam_images=FLAGS.gradcam_images),
+                                        seed=FLAGS.seed, gradcam_images=FLAGS.gradcam_images,
+                                        tta_views=FLAGS.tta_views),
         export=configs.ExportConfig(serving_dir=Path(FLAGS.serving_dir).resolve() if FLAGS.serving_dir else None,
                                     model_name=FLAGS.model_name, bless_min_roc_auc=FLAGS.bless_min_roc_auc,
                                     threshold=FLAGS.threshold, members=FLAGS.export_members),

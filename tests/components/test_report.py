@@ -52,11 +52,26 @@ def rendered(tmp_path_factory):
     }
     path = out / "report.html"
     path.write_text(report.render(context, out))
-    return path, record
+    return path, record, context
+
+
+def test_the_analyses_beyond_the_study_are_shown_apart(rendered, tmp_path):
+    _, _, context = rendered
+    predictions = _predictions()
+    tta = {**predictions, "probability": np.clip(predictions["probability"] + 0.05, 0, 1)}
+    params = {"threshold": 0.5, "bootstrap_resamples": 50, "seed": 0, "tta_views": 4}
+    record = evaluate.evaluation_record(predictions, "original_weights", "patient", None, params, tta)
+    text = report.render({**context, "evaluation": record}, tmp_path)
+    section = text.split("<h2>Beyond the study (observed labels only)</h2>")[1].split("<h2>")[0]
+    assert "how well are patients, not images, ranked" in section and "Images, TTA (4 views)" in section
+    patient_auc = record["sets"][evaluate.PATIENT_LEVEL]["fold_mean"]["roc_auc"]["mean"]
+    assert f"{patient_auc:.3f}" in section
+    assert f"{record['sets'][evaluate.OBSERVED]['calibration']['ece']:.3f}" in section
+    assert "No recalibration is fitted" in section
 
 
 def test_report_holds_metrics_beside_the_study_and_the_notices(rendered):
-    path, record = rendered
+    path, record, _ = rendered
     text = path.read_text()
     assert "not a medical device" in text
     assert "ImageNet, partial" in text and "Not the study" in text
@@ -65,7 +80,8 @@ def test_report_holds_metrics_beside_the_study_and_the_notices(rendered):
     assert "<td>0.830</td>" in text  # the study's imputed + weights test ROC AUC
     assert "The study's way" in text  # imputed labels in validation, named apart
     assert "python -m pipeline.run --variant imputed_weights" in text
-    assert len(re.findall(r'src="data:image/png;base64,', text)) == 4  # loss, roc, pr, confusion
+    assert len(re.findall(r'src="data:image/png;base64,', text)) == 5  # loss, roc, pr, confusion, calibration
+    assert "Patient level</b>: not computed" in text and "Test-time augmentation</b>: off" in text
 
 
 def test_published_rows_match_the_variant():
@@ -75,7 +91,7 @@ def test_published_rows_match_the_variant():
 
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="chromium not installed (CI installs it)")
 def test_report_renders_in_headless_chromium(rendered, tmp_path):
-    path, _ = rendered
+    path, _, _ = rendered
     assert CHROMIUM, "CI must install chromium (.ci/run does)"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",

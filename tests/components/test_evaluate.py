@@ -1,0 +1,158 @@
+"""Evaluate beyond the study: patient-level ranking, calibration and test-time augmentation."""
+
+import csv
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from components import evaluate, evaluate_metrics, evaluate_plots
+from components.train import fold as train_fold, input_pipeline, metrics as train_metrics, splits
+from pipeline import configs, local_runner
+from pipeline.pipeline import create_pipeline
+from tests.serving import helpers
+
+PARAMS = {"threshold": 0.5, "bootstrap_resamples": 50, "seed": 0, "gradcam_images": 0, "tta_views": 0}
+IMAGE_SIZE = 32
+FOLDS = 3
+
+
+def _rows(rows):
+    """(fold, patient, label, label_source, probability) tuples -> prediction columns, one image each."""
+    columns = dict(zip(("fold", "patient", "label", "label_source", "probability"), map(np.asarray, zip(*rows))))
+    columns["source_id"] = np.array([f"{patient}-{i}.png" for i, patient in enumerate(columns["patient"])])
+    return columns
+
+
+# Patient level, fold 0: a (died) 0.7, b (survived) 0.4, c (survived) 0.8 -> AUC 1/2.
+#                fold 1: d (died) 0.4, f (died) 0.6, e (survived) 0.1 -> AUC 1. Fold mean 0.75.
+CONSTRUCTED = _rows([
+    (0, "a", 1, "observed", 0.9), (0, "a", 1, "observed", 0.5), (0, "b", 0, "observed", 0.2),
+    (0, "b", 0, "observed", 0.6), (0, "c", 0, "observed", 0.8), (0, "g", 1, "imputed", 0.1),
+    (1, "d", 1, "observed", 0.3), (1, "d", 1, "observed", 0.5), (1, "e", 0, "observed", 0.1),
+    (1, "f", 1, "observed", 0.6),
+])
+
+
+def test_patients_are_ranked_by_the_mean_of_their_images():
+    record = evaluate.evaluation_record(CONSTRUCTED, "original_weights", "patient", None, PARAMS)
+    patients = record["sets"][evaluate.PATIENT_LEVEL]
+    assert patients["n"] == 6 and patients["positives"] == 3  # the imputed patient g is left out
+    assert patients["fold_mean"]["roc_auc"]["mean"] == pytest.approx(0.75)
+    assert patients["per_fold"][0]["roc_auc"] == pytest.approx(0.5)
+    assert patients["bootstrap"]["unit"] == "patient" and patients["bootstrap"]["unit_count"] == 6
+    rows = evaluate.patient_level(evaluate.evaluation_sets(CONSTRUCTED, "patient")[evaluate.OBSERVED])
+    means = dict(zip(rows["patient"], rows["probability"]))
+    assert means == pytest.approx({"a": 0.7, "b": 0.4, "c": 0.8, "d": 0.4, "e": 0.1, "f": 0.6})
+    assert dict(zip(rows["patient"], rows["images"])) == {"a": 2, "b": 2, "c": 1, "d": 2, "e": 1, "f": 1}
+    # the headline stays the image-level one
+    images = evaluate.evaluation_sets(CONSTRUCTED, "patient")[evaluate.OBSERVED]
+    image_auc = evaluate_metrics.summarize(images["fold"], images["label"], images["probability"])
+    assert record["metrics"]["roc_auc"]["mean"] == image_auc["fold_mean"]["roc_auc"]["mean"] != pytest.approx(0.75)
+
+
+def test_patient_level_needs_a_patient_split():
+    record = evaluate.evaluation_record(CONSTRUCTED, "original_weights", "image", None, PARAMS)
+    assert evaluate.PATIENT_LEVEL not in record["sets"]
+
+
+def test_disagreeing_observed_labels_of_a_patient_are_refused_by_name():
+    rows = _rows([(0, "p7", 1, "observed", 0.9), (0, "p7", 0, "observed", 0.2), (0, "p8", 0, "observed", 0.3)])
+    with pytest.raises(ValueError, match=r"patient 'p7' \(fold 0\) has disagreeing observed labels \[0, 1\]"):
+        evaluate.evaluation_record(rows, "original_weights", "patient", None, PARAMS)
+
+
+def test_expected_calibration_error_by_hand():
+    labels = np.array([1, 0, 0, 1, 1, 0])
+    probabilities = np.array([0.05, 0.15, 0.12, 0.85, 0.95, 1.0])
+    calibration = evaluate_metrics.calibration(labels, probabilities)
+    # bins: [0, .1) 1 image gap .95; [.1, .2) 2 images gap .135; [.8, .9) gap .15; [.9, 1] 2 images, mean .975, 1/2
+    assert calibration["ece"] == pytest.approx((0.95 + 2 * 0.135 + 0.15 + 2 * 0.475) / 6)
+    assert [b["count"] for b in calibration["bins"]] == [1, 2, 0, 0, 0, 0, 0, 0, 1, 2]
+    assert calibration["bins"][9]["observed_fraction"] == 0.5 and calibration["base_rate"] == 0.5
+    assert np.isnan(calibration["bins"][4]["mean_predicted"])
+
+
+def test_perfectly_calibrated_bins_have_zero_error():
+    labels = np.array([1, 0, 0, 0, 1, 1, 1, 0])
+    probabilities = np.array([0.25] * 4 + [0.75] * 4)
+    assert evaluate_metrics.calibration(labels, probabilities)["ece"] == pytest.approx(0.0)
+
+
+def test_the_calibration_entry_reuses_the_pooled_brier_and_the_figure_is_a_png(tmp_path):
+    record = evaluate.evaluation_record(CONSTRUCTED, "original_weights", "patient", None, PARAMS)
+    observed = record["sets"][evaluate.OBSERVED]
+    assert observed["calibration"]["brier"] == observed["pooled"]["brier"]
+    assert observed["calibration"]["base_rate"] == pytest.approx(5 / 9)
+    path = evaluate_plots.reliability_diagram(observed["calibration"], tmp_path / "calibration.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Image.open(path).size[0] > 300
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The sample's TFRecords and a train artifact over them: 3 patient-split folds of tiny Keras models,
+    each with the out-of-fold predictions the train stage would have written."""
+    out = tmp_path_factory.mktemp("evaluate")
+    tfrecords = local_runner.run_pipeline(create_pipeline(configs.PipelineConfig(output_dir=out / "runs")),
+                                          "tfrecords", log=lambda _: None)["tfrecords"]
+    train_dir = out / "train"
+    params = train_fold.TrainParams(image_size=IMAGE_SIZE, split="patient", folds=FOLDS)
+    examples = input_pipeline.load_examples(tfrecords.path, params.labels, IMAGE_SIZE)
+    fold_models = helpers.write_folds(train_dir, k=FOLDS, image_size=IMAGE_SIZE)
+    for fold, (_, val_idx) in enumerate(splits.make_folds(examples.labels, examples.patients, "patient", FOLDS, 0)):
+        val = examples.subset(val_idx)
+        logits = keras.models.load_model(fold_models[fold], compile=False).predict(val.images, verbose=0)[:, 0]
+        with open(train_dir / f"fold_{fold}" / "predictions.csv", "w", newline="") as handle:
+            table = csv.writer(handle)
+            table.writerow(["source_id", "patient", "label", "label_source", "probability"])
+            table.writerows(zip(val.source_ids, val.patients, val.labels, val.label_sources,
+                                train_metrics.sigmoid(logits)))
+        (train_dir / f"fold_{fold}" / "history.json").write_text(json.dumps(
+            [{"phase": "unfrozen", "global_epoch": 0, "train_loss": 0.7, "val_loss": 0.69}]))
+    summary = {"variant": params.variant, "split": "patient", "weights": None, "params": dataclasses.asdict(params)}
+    (train_dir / "train_summary.json").write_text(json.dumps(summary))
+    return {"train": helpers.fake_artifact(train_dir, "train"), "tfrecords": tfrecords}, summary
+
+
+def test_one_tta_view_is_the_stored_prediction(trained):
+    inputs, summary = trained
+    predictions = evaluate.read_predictions(inputs["train"].path)
+    tta = evaluate.tta_predictions(inputs["train"].path, inputs["tfrecords"].path, predictions, summary["params"],
+                                   views=1, seed=0)
+    np.testing.assert_allclose(tta["probability"], predictions["probability"], atol=1e-5)
+
+
+def test_three_tta_views_give_a_named_set_of_finite_probabilities(trained, tmp_path):
+    inputs, summary = trained
+    evaluate.run(inputs, {**PARAMS, "tta_views": 3}, tmp_path)
+    predictions = evaluate.read_predictions(inputs["train"].path)
+    with open(tmp_path / evaluate.TTA_PREDICTIONS_NAME, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["source_id"] for r in rows] == list(predictions["source_id"])
+    tta = np.array([float(r["probability_tta"]) for r in rows])
+    assert np.isfinite(tta).all() and ((0 <= tta) & (tta <= 1)).all()
+    assert not np.allclose(tta, predictions["probability"], atol=1e-4)  # the augmented views count
+    again = evaluate.tta_predictions(inputs["train"].path, inputs["tfrecords"].path, predictions,
+                                     summary["params"], views=3, seed=0)
+    np.testing.assert_array_equal(again["probability"], tta)  # seeded: the same views every time
+
+    record = json.loads((tmp_path / evaluate.EVALUATION_NAME).read_text())
+    assert record["sets"][evaluate.OBSERVED_TTA]["tta_views"] == 3
+    assert record["sets"][evaluate.OBSERVED_TTA]["n"] == len(rows)
+    assert {evaluate.OBSERVED, evaluate.PATIENT_LEVEL, evaluate.OBSERVED_TTA} <= set(record["sets"])
+    assert "ece" in record["sets"][evaluate.OBSERVED]["calibration"]
+    without_tta = evaluate.evaluation_record(predictions, summary["variant"], "patient", None, PARAMS)
+    same = json.dumps(record["metrics"], sort_keys=True) == json.dumps(without_tta["metrics"], sort_keys=True)
+    assert same  # the headline does not move
+    assert (tmp_path / evaluate.CALIBRATION_FIGURE).read_bytes()[:4] == b"\x89PNG"
+    with open(tmp_path / evaluate.SUMMARY_NAME, newline="") as handle:
+        summary_sets = {(r["set"], r["metric"]) for r in csv.DictReader(handle)}
+    assert {(evaluate.OBSERVED_TTA, "roc_auc"), (evaluate.PATIENT_LEVEL, "roc_auc"),
+            (evaluate.OBSERVED, "ece")} <= summary_sets
+    with open(tmp_path / evaluate.PER_FOLD_NAME, newline="") as handle:
+        assert {r["set"] for r in csv.DictReader(handle)} == {evaluate.OBSERVED, evaluate.PATIENT_LEVEL,
+                                                             evaluate.OBSERVED_TTA}
