@@ -2,8 +2,9 @@
 
 Runs the pipeline once per variant (and per `--archs` entry) with every other
 flag of `pipeline.run`, reusing cached stages and finished folds, then writes
-`table1_<split>.csv/.md` (or `table2_<split>.*`) and `provenance.json` into
-`--results_dir`. Nothing is tuned here: each cell is what its run produced.
+`table1_<split>.csv/.md` (or `table2_<split>.*`), `beyond_table1_<split>.*` (patient-level
+ROC AUC, test-time augmentation, calibration) and `provenance.json` into `--results_dir`.
+Nothing is tuned here: each cell is what its run produced.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Mapping, Sequence
 from absl import app, flags
 
 from components.base import PipelineError, sha256_file, write_json_atomic
-from components.evaluate import EVALUATION_NAME
+from components.evaluate import EVALUATION_NAME, OBSERVED, OBSERVED_TTA, PATIENT_LEVEL
 from pipeline import configs, local_runner
 from pipeline import run as run_flags  # noqa: F401  (defines the shared flags)
 from pipeline.pipeline import create_pipeline
@@ -62,6 +63,39 @@ def table_rows(runs: Sequence[Mapping[str, Any]], table: str) -> list[dict[str, 
     return rows
 
 
+BEYOND_SETS = {  # evaluation set -> column title; each on observed labels only
+    OBSERVED: "images (headline)", PATIENT_LEVEL: "patients (mean of their images)", OBSERVED_TTA: "images, TTA"}
+
+
+def beyond_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What goes beyond the study, per run: ROC AUC of images, of patients and with test-time augmentation,
+    and the calibration of the image-level probabilities; a set the run did not compute stays empty."""
+    rows = []
+    for run in runs:
+        sets = run["evaluation"]["sets"]
+        row = {"variant": run["variant"], "arch": run["arch"], "split": run["split"]}
+        for name in BEYOND_SETS:
+            if name in sets:
+                interval = sets[name]["bootstrap"]["intervals"]["roc_auc"]
+                row[f"roc_auc_{name}"] = sets[name]["fold_mean"]["roc_auc"]["mean"]
+                row[f"roc_auc_{name}_ci"] = f"{interval['low']:.3f}-{interval['high']:.3f}"
+        calibration = sets[OBSERVED]["calibration"]
+        row.update(ece=calibration["ece"], brier=calibration["brier"], base_rate=calibration["base_rate"])
+        rows.append(row)
+    return rows
+
+
+def beyond_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    titles = [f"ROC AUC, {title}" for title in BEYOND_SETS.values()] + ["ECE", "Brier", "base rate"]
+    lines = ["| variant | arch | split | " + " | ".join(titles) + " |", "|" + "---|" * (3 + len(titles))]
+    for row in rows:
+        cells = [f"{row[f'roc_auc_{n}']:.3f} ({row[f'roc_auc_{n}_ci']})" if f"roc_auc_{n}" in row else "–"
+                 for n in BEYOND_SETS]
+        cells += [f"{row[name]:.3f}" for name in ("ece", "brier", "base_rate")]
+        lines.append(f"| {row['variant']} | {row['arch']} | {row['split']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     header = "| variant | arch | source | " + " | ".join(COLUMNS) + " |"
     lines = [header, "|" + "---|" * (3 + len(COLUMNS))]
@@ -78,7 +112,7 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_table(path_stem: Path, rows) -> None:
+def _write_table(path_stem: Path, rows, render=markdown) -> None:
     fields = sorted({k for row in rows for k in row}, key=lambda k: (k not in ("source", "variant", "arch", "split"), k))
     tmp = path_stem.with_name(f".tmp-{path_stem.name}.csv")
     with open(tmp, "w", newline="") as handle:
@@ -87,7 +121,7 @@ def _write_table(path_stem: Path, rows) -> None:
         writer.writerows(rows)
     tmp.replace(path_stem.with_suffix(".csv"))
     tmp_md = path_stem.with_name(f".tmp-{path_stem.name}.md")
-    tmp_md.write_text(markdown(rows))
+    tmp_md.write_text(render(rows))
     tmp_md.replace(path_stem.with_suffix(".md"))
 
 
@@ -95,7 +129,7 @@ def _keep_small_files(artifacts, folder: Path) -> None:
     """The report, metrics and figures of one run, copied beside the tables (no models, no images)."""
     folder.mkdir(parents=True, exist_ok=True)
     sources = {"report": ["report.html"], "evaluate": ["evaluation.json", "metrics_per_fold.csv",
-                                                      "metrics_summary.csv", "*.png"],
+                                                      "metrics_summary.csv", "predictions_tta.csv", "*.png"],
                "train": ["train_summary.json", "fold_*/predictions.csv", "fold_*/history.csv"]}
     for stage, patterns in sources.items():
         for pattern in patterns:
@@ -145,6 +179,7 @@ def main(argv):
                      "artifacts": {k: str(a.path) for k, a in artifacts.items() if k != "data"}})
     stem = results_dir / f"table{table}_{base_config.train.split}"
     _write_table(stem, table_rows(runs, table))
+    _write_table(results_dir / f"beyond_table{table}_{base_config.train.split}", beyond_rows(runs), beyond_markdown)
     weights = base_config.train.weights
     write_json_atomic(results_dir / f"provenance_table{table}_{base_config.train.split}.json", {
         "command": " ".join([Path(sys.executable).name, "-m", "pipeline.study", *sys.argv[1:]]),
