@@ -20,6 +20,7 @@ import json
 import math
 import os
 import pathlib
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -105,7 +106,6 @@ def _sweep(session, phase, examples, p, steps, seed):
 
 def mode_sweep():
     """Per fold: frozen sweeps of each length x seed; the frozen phase (fastai's 100-step LR); unfrozen sweeps."""
-    import tempfile
     p = fold_lib.TrainParams(weights=FLAGS.weights, precision="auto", lr_finder_steps=100, epochs_unfrozen=0)
     precision = strat.resolve_precision(p.precision)
     examples = input_pipeline.load_examples(FLAGS.tfrecords, p.labels, p.image_size)
