@@ -156,3 +156,11 @@ def test_three_tta_views_give_a_named_set_of_finite_probabilities(trained, tmp_p
     with open(tmp_path / evaluate.PER_FOLD_NAME, newline="") as handle:
         assert {r["set"] for r in csv.DictReader(handle)} == {evaluate.OBSERVED, evaluate.PATIENT_LEVEL,
                                                              evaluate.OBSERVED_TTA}
+
+
+def test_negative_tta_views_is_a_named_error(trained):
+    inputs, summary = trained
+    predictions = evaluate.read_predictions(inputs["train"].path)
+    with pytest.raises(ValueError, match="tta_views must be 0 .off. or at least 1, not -2"):
+        evaluate.tta_predictions(inputs["train"].path, inputs["tfrecords"].path, predictions, summary["params"],
+                                 views=-2, seed=0)
