@@ -8,7 +8,9 @@ resample patients when the split kept patients apart, images otherwise.
 Beyond the study, on observed labels only, each set named apart from the
 headline (`observed_labels`, which blessing and the study tables read):
 patients ranked by the mean of their images' probabilities (patient split
-only), the calibration of the image-level probabilities, and, with
+only), the calibration of the image-level probabilities, the images taken
+in the first week (`EARLY_OFFSET_DAYS`, fixed before any result was seen:
+is risk readable from the X-ray a triage decision would use?), and, with
 `tta_views`, test-time augmentation with the training augmentation.
 """
 
@@ -41,6 +43,8 @@ OBSERVED = "observed_labels"
 STUDY_WAY = "study_way_imputed_labels_in_validation"
 PATIENT_LEVEL = "patient_level_observed_labels"
 OBSERVED_TTA = "observed_labels_tta"
+EARLY_IMAGES = "early_images_observed_labels"
+EARLY_OFFSET_DAYS = 7  # metadata `offset`: days since symptom onset or admission; negative = before it
 
 
 def _fold_dirs(train_dir: Path) -> list[tuple[int, Path]]:
@@ -108,6 +112,12 @@ def patient_level(rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: means[name].to_numpy() for name in ("fold", "patient", "label", "probability", "images")}
 
 
+def early_images(rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rows whose image was taken at most `EARLY_OFFSET_DAYS` days in; an image without an offset is left out."""
+    early = rows["offset_days"] <= EARLY_OFFSET_DAYS  # NaN compares False
+    return {k: v[early] for k, v in rows.items()}
+
+
 def evaluation_sets(predictions: Mapping[str, np.ndarray], split: str,
                     tta: Mapping[str, np.ndarray] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """The rows and labels each named metric set is computed on."""
@@ -117,6 +127,8 @@ def evaluation_sets(predictions: Mapping[str, np.ndarray], split: str,
         sets[STUDY_WAY] = dict(predictions)
     if split == "patient":  # every patient's images sit in one fold, so a patient is ranked once
         sets[PATIENT_LEVEL] = patient_level(observed)
+    if "offset_days" in observed:
+        sets[EARLY_IMAGES] = early_images(observed)
     if tta is not None:
         sets[OBSERVED_TTA] = _observed(tta)
     return sets
@@ -181,18 +193,29 @@ def _write_tables(out_dir: Path, results: Mapping[str, Any]) -> None:
                                 f"pooled, {evaluate_metrics.CALIBRATION_BINS} equal-width bins"])
 
 
-def validation_images(tfrecords_dir: Path, source_ids: np.ndarray, image_size: int) -> np.ndarray:
-    """The images of `source_ids`, in that order, through the one preprocessing training used."""
+def _from_records(tfrecords_dir: Path, source_ids: np.ndarray, extract) -> list:
+    """`extract(parsed example)` of each of `source_ids`, in that order; a missing one is a named error."""
     wanted, found = set(source_ids), {}
     for serialized in tf.data.TFRecordDataset(writer.shard_paths(tfrecords_dir)):
         parsed = schema.parse_example(serialized)
         source_id = parsed["image/source_id"].numpy().decode()
         if source_id in wanted:
-            found[source_id] = preprocessing.preprocess(parsed["image/encoded"], image_size).numpy()
+            found[source_id] = extract(parsed)
     missing = sorted(wanted - found.keys())
     if missing:
         raise ValueError(f"{tfrecords_dir}: no image for {len(missing)} validation row(s), e.g. {missing[0]!r}")
-    return np.stack([found[source_id] for source_id in source_ids])
+    return [found[source_id] for source_id in source_ids]
+
+
+def validation_images(tfrecords_dir: Path, source_ids: np.ndarray, image_size: int) -> np.ndarray:
+    """The images of `source_ids`, in that order, through the one preprocessing training used."""
+    return np.stack(_from_records(tfrecords_dir, source_ids,
+                                  lambda parsed: preprocessing.preprocess(parsed["image/encoded"], image_size).numpy()))
+
+
+def image_offsets(tfrecords_dir: Path, source_ids: np.ndarray) -> np.ndarray:
+    """Days from symptom onset or admission to each image of `source_ids` (NaN where the metadata has none)."""
+    return np.array(_from_records(tfrecords_dir, source_ids, lambda parsed: float(parsed["image/offset_days"])))
 
 
 def _gradcam_examples(train: base.Artifact, tfrecords_dir: Path, predictions, count: int, image_size: int):
@@ -280,6 +303,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     train = inputs["train"]
     summary = read_train_summary(train.path)
     predictions = read_predictions(train.path)
+    predictions["offset_days"] = image_offsets(inputs["tfrecords"].path, predictions["source_id"])
     tta = None
     if params["tta_views"]:
         tta = tta_predictions(train.path, inputs["tfrecords"].path, predictions, summary["params"],

@@ -109,9 +109,11 @@ def _mean_and_interval(summary: Mapping[str, Any], name: str) -> str:
 
 
 def beyond_study_section(evaluation: Mapping[str, Any], figures_dir: Path) -> str:
-    """Patient-level ranking, calibration and test-time augmentation, each on observed labels only."""
+    """Patient-level ranking, first-week images, calibration and test-time augmentation, each on observed labels
+    only."""
     sets = evaluation["sets"]
-    columns = {evaluate.OBSERVED: "Images (headline)", evaluate.PATIENT_LEVEL: "Patients (mean over images)"}
+    columns = {evaluate.OBSERVED: "Images (headline)", evaluate.PATIENT_LEVEL: "Patients (mean over images)",
+               evaluate.EARLY_IMAGES: f"Images of the first {evaluate.EARLY_OFFSET_DAYS} days"}
     if evaluate.OBSERVED_TTA in sets:
         columns[evaluate.OBSERVED_TTA] = f"Images, TTA ({sets[evaluate.OBSERVED_TTA]['tta_views']} views)"
     shown = [name for name in columns if name in sets]
@@ -124,6 +126,13 @@ def beyond_study_section(evaluation: Mapping[str, Any], figures_dir: Path) -> st
     else:
         text += ("<p><b>Patient level</b>: not computed; it needs <code>--split=patient</code>, under which every "
                  "patient's images sit in one fold.</p>")
+    if evaluate.EARLY_IMAGES in sets:
+        early = sets[evaluate.EARLY_IMAGES]
+        text += (f"<p><b>First-week images</b> ({early['n']} images, {early['positives']} of patients who died): "
+                 f"images taken at most {evaluate.EARLY_OFFSET_DAYS} days after symptom onset or admission (the "
+                 "metadata's <code>offset</code>; negative offsets, before it, included; images without one left "
+                 "out), the X-rays a triage decision would have. Scored by the same models, trained on all "
+                 "images.</p>")
     if evaluate.OBSERVED_TTA in sets:
         text += (f"<p><b>Test-time augmentation</b>: each validation image scored by its fold's model on the plain "
                  f"image and {sets[evaluate.OBSERVED_TTA]['tta_views'] - 1} views with the training augmentation, "

@@ -3,7 +3,7 @@
 Runs the pipeline once per variant (and per `--archs` entry) with every other
 flag of `pipeline.run`, reusing cached stages and finished folds, then writes
 `table1_<split>.csv/.md` (or `table2_<split>.*`), `beyond_table1_<split>.*` (patient-level
-ROC AUC, test-time augmentation, calibration) and `provenance.json` into `--results_dir`.
+ROC AUC, first-week images, test-time augmentation, calibration) and `provenance.json` into `--results_dir`.
 Nothing is tuned here: each cell is what its run produced.
 """
 
@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 from absl import app, flags
 
 from components.base import PipelineError, sha256_file, write_json_atomic
-from components.evaluate import EVALUATION_NAME, OBSERVED, OBSERVED_TTA, PATIENT_LEVEL
+from components.evaluate import EARLY_IMAGES, EARLY_OFFSET_DAYS, EVALUATION_NAME, OBSERVED, OBSERVED_TTA, PATIENT_LEVEL
 from pipeline import configs, local_runner
 from pipeline import run as run_flags  # noqa: F401  (defines the shared flags)
 from pipeline.pipeline import create_pipeline
@@ -64,12 +64,14 @@ def table_rows(runs: Sequence[Mapping[str, Any]], table: str) -> list[dict[str, 
 
 
 BEYOND_SETS = {  # evaluation set -> column title; each on observed labels only
-    OBSERVED: "images (headline)", PATIENT_LEVEL: "patients (mean of their images)", OBSERVED_TTA: "images, TTA"}
+    OBSERVED: "images (headline)", PATIENT_LEVEL: "patients (mean of their images)",
+    EARLY_IMAGES: f"images of the first {EARLY_OFFSET_DAYS} days", OBSERVED_TTA: "images, TTA"}
 
 
 def beyond_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """What goes beyond the study, per run: ROC AUC of images, of patients and with test-time augmentation,
-    and the calibration of the image-level probabilities; a set the run did not compute stays empty."""
+    """What goes beyond the study, per run: ROC AUC of images, of patients, of first-week images and with
+    test-time augmentation, and the calibration of the image-level probabilities; a set the run did not compute
+    stays empty."""
     rows = []
     for run in runs:
         sets = run["evaluation"]["sets"]

@@ -1,4 +1,4 @@
-"""Evaluate beyond the study: patient-level ranking, calibration and test-time augmentation."""
+"""Evaluate beyond the study: patient-level ranking, first-week images, calibration and test-time augmentation."""
 
 import csv
 import dataclasses
@@ -6,6 +6,7 @@ import json
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -57,6 +58,18 @@ def test_patients_are_ranked_by_the_mean_of_their_images():
 def test_patient_level_needs_a_patient_split():
     record = evaluate.evaluation_record(CONSTRUCTED, "original_weights", "image", None, PARAMS)
     assert evaluate.PATIENT_LEVEL not in record["sets"]
+
+
+def test_first_week_images_are_those_with_an_offset_of_at_most_seven_days():
+    rows = _rows([(0, "a", 1, "observed", 0.9), (0, "b", 0, "observed", 0.2), (0, "c", 0, "observed", 0.6),
+                  (1, "d", 1, "observed", 0.3), (1, "e", 0, "observed", 0.1), (1, "f", 1, "imputed", 0.6)])
+    rows["offset_days"] = np.array([-3.0, 7.0, 8.0, np.nan, 0.0, 2.0])
+    record = evaluate.evaluation_record(rows, "original_weights", "patient", None, PARAMS)
+    early = evaluate.evaluation_sets(rows, "patient")[evaluate.EARLY_IMAGES]
+    assert list(early["patient"]) == ["a", "b", "e"]  # 8 days is late, no offset is unknown, f is imputed
+    assert record["sets"][evaluate.EARLY_IMAGES]["n"] == 3 and record["sets"][evaluate.EARLY_IMAGES]["positives"] == 1
+    assert record["sets"][evaluate.EARLY_IMAGES]["per_fold"][0]["roc_auc"] == pytest.approx(1.0)
+    assert evaluate.EARLY_IMAGES not in evaluate.evaluation_sets(CONSTRUCTED, "patient")  # no offsets given
 
 
 def test_disagreeing_observed_labels_of_a_patient_are_refused_by_name():
@@ -141,6 +154,11 @@ def test_three_tta_views_give_a_named_set_of_finite_probabilities(trained, tmp_p
     np.testing.assert_array_equal(again["probability"], tta)  # seeded: the same views every time
 
     record = json.loads((tmp_path / evaluate.EVALUATION_NAME).read_text())
+    offsets = evaluate.image_offsets(inputs["tfrecords"].path, predictions["source_id"])
+    metadata = pd.read_csv(configs.SAMPLE_DATA_DIR / "metadata.csv").set_index("filename")["offset"]
+    np.testing.assert_array_equal(offsets, [metadata[sid] for sid in predictions["source_id"]])
+    observed = predictions["label_source"] == "observed"
+    assert record["sets"][evaluate.EARLY_IMAGES]["n"] == np.sum(observed & (offsets <= 7)) > 0
     assert record["sets"][evaluate.OBSERVED_TTA]["tta_views"] == 3
     assert record["sets"][evaluate.OBSERVED_TTA]["n"] == len(rows)
     assert {evaluate.OBSERVED, evaluate.PATIENT_LEVEL, evaluate.OBSERVED_TTA} <= set(record["sets"])
@@ -155,7 +173,7 @@ def test_three_tta_views_give_a_named_set_of_finite_probabilities(trained, tmp_p
             (evaluate.OBSERVED, "ece")} <= summary_sets
     with open(tmp_path / evaluate.PER_FOLD_NAME, newline="") as handle:
         assert {r["set"] for r in csv.DictReader(handle)} == {evaluate.OBSERVED, evaluate.PATIENT_LEVEL,
-                                                             evaluate.OBSERVED_TTA}
+                                                             evaluate.EARLY_IMAGES, evaluate.OBSERVED_TTA}
 
 
 def test_negative_tta_views_is_a_named_error(trained):

@@ -58,6 +58,7 @@ def rendered(tmp_path_factory):
 def test_the_analyses_beyond_the_study_are_shown_apart(rendered, tmp_path):
     _, _, context = rendered
     predictions = _predictions()
+    predictions["offset_days"] = np.tile([3.0, 12.0], len(predictions["label"]) // 2)  # each patient's 1st image early
     tta = {**predictions, "probability": np.clip(predictions["probability"] + 0.05, 0, 1)}
     params = {"threshold": 0.5, "bootstrap_resamples": 50, "seed": 0, "tta_views": 4}
     record = evaluate.evaluation_record(predictions, "original_weights", "patient", None, params, tta)
@@ -68,6 +69,9 @@ def test_the_analyses_beyond_the_study_are_shown_apart(rendered, tmp_path):
     assert f"{patient_auc:.3f}" in section
     assert f"{record['sets'][evaluate.OBSERVED]['calibration']['ece']:.3f}" in section
     assert "No recalibration is fitted" in section
+    early = record["sets"][evaluate.EARLY_IMAGES]
+    assert "Images of the first 7 days" in section and f"First-week images</b> ({early['n']} images" in section
+    assert early["n"] == np.sum(predictions["label_source"] == "observed") // 2
 
 
 def test_report_holds_metrics_beside_the_study_and_the_notices(rendered):
@@ -82,6 +86,7 @@ def test_report_holds_metrics_beside_the_study_and_the_notices(rendered):
     assert "python -m pipeline.run --variant imputed_weights" in text
     assert len(re.findall(r'src="data:image/png;base64,', text)) == 5  # loss, roc, pr, confusion, calibration
     assert "Patient level</b>: not computed" in text and "Test-time augmentation</b>: off" in text
+    assert "First-week images" not in text  # no offsets, no set
 
 
 def test_published_rows_match_the_variant():

@@ -26,12 +26,14 @@ def _set(auc, low, high):
 
 def test_beyond_table_shows_each_computed_set_and_leaves_the_others_empty():
     sets = {study.OBSERVED: {**_set(0.7, 0.5, 0.8), "calibration": {"ece": 0.21, "brier": 0.19, "base_rate": 0.2}},
-            study.PATIENT_LEVEL: _set(0.75, 0.55, 0.9)}
+            study.PATIENT_LEVEL: _set(0.75, 0.55, 0.9), study.EARLY_IMAGES: _set(0.65, 0.4, 0.85)}
     run = {**_run("original"), "evaluation": {"sets": sets}}
     rows = study.beyond_rows([run])
     assert rows[0]["roc_auc_" + study.PATIENT_LEVEL] == 0.75 and "roc_auc_" + study.OBSERVED_TTA not in rows[0]
     text = study.beyond_markdown(rows)
-    assert "| original | resnet18 | patient | 0.700 (0.500-0.800) | 0.750 (0.550-0.900) | – | 0.210 | 0.190 | 0.200 |" in text
+    assert ("| original | resnet18 | patient | 0.700 (0.500-0.800) | 0.750 (0.550-0.900) | 0.650 (0.400-0.850) | – "
+            "| 0.210 | 0.190 | 0.200 |") in text
+    assert "ROC AUC, images of the first 7 days" in text
 
 
 def test_table2_rows_come_from_table2():
