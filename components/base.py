@@ -72,13 +72,19 @@ class ComponentSpec:
     # Long, resumable components (training) also get a persistent work folder shared by all
     # their cache keys, `<output_root>/<name>/work`, called as run(inputs, params, out_dir, work_dir).
     uses_work_dir: bool = False
+    _code_version: str = dataclasses.field(init=False, repr=False, compare=False, default="")
 
-    def code_version(self) -> str:
+    def __post_init__(self):
+        # Hashed once, when the component's module is imported: the key then names the code this process
+        # runs, even if the files are edited while a long run is going on.
         digest = hashlib.sha256()
         for module in self.code:
             digest.update(module.__name__.encode())
             digest.update(inspect.getsource(module).encode())
-        return digest.hexdigest()[:16]
+        object.__setattr__(self, "_code_version", digest.hexdigest()[:16])
+
+    def code_version(self) -> str:
+        return self._code_version
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:

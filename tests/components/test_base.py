@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import os
 import sys
@@ -34,6 +35,26 @@ def test_same_inputs_and_params_reuse_the_artifact(tmp_path):
     record = json.loads((first.path / base.RECORD_NAME).read_text())
     assert record["component"] == "toy" and record["parameters"] == {"value": 1}
     assert record["counts"] == {"value": 1} and record["code_version"] == SPEC.code_version()
+
+
+def _import_module(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_code_version_is_the_code_imported_not_the_file_edited_since(tmp_path):
+    source = tmp_path / "stage.py"
+    source.write_text("def run(inputs, params, out_dir):\n    return {}\n")
+    module = _import_module(source, "stage_under_edit")
+    spec = base.ComponentSpec(name="stage", run=module.run, code=(module,))
+    imported = spec.code_version()
+    source.write_text("def run(inputs, params, out_dir):\n    return {'edited': 1}\n")
+    os.utime(source, (0, 0))  # a new mtime, so no cached source can hide the edit
+    assert spec.code_version() == imported  # a long run keeps the key of the code it runs
+    edited = _import_module(source, "stage_under_edit")
+    assert base.ComponentSpec(name="stage", run=edited.run, code=(edited,)).code_version() != imported
 
 
 def test_a_changed_parameter_or_input_makes_a_new_artifact(tmp_path):
