@@ -87,15 +87,20 @@ def summarize(folds: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
     }
 
 
-def bootstrap(labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray, resamples: int, seed: int,
-              threshold: float = 0.5, level: float = 0.95) -> dict[str, dict[str, float]]:
-    """Percentile intervals of the pooled metrics, resampling whole groups with replacement."""
+def group_resamples(groups: np.ndarray, resamples: int, seed: int):
+    """Row indices of `resamples` bootstrap samples that draw whole groups with replacement."""
     rng = np.random.default_rng(seed)
     unique, index = np.unique(groups, return_inverse=True)
     members = [np.flatnonzero(index == g) for g in range(len(unique))]
-    draws: dict[str, list[float]] = {name: [] for name in (*FOLD_METRICS, *RATES)}
     for _ in range(resamples):
-        chosen = np.concatenate([members[g] for g in rng.integers(0, len(unique), len(unique))])
+        yield np.concatenate([members[g] for g in rng.integers(0, len(unique), len(unique))])
+
+
+def bootstrap(labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray, resamples: int, seed: int,
+              threshold: float = 0.5, level: float = 0.95) -> dict[str, dict[str, float]]:
+    """Percentile intervals of the pooled metrics, resampling whole groups with replacement."""
+    draws: dict[str, list[float]] = {name: [] for name in (*FOLD_METRICS, *RATES)}
+    for chosen in group_resamples(groups, resamples, seed):
         values = metric_values(labels[chosen], probabilities[chosen], threshold)
         values.update(rates(confusion(labels[chosen], probabilities[chosen] >= threshold)))
         for name in draws:
@@ -109,7 +114,26 @@ def bootstrap(labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray,
             "high": float(np.percentile(finite, 100 - tail)) if len(finite) else math.nan,
             "valid_resamples": int(len(finite)),
         }
-    return {"level": level, "resamples": resamples, "unit_count": int(len(unique)), "intervals": result}
+    return {"level": level, "resamples": resamples, "unit_count": int(len(np.unique(groups))), "intervals": result}
+
+
+def paired_auc_difference(labels: np.ndarray, first: np.ndarray, second: np.ndarray, groups: np.ndarray,
+                          resamples: int, seed: int, level: float = 0.95) -> dict[str, Any]:
+    """Pooled ROC AUC of two sets of probabilities for the same rows, and `second - first` with a percentile
+    interval from the same group resamples for both, so what the rows share cancels out of the difference."""
+    labels, first, second = np.asarray(labels, int), np.asarray(first, float), np.asarray(second, float)
+    differences = []
+    for chosen in group_resamples(groups, resamples, seed):
+        if len(np.unique(labels[chosen])) == 2:
+            differences.append(skm.roc_auc_score(labels[chosen], second[chosen])
+                               - skm.roc_auc_score(labels[chosen], first[chosen]))
+    tail = (1 - level) / 2 * 100
+    auc_first, auc_second = skm.roc_auc_score(labels, first), skm.roc_auc_score(labels, second)
+    return {"roc_auc_first": float(auc_first), "roc_auc_second": float(auc_second),
+            "difference": float(auc_second - auc_first),
+            "low": float(np.percentile(differences, tail)), "high": float(np.percentile(differences, 100 - tail)),
+            "level": level, "resamples": resamples, "valid_resamples": len(differences),
+            "unit_count": int(len(np.unique(groups)))}
 
 
 def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:

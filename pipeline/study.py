@@ -3,7 +3,9 @@
 Runs the pipeline once per variant (and per `--archs` entry) with every other
 flag of `pipeline.run`, reusing cached stages and finished folds, then writes
 `table1_<split>.csv/.md` (or `table2_<split>.*`), `beyond_table1_<split>.*` (patient-level
-ROC AUC, first-week images, test-time augmentation, calibration) and `provenance.json` into `--results_dir`.
+ROC AUC, first-week images, test-time augmentation, calibration), `imputation_effect_<split>.*`
+(each imputed variant against its original on the same observed labels, when both ran) and
+`provenance.json` into `--results_dir`.
 Nothing is tuned here: each cell is what its run produced.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
 import platform
 import shutil
@@ -20,10 +23,13 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 from absl import app, flags
 
+from components import evaluate_metrics
 from components.base import PipelineError, sha256_file, write_json_atomic
-from components.evaluate import EARLY_IMAGES, EARLY_OFFSET_DAYS, EVALUATION_NAME, OBSERVED, OBSERVED_TTA, PATIENT_LEVEL
+from components.evaluate import (EARLY_IMAGES, EARLY_OFFSET_DAYS, EVALUATION_NAME, OBSERVED, OBSERVED_TTA,
+                                 PATIENT_LEVEL, read_predictions)
 from pipeline import configs, local_runner
 from pipeline import run as run_flags  # noqa: F401  (defines the shared flags)
 from pipeline.pipeline import create_pipeline
@@ -95,6 +101,58 @@ def beyond_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
                  for n in BEYOND_SETS]
         cells += [f"{row[name]:.3f}" for name in ("ece", "brier", "base_rate")]
         lines.append(f"| {row['variant']} | {row['arch']} | {row['split']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def imputation_pairs() -> list[tuple[str, str]]:
+    """(original variant, imputed variant) with the same balancing, e.g. (original_weights, imputed_weights)."""
+    by_balancing = {}
+    for variant, (labels, balancing) in configs.VARIANTS.items():
+        by_balancing.setdefault(balancing, {})[labels] = variant
+    return [(pair["observed"], pair["observed+imputed"]) for pair in by_balancing.values()]
+
+
+def _observed_by_source_id(train_dir: Path) -> dict[str, tuple[str, int, float]]:
+    predictions = read_predictions(train_dir)
+    columns = zip(*(predictions[k] for k in ("source_id", "patient", "label", "label_source", "probability")))
+    return {str(sid): (str(patient), int(label), float(probability))
+            for sid, patient, label, source, probability in columns if source == "observed"}
+
+
+def imputation_effect(runs: Sequence[Mapping[str, Any]], resamples: int, seed: int) -> list[dict[str, Any]]:
+    """What training on imputed labels does to the ranking of the observed ones: for each balancing run both
+    ways, pooled out-of-fold ROC AUC of both variants on the same observed-label images and the difference,
+    imputed - original, with a paired bootstrap interval (patients resampled under a patient split)."""
+    by_key = {(run["variant"], run["arch"]): run for run in runs}
+    rows = []
+    archs = dict.fromkeys(run["arch"] for run in runs)
+    for (original, imputed), arch in itertools.product(imputation_pairs(), archs):
+        if (original, arch) not in by_key or (imputed, arch) not in by_key:
+            continue
+        first = _observed_by_source_id(Path(by_key[original, arch]["artifacts"]["train"]))
+        second = _observed_by_source_id(Path(by_key[imputed, arch]["artifacts"]["train"]))
+        if first.keys() != second.keys():
+            raise PipelineError(f"{original} and {imputed} ({arch}) scored different observed images, e.g. "
+                                f"{sorted(first.keys() ^ second.keys())[0]!r}: their runs are not comparable")
+        ids = sorted(first)
+        labels = np.array([first[sid][1] for sid in ids])
+        split = by_key[original, arch]["split"]
+        groups = np.array([first[sid][0] if split == "patient" else sid for sid in ids])
+        effect = evaluate_metrics.paired_auc_difference(
+            labels, np.array([first[sid][2] for sid in ids]), np.array([second[sid][2] for sid in ids]), groups,
+            resamples, seed)
+        rows.append({"original": original, "imputed": imputed, "arch": arch, "split": split,
+                     "images": len(ids), "deaths": int(labels.sum()), **effect})
+    return rows
+
+
+def imputation_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    lines = ["| original | imputed | arch | split | images (deaths) | ROC AUC original | ROC AUC imputed "
+             "| imputed - original (95% CI) |", "|" + "---|" * 8]
+    for row in rows:
+        lines.append(f"| {row['original']} | {row['imputed']} | {row['arch']} | {row['split']} | {row['images']} "
+                     f"({row['deaths']}) | {row['roc_auc_first']:.3f} | {row['roc_auc_second']:.3f} | "
+                     f"{row['difference']:+.3f} ({row['low']:+.3f} to {row['high']:+.3f}) |")
     return "\n".join(lines) + "\n"
 
 
@@ -182,6 +240,9 @@ def main(argv):
     stem = results_dir / f"table{table}_{base_config.train.split}"
     _write_table(stem, table_rows(runs, table))
     _write_table(results_dir / f"beyond_table{table}_{base_config.train.split}", beyond_rows(runs), beyond_markdown)
+    effect = imputation_effect(runs, base_config.evaluate.bootstrap_resamples, base_config.evaluate.seed)
+    if effect:
+        _write_table(results_dir / f"imputation_effect_{base_config.train.split}", effect, imputation_markdown)
     weights = base_config.train.weights
     write_json_atomic(results_dir / f"provenance_table{table}_{base_config.train.split}.json", {
         "command": " ".join([Path(sys.executable).name, "-m", "pipeline.study", *sys.argv[1:]]),
