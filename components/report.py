@@ -128,7 +128,7 @@ def beyond_study_section(evaluation: Mapping[str, Any], figures_dir: Path) -> st
                  "patient's images sit in one fold.</p>")
     if evaluate.EARLY_IMAGES in sets:
         early = sets[evaluate.EARLY_IMAGES]
-        text += (f"<p><b>First-week images</b> ({early['n']} images, {early['positives']} of patients who died): "
+        text += (f"<p><b>First-week images</b> ({early['n']} images, {early['positives']} of them of patients who died): "
                  f"images taken at most {evaluate.EARLY_OFFSET_DAYS} days after symptom onset or admission (the "
                  "metadata's <code>offset</code>; negative offsets, before it, included; images without one left "
                  "out), the X-rays a triage decision would have. Scored by the same models, trained on all "
