@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import itertools
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import tensorflow as tf
 from absl import app, flags
 
 from components import evaluate_metrics
@@ -199,6 +201,19 @@ def _keep_small_files(artifacts, folder: Path) -> None:
                 shutil.copyfile(path, target)
 
 
+def machine() -> dict[str, Any]:
+    """What the timings were measured on: CPU model, cores, GPUs."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpus = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in tf.config.list_physical_devices("GPU")]
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpus": gpus, "arch": platform.machine()}
+
+
 def _git_commit() -> str:
     result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=configs.REPO_ROOT, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain"], cwd=configs.REPO_ROOT, capture_output=True, text=True)
@@ -248,7 +263,7 @@ def main(argv):
         "command": " ".join([Path(sys.executable).name, "-m", "pipeline.study", *sys.argv[1:]]),
         "git_commit": commit, "seed": base_config.train.seed,
         "weights": weights, "weights_sha256": sha256_file(Path(weights)) if weights else None,
-        "data_dir": str(base_config.data_dir), "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "data_dir": str(base_config.data_dir), "machine": machine(),
         "python": platform.python_version(), "runs": [{k: v for k, v in r.items() if k != "evaluation"} for r in runs],
     })
     print(f"wrote {stem}.csv and {stem}.md")

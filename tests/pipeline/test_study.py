@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -95,3 +96,11 @@ def test_variants_that_scored_different_images_are_refused_by_name(tmp_path):
     with pytest.raises(PipelineError, match=r"original_weights and imputed_weights \(resnet18\) scored different "
                                             r"observed images, e\.g\. 'd\.png'"):
         study.imputation_effect(_paired_runs(tmp_path, IMPUTED[:3]), resamples=10, seed=0)
+
+
+def test_the_machine_names_its_cpu_and_cores():
+    described = study.machine()
+    assert described["cores"] == os.cpu_count()
+    assert len(described["gpus"]) == len(study.tf.config.list_physical_devices("GPU"))
+    with open("/proc/cpuinfo") as handle:
+        assert described["cpu"] in handle.read()
