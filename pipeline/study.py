@@ -214,6 +214,11 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "gpus": gpus, "arch": platform.machine()}
 
 
+def data_provenance(artifacts: Mapping[str, Any]) -> dict[str, Any]:
+    """Which snapshot the runs read (sha256 over metadata.csv and every image) and what ingest kept of it."""
+    return {"fingerprint": artifacts["data"].fingerprint, "ingest_counts": artifacts["ingest"].record["counts"]}
+
+
 def _git_commit() -> str:
     result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=configs.REPO_ROOT, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain"], cwd=configs.REPO_ROOT, capture_output=True, text=True)
@@ -235,7 +240,7 @@ def main(argv):
         plan = [(FLAGS.variants[0], arch) for arch in FLAGS.archs]
     results_dir = Path(FLAGS.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    runs = []
+    runs, data = [], None
     for position, (variant, arch) in enumerate(plan, start=1):
         print(f"=== [{position}/{len(plan)}] variant {variant}, arch {arch}, split {base_config.train.split}")
         config = dataclasses.replace(base_config, variant=variant,
@@ -248,6 +253,7 @@ def main(argv):
             return 2
         evaluation = json.loads((artifacts["evaluate"].path / EVALUATION_NAME).read_text())
         _keep_small_files(artifacts, results_dir / f"{variant}_{arch}_{config.train.split}")
+        data = data_provenance(artifacts)
         runs.append({"variant": variant, "arch": arch, "split": config.train.split, "evaluation": evaluation,
                      "wall_seconds_this_invocation": round(time.time() - started, 1),
                      "train_seconds": artifacts["train"].record.get("seconds"),
@@ -263,7 +269,7 @@ def main(argv):
         "command": " ".join([Path(sys.executable).name, "-m", "pipeline.study", *sys.argv[1:]]),
         "git_commit": commit, "seed": base_config.train.seed,
         "weights": weights, "weights_sha256": sha256_file(Path(weights)) if weights else None,
-        "data_dir": str(base_config.data_dir), "machine": machine(),
+        "data_dir": str(base_config.data_dir), "data": data, "machine": machine(),
         "python": platform.python_version(), "runs": [{k: v for k, v in r.items() if k != "evaluation"} for r in runs],
     })
     print(f"wrote {stem}.csv and {stem}.md")

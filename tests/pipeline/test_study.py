@@ -5,7 +5,8 @@ import sys
 import pytest
 
 from components.base import PipelineError
-from pipeline import configs, study
+from pipeline import configs, local_runner, study
+from pipeline.pipeline import create_pipeline
 
 
 def _run(variant, arch="resnet18", auc=0.7):
@@ -104,3 +105,12 @@ def test_the_machine_names_its_cpu_and_cores():
     assert len(described["gpus"]) == len(study.tf.config.list_physical_devices("GPU"))
     with open("/proc/cpuinfo") as handle:
         assert described["cpu"] in handle.read()
+
+
+def test_the_data_provenance_names_the_snapshot_and_the_counts(tmp_path):
+    config = configs.PipelineConfig(output_dir=tmp_path)
+    artifacts = local_runner.run_pipeline(create_pipeline(config), "ingest", log=lambda _: None)
+    described = study.data_provenance(artifacts)
+    assert described["fingerprint"] == artifacts["data"].fingerprint and len(described["fingerprint"]) == 64
+    labelled = described["ingest_counts"]["labelled"]
+    assert labelled["count"] == labelled["died"] + labelled["survived"] > 0
