@@ -3,7 +3,7 @@
 Each component is a function `run(inputs, params, out_dir) -> counts` plus the
 modules whose source defines its behaviour. Its output is a folder holding its
 files and `artifact.json`: the component, a hash of that source (code
-version), its parameters, the fingerprints of its inputs and its counts. The
+version; docstrings, comments and layout do not count), its parameters, the fingerprints of its inputs and its counts. The
 folder name derives from all of these, so the same inputs and parameters find
 the existing folder (cached) and any change makes a new one, which also
 changes the fingerprint every later stage sees.
@@ -18,6 +18,7 @@ that looks finished, and the next run simply redoes that stage.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import inspect
@@ -80,11 +81,24 @@ class ComponentSpec:
         digest = hashlib.sha256()
         for module in self.code:
             digest.update(module.__name__.encode())
-            digest.update(inspect.getsource(module).encode())
+            digest.update(_behaviour(inspect.getsource(module)).encode())
         object.__setattr__(self, "_code_version", digest.hexdigest()[:16])
 
     def code_version(self) -> str:
         return self._code_version
+
+
+def _behaviour(source: str) -> str:
+    """The syntax tree of `source` without docstrings: what the code does, so that correcting a
+    docstring or a comment does not throw away hours of cached training."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
+                    first.value.value, str):
+                node.body = node.body[1:]
+    return ast.dump(tree)
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:

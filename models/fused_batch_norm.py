@@ -4,9 +4,9 @@ Keras 3's BatchNormalization computes batch norm from separate ops: it casts
 bfloat16 activations to float32, takes the moments, normalises elementwise
 and casts back, each a full pass over the activation tensor, forward and
 backward. The fused kernel does it in one pass on bfloat16 or float32 input
-with float32 statistics. Measured on the 2-core CPU (`bench/profile_batch_norm.py`):
-ResNet-18 training 1.34x faster in mixed bfloat16 and 1.15x in float32,
-inference 1.26x / 1.12x.
+with float32 statistics. Measured on the 2-core CPU (`bench/profile_batch_norm.py`,
+`bench/results/profile_batch_norm.txt`): ResNet-18 training 1.37x faster in
+mixed bfloat16 and 1.20x in float32, inference 1.25x / 1.12x.
 
 Same layer, same weights and config as `keras.layers.BatchNormalization`
 (a subclass, so `isinstance` checks and weight loading are unchanged). One
