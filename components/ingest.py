@@ -1,7 +1,7 @@
 """Ingest: from the upstream `metadata.csv` + `images/` to a checked table of usable images.
 
-Keeps COVID-19 X-rays in frontal views, derives the mortality label from
-`survival`, decodes every image once to prove it is usable, and writes
+Keeps COVID-19 X-rays in frontal views (optionally only those taken early:
+`max_offset_days`), derives the mortality label from `survival`, decodes every image once to prove it is usable, and writes
 `examples.csv` plus `ingest_report.json` (the count after each step and every
 row dropped or rejected, with its reason). Nothing here trains or imputes.
 """
@@ -38,6 +38,8 @@ EXAMPLE_COLUMNS = (
     "width", "height", "source_mode", "converted",
 )
 UNKNOWN_LABEL = -1
+# Reasons a row is not selected (the study's choice of rows), as opposed to an image being rejected.
+SELECTION_REASONS = ("not_covid", "not_xray", "not_frontal", "offset_out_of_range")
 
 
 class MetadataError(base.PipelineError):
@@ -119,7 +121,17 @@ def _label_summary(rows: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, int]
             "patients": len({row["patientid"] for row in labelled})}
 
 
-def ingest(data_dir: Path, frontal_views: Sequence[str], workers: int = 2) -> dict[str, Any]:
+def taken_within(offset: str, max_offset_days: float) -> bool:
+    """Whether a row's `offset` (days since symptom onset or admission; negative = before it) is at most
+    `max_offset_days`. A row without a number there is not: when it was taken is unknown."""
+    try:
+        return float(offset) <= max_offset_days
+    except ValueError:
+        return False
+
+
+def ingest(data_dir: Path, frontal_views: Sequence[str], max_offset_days: float | None = None,
+           workers: int = 2) -> dict[str, Any]:
     """Select, label and check the rows of `data_dir`; return examples and report."""
     header, rows = read_metadata(data_dir / METADATA_NAME)
     schema = "2021" if "RT_PCR_positive" in header else "2020"
@@ -147,7 +159,13 @@ def ingest(data_dir: Path, frontal_views: Sequence[str], workers: int = 2) -> di
             label = UNKNOWN_LABEL
         selected.append((line, {**row, "mortality_observed": label}))
 
-    deduplicated = _drop_duplicates(selected, dropped)
+    early = selected
+    if max_offset_days is not None:
+        early = [(line, row) for line, row in selected if taken_within(row["offset"], max_offset_days)]
+        dropped += [_rejection(line, row, "offset_out_of_range", f"offset {row['offset']!r} not <= {max_offset_days:g}")
+                    for line, row in selected if not taken_within(row["offset"], max_offset_days)]
+
+    deduplicated = _drop_duplicates(early, dropped)
     usable = _check_images(data_dir / IMAGES_DIR, deduplicated, dropped, workers)
 
     counts = {
@@ -157,8 +175,10 @@ def ingest(data_dir: Path, frontal_views: Sequence[str], workers: int = 2) -> di
         "frontal": len(selected),
         "frontal_patients": len({row["patientid"] for _, row in selected}),
         "labelled": _label_summary(selected),
+        "max_offset_days": max_offset_days,
+        "within_offset": len(early),
         "missing_files": sum(1 for d in dropped if d["reason"] == "missing_file"),
-        "rejected_images": sum(1 for d in dropped if d["reason"] not in ("not_covid", "not_xray", "not_frontal")),
+        "rejected_images": sum(1 for d in dropped if d["reason"] not in SELECTION_REASONS),
         "usable": len(usable),
         "usable_patients": len({row["patientid"] for _, row in usable}),
         "usable_labelled": _label_summary(usable),
@@ -221,10 +241,12 @@ def _check_images(images_dir, rows, dropped, workers):
 
 def summary_line(counts: Mapping[str, Any]) -> str:
     labelled = counts["labelled"]
+    early = ("" if counts.get("max_offset_days") is None else
+             f" -> {counts['within_offset']} taken at most {counts['max_offset_days']:g} days in")
     return (
         f"{counts['rows']} rows -> {counts['covid_xray']} COVID-19 X-rays -> {counts['frontal']} frontal "
         f"({counts['frontal_patients']} patients) -> {labelled['count']} labelled ({labelled['survived']} survived, "
-        f"{labelled['died']} died; {labelled['patients']} patients); {counts['missing_files']} image files missing, "
+        f"{labelled['died']} died; {labelled['patients']} patients){early}; {counts['missing_files']} image files missing, "
         f"{counts['rejected_images'] - counts['missing_files']} other images rejected; {counts['usable']} usable images"
     )
 
@@ -248,14 +270,14 @@ def read_examples(artifact: base.Artifact) -> list[dict[str, str]]:
 
 
 def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
-    result = ingest(inputs["data"].path, params["frontal_views"])
+    result = ingest(inputs["data"].path, params["frontal_views"], params["max_offset_days"])
     _write_examples(out_dir / EXAMPLES_NAME, result["examples"])
     counts = result["counts"]
     base.write_json_atomic(out_dir / REPORT_NAME, {
         "summary": summary_line(counts),
         "counts": counts,
         "missing_files": [d["filename"] for d in result["dropped"] if d["reason"] == "missing_file"],
-        "rejected": [d for d in result["dropped"] if d["reason"] not in ("not_covid", "not_xray", "not_frontal")],
+        "rejected": [d for d in result["dropped"] if d["reason"] not in SELECTION_REASONS],
         "filtered": result["dropped"],
         "warnings": result["warnings"],
     })

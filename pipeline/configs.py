@@ -29,6 +29,7 @@ FRONTAL_VIEWS = ("PA", "AP", "AP Supine", "AP semi erect", "AP Erect")
 @dataclasses.dataclass(frozen=True)
 class IngestConfig:
     frontal_views: tuple[str, ...] = FRONTAL_VIEWS
+    max_offset_days: float | None = None  # keep X-rays taken at most this many days in; None keeps all
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,7 +34,8 @@ class Pipeline:
 def create_pipeline(config: PipelineConfig) -> Pipeline:
     nodes = (
         # Checked table of usable COVID-19 frontal X-rays and their observed labels.
-        Node(ingest.SPEC, {"data": DATA}, {"frontal_views": list(config.ingest.frontal_views)}),
+        Node(ingest.SPEC, {"data": DATA}, {"frontal_views": list(config.ingest.frontal_views),
+                                            "max_offset_days": config.ingest.max_offset_days}),
         # The study's RandomForest fills missing labels; CV report beside a baseline.
         Node(impute.SPEC, {"examples": "ingest"}, dataclasses.asdict(config.impute)),
         # Every usable image once, with observed/imputed labels, in verified shards.

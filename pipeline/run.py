@@ -24,6 +24,9 @@ flags.DEFINE_enum("variant", "original_weights", list(configs.VARIANTS), "The st
 flags.DEFINE_enum("stop_after", None, list(configs.STAGES), "Stop after this stage.")
 flags.DEFINE_integer("seed", 0, "Seed for imputation's forest, the folds, initialisation and batches.")
 flags.DEFINE_integer("num_shards", configs.TFRecordConfig.num_shards, "TFRecord shards.")
+flags.DEFINE_float("max_offset_days", configs.IngestConfig.max_offset_days,
+                   "Keep only X-rays whose metadata offset (days since symptom onset or admission; negative = "
+                   "before) is at most this; X-rays without an offset are left out. Default: all X-rays.")
 
 # Training (issue #4); defaults live in configs.TrainConfig.
 _T = configs.TrainConfig
@@ -80,6 +83,7 @@ def config_from_flags() -> configs.PipelineConfig:
         data_dir=Path(FLAGS.data_dir),
         output_dir=Path(FLAGS.output_dir),
         variant=FLAGS.variant,
+        ingest=configs.IngestConfig(max_offset_days=FLAGS.max_offset_days),
         impute=configs.ImputeConfig(seed=FLAGS.seed),
         tfrecords=configs.TFRecordConfig(num_shards=FLAGS.num_shards),
         train=configs.TrainConfig(**{

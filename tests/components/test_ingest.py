@@ -85,6 +85,26 @@ def test_filters_keep_only_frontal_covid_xrays(tmp_path):
     assert _reasons(result) == {"lat.png": "not_frontal", "ct.png": "not_xray", "strep.png": "not_covid"}
 
 
+def test_max_offset_days_keeps_early_xrays_and_names_the_rest(tmp_path):
+    data = tmp_path / "d"
+    rows = [xray_row("day3.png", offset="3"), xray_row("day7.png", offset="7"), xray_row("before.png", offset="-2"),
+            xray_row("day8.png", offset="8"), xray_row("unknown.png", offset=""), xray_row("text.png", offset="n/a")]
+    write_metadata(data, rows)
+    for row in rows:
+        (data / "images" / row["filename"]).write_bytes(encode(Image.fromarray(xray_like()), "PNG"))
+    everything = ingest.ingest(data, FRONTAL)
+    assert everything["counts"]["usable"] == 6 and everything["counts"]["within_offset"] == 6
+    result = ingest.ingest(data, FRONTAL, max_offset_days=7)
+    assert sorted(row["filename"] for _, row in result["examples"]) == ["before.png", "day3.png", "day7.png"]
+    dropped = {d["filename"]: d for d in result["dropped"]}
+    assert {name: d["reason"] for name, d in dropped.items()} == dict.fromkeys(
+        ["day8.png", "unknown.png", "text.png"], "offset_out_of_range")
+    assert dropped["day8.png"]["line"] == 5 and "'8'" in dropped["day8.png"]["detail"]
+    counts = result["counts"]
+    assert (counts["frontal"], counts["within_offset"], counts["usable"], counts["rejected_images"]) == (6, 3, 3, 0)
+    assert "-> 3 taken at most 7 days in;" in ingest.summary_line(counts)
+
+
 def test_every_bad_image_is_named_and_the_rest_is_kept(tmp_path):
     data = tmp_path / "d"
     images = data / "images"

@@ -76,6 +76,15 @@ def test_second_run_is_cached_and_a_changed_parameter_reruns_only_what_follows(s
     assert changed["tfrecords"].path != first["tfrecords"].path
 
 
+def test_max_offset_days_reaches_ingest_and_narrows_every_later_stage(sample_run):
+    output, everything = sample_run
+    early = _run(configs.SAMPLE_DATA_DIR, output, ingest=configs.IngestConfig(max_offset_days=7))
+    kept = [row for row in ingest.read_examples(everything["ingest"]) if ingest.taken_within(row["offset"], 7)]
+    assert 0 < len(kept) < everything["ingest"].counts["usable"]
+    assert early["ingest"].counts["usable"] == early["tfrecords"].counts["num_examples"] == len(kept)
+    assert early["ingest"].path != everything["ingest"].path
+
+
 def test_an_edited_image_reruns_ingest(sample_run, copy_sample, tmp_path):
     _, first = sample_run
     data = copy_sample()
