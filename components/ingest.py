@@ -1,9 +1,10 @@
 """Ingest: from the upstream `metadata.csv` + `images/` to a checked table of usable images.
 
 Keeps COVID-19 X-rays in frontal views (optionally only those taken early:
-`max_offset_days`), derives the mortality label from `survival`, decodes every image once to prove it is usable, and writes
-`examples.csv` plus `ingest_report.json` (the count after each step and every
-row dropped or rejected, with its reason). Nothing here trains or imputes.
+`max_offset_days`), derives the mortality label from `survival`, decodes every
+image once to prove it is usable, and writes `examples.csv` plus
+`ingest_report.json` (the count after each step and every row dropped or
+rejected, with its reason). Nothing here trains or imputes.
 """
 
 from __future__ import annotations
@@ -161,9 +162,13 @@ def ingest(data_dir: Path, frontal_views: Sequence[str], max_offset_days: float 
 
     early = selected
     if max_offset_days is not None:
-        early = [(line, row) for line, row in selected if taken_within(row["offset"], max_offset_days)]
-        dropped += [_rejection(line, row, "offset_out_of_range", f"offset {row['offset']!r} not <= {max_offset_days:g}")
-                    for line, row in selected if not taken_within(row["offset"], max_offset_days)]
+        early = []
+        for line, row in selected:
+            if taken_within(row["offset"], max_offset_days):
+                early.append((line, row))
+            else:
+                dropped.append(_rejection(line, row, "offset_out_of_range",
+                                          f"offset {row['offset']!r} is not <= {max_offset_days:g} days"))
 
     deduplicated = _drop_duplicates(early, dropped)
     usable = _check_images(data_dir / IMAGES_DIR, deduplicated, dropped, workers)
