@@ -4,9 +4,10 @@ Each component is a function `run(inputs, params, out_dir) -> counts` plus the
 modules whose source defines its behaviour. Its output is a folder holding its
 files and `artifact.json`: the component, a hash of that source (code
 version; docstrings, comments and layout do not count), its parameters, the
-fingerprints of its inputs and its counts. The folder name derives from all of these, so the same inputs and parameters find
-the existing folder (cached) and any change makes a new one, which also
-changes the fingerprint every later stage sees.
+fingerprints of its inputs and its counts. The folder name derives from all of
+these, so the same inputs and parameters find the existing folder (cached) and
+any change makes a new one, which also changes the fingerprint every later
+stage sees.
 
 A resumable component (`uses_work_dir`) also gets `<name>/work/`, a folder
 that outlives any one run, for its own finer-grained cache and checkpoints.

@@ -251,7 +251,8 @@ def summary_line(counts: Mapping[str, Any]) -> str:
     return (
         f"{counts['rows']} rows -> {counts['covid_xray']} COVID-19 X-rays -> {counts['frontal']} frontal "
         f"({counts['frontal_patients']} patients) -> {labelled['count']} labelled ({labelled['survived']} survived, "
-        f"{labelled['died']} died; {labelled['patients']} patients){early}; {counts['missing_files']} image files missing, "
+        f"{labelled['died']} died; {labelled['patients']} patients){early}; "
+        f"{counts['missing_files']} image files missing, "
         f"{counts['rejected_images'] - counts['missing_files']} other images rejected; {counts['usable']} usable images"
     )
 
