@@ -247,7 +247,8 @@ def _check_images(images_dir, rows, dropped, workers):
 def summary_line(counts: Mapping[str, Any]) -> str:
     labelled = counts["labelled"]
     early = ("" if counts.get("max_offset_days") is None else
-             f" -> {counts['within_offset']} taken at most {counts['max_offset_days']:g} days in")
+             f"; {counts['within_offset']} of the {counts['frontal']} frontal taken at most "
+             f"{counts['max_offset_days']:g} days in")
     return (
         f"{counts['rows']} rows -> {counts['covid_xray']} COVID-19 X-rays -> {counts['frontal']} frontal "
         f"({counts['frontal_patients']} patients) -> {labelled['count']} labelled ({labelled['survived']} survived, "

@@ -102,7 +102,7 @@ def test_max_offset_days_keeps_early_xrays_and_names_the_rest(tmp_path):
     assert dropped["day8.png"]["line"] == 5 and "'8'" in dropped["day8.png"]["detail"]
     counts = result["counts"]
     assert (counts["frontal"], counts["within_offset"], counts["usable"], counts["rejected_images"]) == (6, 3, 3, 0)
-    assert "-> 3 taken at most 7 days in;" in ingest.summary_line(counts)
+    assert "; 3 of the 6 frontal taken at most 7 days in;" in ingest.summary_line(counts)
 
 
 def test_every_bad_image_is_named_and_the_rest_is_kept(tmp_path):
