@@ -67,6 +67,7 @@ class TrainConfig:
     div_final: float = 1e5
     weight_decay: float = 0.01
     resample_target: float = 0.5        # fraction of deaths fed under *_resample
+    recompute_batch_norm: bool = False  # precise BN after training (components/train/batch_norm_stats.py)
     augment: str = "fused"              # 'fused' (fastai-like, one interpolation), 'keras_layers', 'none'
     max_zoom: float = 1.1
     max_rotate: float = 10.0

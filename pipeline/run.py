@@ -49,6 +49,9 @@ flags.DEFINE_float("div", _T.div, "One-cycle: initial lr = lr_max / div.")
 flags.DEFINE_float("div_final", _T.div_final, "One-cycle: final lr = lr_max / div_final.")
 flags.DEFINE_float("weight_decay", _T.weight_decay, "Decoupled weight decay (AdamW), not on BN/bias.")
 flags.DEFINE_float("resample_target", _T.resample_target, "Fraction of deaths fed by *_resample variants.")
+flags.DEFINE_boolean("recompute_batch_norm", _T.recompute_batch_norm,
+                     "After training, set batch-norm moving statistics from the training images (precise BN); "
+                     "off = the study's procedure.")
 flags.DEFINE_enum("augment", _T.augment, ["fused", "keras_layers", "none"],
                   "fused: zoom+rotation+warp as one projective transform (fastai); keras_layers: Keras core layers.")
 flags.DEFINE_float("max_zoom", _T.max_zoom, "Zoom in by up to this factor.")

@@ -30,8 +30,8 @@ import tqdm
 
 import models
 from components import base
-from components.train import (augment, fold as fold_lib, input_pipeline, loop, lr_finder, metrics, rebalance,
-                              schedule, splits, strategy as strat)
+from components.train import (augment, batch_norm_stats, fold as fold_lib, input_pipeline, loop, lr_finder, metrics,
+                              rebalance, schedule, splits, strategy as strat)
 
 SUMMARY = "train_summary.json"
 # Parameters that must not change what a fold computes; they stay out of its key.
@@ -157,6 +157,6 @@ def _summary(artifact: base.Artifact) -> str:
 
 SPEC = base.ComponentSpec(
     name="train", run=run, summary=_summary, uses_work_dir=True,
-    code=(sys.modules[__name__], augment, fold_lib, input_pipeline, loop, lr_finder, metrics, rebalance, schedule,
+    code=(sys.modules[__name__], augment, batch_norm_stats, fold_lib, input_pipeline, loop, lr_finder, metrics, rebalance, schedule,
           splits, strat, *models.MODULES),
 )

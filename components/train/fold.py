@@ -8,6 +8,8 @@ with discriminative rates over fastai's three ResNet parameter groups
 LR sweep restores the weights it started from, and each phase starts a fresh
 Adam (fastai keeps optimizer state across `fit` calls; here the frozen phase
 only ever trained the head, so its moments are of little use to the body).
+With `recompute_batch_norm`, the batch-norm moving statistics are then
+recomputed from the training images (`batch_norm_stats`).
 
 Resume: after every epoch the model's variables (weights, batch-norm
 statistics, dropout RNG state) and the phase's optimizer state go to
@@ -36,7 +38,8 @@ import tensorflow as tf
 import models
 from components import base
 from pipeline import configs
-from components.train import augment, input_pipeline, loop, lr_finder, metrics, rebalance, schedule, strategy as strat
+from components.train import (augment, batch_norm_stats, input_pipeline, loop, lr_finder, metrics, rebalance, schedule,
+                              strategy as strat)
 
 PHASES = ("frozen", "unfrozen")
 STATE = "state.json"
@@ -238,12 +241,18 @@ def run_fold(session: Session, fold: int, train: input_pipeline.Examples, val: i
             if chief and previous and previous != name:
                 (work_dir / previous).unlink(missing_ok=True)
 
+    recomputed = 0
+    if p.recompute_batch_norm:
+        with _Timer(timings, "batch_norm_stats"):
+            recomputed = batch_norm_stats.recompute(session.model, train.images, global_batch)
+        log(f"fold {fold}: batch-norm statistics of {recomputed} layers recomputed on {len(train)} training images")
     val_logits = loop.predict_logits(session.predict, val.images, p.eval_batch_size)
+    # val_* of the model as saved (after any recomputed statistics), train_* of its last epoch.
+    final = {**(state["history"][-1] if state["history"] else {}), **validation_metrics(val, val_logits, p.labels)}
     result = {"fold": fold, "num_train": len(train), "num_val": len(val), "steps_per_epoch": steps,
               "global_batch": global_batch, "lr": {k: v["suggestion"] for k, v in state["lr"].items()},
               "lr_steps_run": {k: v["steps_run"] for k, v in state["lr"].items()},
-              "final": state["history"][-1] if state["history"] else validation_metrics(val, val_logits, p.labels),
-              "fed_counts": state["fed_counts"], "timings": timings, "train_images": state["train_images"],
+              "final": final, "batch_norm_layers_recomputed": recomputed, "fed_counts": state["fed_counts"], "timings": timings, "train_images": state["train_images"],
               "weights": weights_description(session)}
     if chief:
         _write_fold_outputs(session, work_dir / RESULT_DIR, fold, state, val, val_logits, result)

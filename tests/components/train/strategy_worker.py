@@ -29,7 +29,7 @@ else:
 
 import keras  # noqa: E402
 
-from components.train import augment, input_pipeline, loop  # noqa: E402
+from components.train import augment, batch_norm_stats, input_pipeline, loop  # noqa: E402
 
 tf.config.experimental.enable_op_determinism()
 keras.utils.set_random_seed(0)
@@ -54,6 +54,9 @@ for batch in dataset:
     loss, logits, batch_labels = step(batch)
     losses.append(float(loss))
     fed += int(batch_labels.shape[0])
+moving = {f"bn{i}": v.numpy() for i, v in enumerate(model.non_trainable_variables)}
+if kind == "bn":  # then each worker recomputes them from all the images
+    batch_norm_stats.recompute(model, images.numpy(), 64)
+    moving.update({f"recomputed_bn{i}": v.numpy() for i, v in enumerate(model.non_trainable_variables)})
 np.savez(out, losses=np.array(losses), fed=fed, replicas=strategy.num_replicas_in_sync,
-         **{f"w{i}": v.numpy() for i, v in enumerate(model.trainable_variables)},
-         **{f"bn{i}": v.numpy() for i, v in enumerate(model.non_trainable_variables)})
+         **{f"w{i}": v.numpy() for i, v in enumerate(model.trainable_variables)}, **moving)

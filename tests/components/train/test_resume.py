@@ -70,3 +70,34 @@ def test_sigkill_mid_fold_then_resume_equals_an_unbroken_run(unbroken, tmp_path)
     # A flag that does not change what a fold computes re-trains nothing.
     log = _run(out, "--strategy=default")
     assert log.count("reused finished fold") == 2
+
+
+def test_recomputed_batch_norm_changes_the_saved_statistics_and_nothing_that_trained(unbroken, tmp_path):
+    import keras
+    import numpy as np
+
+    import models  # noqa: F401  (registers the project's layers for loading)
+    from components.train import batch_norm_stats
+
+    out = tmp_path / "precise_bn"
+    log = _run(out, "--recompute_batch_norm")
+    assert "batch-norm statistics of 22 layers recomputed" in log  # ResNet-18's 20 + the head's 2
+    summary, histories = _summary(out)
+    expected_summary, expected_histories = unbroken
+    assert histories == expected_histories  # recomputed after the last epoch: training is the same
+    assert [f["batch_norm_layers_recomputed"] for f in summary["folds"]] == [22, 22]
+    assert [f["batch_norm_layers_recomputed"] for f in expected_summary["folds"]] == [0, 0]
+    assert all("batch_norm_stats" in f["timings"] for f in summary["folds"])
+
+    def fold_model(run_out, k):
+        (path,) = (run_out / "train").glob(f"*/fold_{k}/model.keras")
+        return keras.models.load_model(path, compile=False)
+
+    plain_out = Path(expected_summary["folds"][0]["work_dir"]).parents[2]
+    for k in range(2):
+        plain, precise = fold_model(plain_out, k), fold_model(out, k)
+        for a, b in zip(plain.trainable_weights, precise.trainable_weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        for a, b in zip(batch_norm_stats.trainable_batch_norm_layers(plain),
+                        batch_norm_stats.trainable_batch_norm_layers(precise)):
+            assert not np.allclose(a.moving_variance.numpy(), b.moving_variance.numpy())

@@ -71,8 +71,14 @@ def test_two_local_workers_end_with_identical_trainable_weights(tmp_path):
     assert trainable
     for key in trainable:
         np.testing.assert_array_equal(a[key], b[key])
-    # Unsynchronised batch norm: each worker keeps the moving statistics of its own half-batches.
+    # Unsynchronised batch norm: each worker keeps the moving statistics of its own half-batches...
     assert any(not np.array_equal(a[k], b[k]) for k in a if k.startswith("bn"))
+    # ...until they are recomputed from all the training images, on each worker alike.
+    recomputed = [k for k in a if k.startswith("recomputed_bn")]
+    assert len(recomputed) == 2
+    for key in recomputed:
+        np.testing.assert_array_equal(a[key], b[key])
+        assert not np.array_equal(a[key], a[key.removeprefix("recomputed_")])
 
 
 def test_precision_and_strategy_names():
