@@ -5,9 +5,9 @@ moving averages (Keras momentum 0.9, torch's 0.1) that lag the weights. With
 the study's schedule on our smallest data (126 training rows, one batch per
 epoch, 30 unfrozen updates) the averages of a ResNet-18 trained from scratch
 stay about 2x the population variance at every layer, and the head's about
-6x (measured on the training images of the first fold of `results/table2_patient`):
-inference-mode outputs then sit far from the training-mode ones, nearly
-every probability above 0.5. Pretrained bodies start from ImageNet
+6x (measured on the training images of the first fold of
+`results/table2_patient_moving_bn`): inference-mode outputs then sit far from
+the training-mode ones, nearly every probability above 0.5. Pretrained bodies start from ImageNet
 statistics that are already close, which is why the study never met this.
 
 The fix is the standard one (Wu & Johnson 2021, "Rethinking 'Batch' in

@@ -157,6 +157,6 @@ def _summary(artifact: base.Artifact) -> str:
 
 SPEC = base.ComponentSpec(
     name="train", run=run, summary=_summary, uses_work_dir=True,
-    code=(sys.modules[__name__], augment, batch_norm_stats, fold_lib, input_pipeline, loop, lr_finder, metrics, rebalance, schedule,
-          splits, strat, *models.MODULES),
+    code=(sys.modules[__name__], augment, batch_norm_stats, fold_lib, input_pipeline, loop, lr_finder, metrics,
+          rebalance, schedule, splits, strat, *models.MODULES),
 )

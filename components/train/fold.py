@@ -252,7 +252,8 @@ def run_fold(session: Session, fold: int, train: input_pipeline.Examples, val: i
     result = {"fold": fold, "num_train": len(train), "num_val": len(val), "steps_per_epoch": steps,
               "global_batch": global_batch, "lr": {k: v["suggestion"] for k, v in state["lr"].items()},
               "lr_steps_run": {k: v["steps_run"] for k, v in state["lr"].items()},
-              "final": final, "batch_norm_layers_recomputed": recomputed, "fed_counts": state["fed_counts"], "timings": timings, "train_images": state["train_images"],
+              "final": final, "batch_norm_layers_recomputed": recomputed, "fed_counts": state["fed_counts"],
+              "timings": timings, "train_images": state["train_images"],
               "weights": weights_description(session)}
     if chief:
         _write_fold_outputs(session, work_dir / RESULT_DIR, fold, state, val, val_logits, result)
