@@ -243,6 +243,8 @@ def run_fold(session: Session, fold: int, train: input_pipeline.Examples, val: i
 
     recomputed = 0
     if p.recompute_batch_norm:
+        # The trainable flags of the last phase that ran (a finished fold resumed here ran none).
+        session.set_phase("unfrozen" if p.epochs_unfrozen else "frozen")
         with _Timer(timings, "batch_norm_stats"):
             recomputed = batch_norm_stats.recompute(session.model, train.images, global_batch)
         log(f"fold {fold}: batch-norm statistics of {recomputed} layers recomputed on {len(train)} training images")

@@ -59,11 +59,26 @@ def test_frozen_layers_keep_their_statistics():
     images = np.random.default_rng(2).uniform(0, 255, (6, 8, 8, 3)).astype(np.float32)
     assert batch_norm_stats.recompute(model, images, batch_size=64) == 1
     np.testing.assert_array_equal(model.get_layer("body_bn").moving_mean.numpy(), 5.0)
+    np.testing.assert_array_equal(model.get_layer("body_bn").moving_variance.numpy(), 7.0)
     assert not np.allclose(model.get_layer("head_bn").moving_mean.numpy(), 5.0)
+
+
+def test_diverged_statistics_do_not_survive():
+    model = _model()
+    head_bn = model.get_layer("head_bn")
+    head_bn.moving_variance.assign(np.full(head_bn.moving_variance.shape, np.nan, np.float32))
+    images = np.random.default_rng(3).uniform(0, 255, (6, 8, 8, 3)).astype(np.float32)
+    batch_norm_stats.recompute(model, images, batch_size=4)
+    assert np.isfinite(head_bn.moving_variance.numpy()).all()
+
+
+def test_no_images_is_an_error():
+    with pytest.raises(ValueError, match="at least one image"):
+        batch_norm_stats.recompute(_model(), np.zeros((0, 8, 8, 3), np.float32), batch_size=4)
 
 
 def test_momentum_is_restored_when_a_batch_fails():
     model = _model()
-    with pytest.raises(Exception):
-        batch_norm_stats.recompute(model, np.zeros((4, 8, 8, 5), np.float32), batch_size=4)  # 5 channels
+    with pytest.raises(ValueError, match="incompatible"):  # the model's own error: 5 channels, not 3
+        batch_norm_stats.recompute(model, np.zeros((4, 8, 8, 5), np.float32), batch_size=4)
     assert [layer.momentum for layer in batch_norm_stats.trainable_batch_norm_layers(model)] == [0.9, 0.9]

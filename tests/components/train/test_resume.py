@@ -73,8 +73,11 @@ def test_sigkill_mid_fold_then_resume_equals_an_unbroken_run(unbroken, tmp_path)
 
 
 def test_recomputed_batch_norm_changes_the_saved_statistics_and_nothing_that_trained(unbroken, tmp_path):
+    import csv
+
     import keras
     import numpy as np
+    from sklearn.metrics import roc_auc_score
 
     import models  # noqa: F401  (registers the project's layers for loading)
     from components.train import batch_norm_stats
@@ -88,6 +91,11 @@ def test_recomputed_batch_norm_changes_the_saved_statistics_and_nothing_that_tra
     assert [f["batch_norm_layers_recomputed"] for f in summary["folds"]] == [22, 22]
     assert [f["batch_norm_layers_recomputed"] for f in expected_summary["folds"]] == [0, 0]
     assert all("batch_norm_stats" in f["timings"] for f in summary["folds"])
+    for k, fold in enumerate(summary["folds"]):  # final val_* are of the saved (recomputed) model
+        (predictions,) = (out / "train").glob(f"*/fold_{k}/predictions.csv")
+        rows = list(csv.DictReader(open(predictions)))
+        auc = roc_auc_score([int(r["label"]) for r in rows], [float(r["probability"]) for r in rows])
+        assert fold["final"]["val_auc"] == pytest.approx(auc, abs=1e-6)
 
     def fold_model(run_out, k):
         (path,) = (run_out / "train").glob(f"*/fold_{k}/model.keras")
