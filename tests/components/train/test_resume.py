@@ -93,7 +93,7 @@ def test_recomputed_batch_norm_changes_the_saved_statistics_and_nothing_that_tra
     assert all("batch_norm_stats" in f["timings"] for f in summary["folds"])
     for k, fold in enumerate(summary["folds"]):  # final val_* are of the saved (recomputed) model
         (predictions,) = (out / "train").glob(f"*/fold_{k}/predictions.csv")
-        rows = list(csv.DictReader(open(predictions)))
+        rows = list(csv.DictReader(predictions.read_text().splitlines()))
         auc = roc_auc_score([int(r["label"]) for r in rows], [float(r["probability"]) for r in rows])
         assert fold["final"]["val_auc"] == pytest.approx(auc, abs=1e-6)
 
