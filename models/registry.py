@@ -4,7 +4,8 @@ Every architecture gets the same contract (float32 RGB [0, 255] in, ImageNet
 normalisation inside, one float32 logit out) and the same head
 (`models/classifier.py`). Bodies come from this package (ResNet-18, AlexNet),
 Keras core (`keras.applications`, always built with weights=None and without
-their own preprocessing) or keras-hub (Swin-T). Nothing is ever downloaded.
+their own preprocessing; ConvNeXt with depthwise layers, `models/convnext.py`)
+or keras-hub (Swin-T). Nothing is ever downloaded.
 
 Weights, always a user-supplied file:
 - `.pth` / `.safetensors` / `.npz` torchvision checkpoints: resnet18, alexnet
@@ -20,6 +21,7 @@ import keras
 
 from models.alexnet_backbone import AlexNetBackbone
 from models.classifier import build_image_classifier
+from models.convnext import convnext_tiny
 from models.resnet18_backbone import ResNet18Backbone
 from models.torchvision_weights import WeightLoadReport, file_sha256, load_torchvision_weights
 
@@ -56,7 +58,7 @@ ARCHITECTURES = {
     "alexnet": (lambda shape: AlexNetBackbone(image_shape=shape), True),
     "mobilenetv3": (_keras_application(keras.applications.MobileNetV3Large), False),
     "efficientnetv2": (_keras_application(keras.applications.EfficientNetV2B0), False),
-    "convnext": (_keras_application(keras.applications.ConvNeXtTiny), False),
+    "convnext": (convnext_tiny, False),
     "swin": (_swin_tiny, False),
 }
 
