@@ -1,10 +1,10 @@
 """ConvNeXt-Tiny (Liu et al. 2022) from Keras core, with its 7x7 convolutions made depthwise layers.
 
 `keras.applications.ConvNeXtTiny` writes each block's channel-wise 7x7 convolution
-as `Conv2D(groups=channels)`. On CPU, Keras' TensorFlow backend runs a grouped
-Conv2D through an XLA-compiled path that is about 100x slower than
-`DepthwiseConv2D` on the same tensor, and that one op dominated ConvNeXt's
-training here (`bench/convnext_depthwise.py`, `bench/results/convnext_depthwise.txt`).
+as `Conv2D(groups=channels)`. On CPU, Keras' TensorFlow backend compiles every
+grouped Conv2D with XLA (TensorFlow's own CPU kernel lacks them), which is far
+slower than `DepthwiseConv2D`'s kernel: that one op made the whole model train
+5-6x slower here (`bench/convnext_depthwise.py`, `bench/results/convnext_depthwise.txt`).
 A channel-wise grouped convolution *is* a depthwise one, so the model is
 cloned with each of those layers replaced by a `DepthwiseConv2D` of the same
 name, size, padding and initial weights (the kernel reshaped from
