@@ -20,8 +20,8 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from components.train import augment  # noqa: E402
-from pipeline import configs  # noqa: E402
-from tfrecords import preprocessing  # noqa: E402
+from components import configs  # noqa: E402
+from images import preprocessing  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("image", None, "An X-ray (default: the first image of the embedded sample).")

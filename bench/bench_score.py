@@ -43,7 +43,7 @@ def main():
     from models import build_classifier
     from pipeline import score
     from serving import signature
-    from tfrecords import image_io, preprocessing
+    from images import image_io, preprocessing
 
     files = sorted(p for p in pathlib.Path(args.images).iterdir() if p.suffix.lower() in score.IMAGE_SUFFIXES)
     entries = [(f"{i}_{p.name}", p) for i, p in zip(range(args.count), files * (args.count // len(files) + 1))]

@@ -30,6 +30,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import models  # noqa: E402
+from common import files
 from components import base  # noqa: E402
 from components.train import (augment, fold as fold_lib, input_pipeline, loop, lr_finder, rebalance,  # noqa: E402
                               splits, strategy as strat)
@@ -121,7 +122,7 @@ def mode_sweep():
         for phase in fold_lib.PHASES:
             if phase == "unfrozen":  # the frozen phase as the pipeline runs it, at the reference sweep's LR
                 with tempfile.TemporaryDirectory() as work:
-                    base.write_json_atomic(pathlib.Path(work) / fold_lib.STATE, {  # the frozen LR, already found
+                    files.write_json_atomic(pathlib.Path(work) / fold_lib.STATE, {  # the frozen LR, already found
                         "completed": {"frozen": 0, "unfrozen": 0}, "checkpoint": None, "history": [],
                         "fed_counts": [0, 0], "timings": {}, "train_images": 0,
                         "lr": {"frozen": {"suggestion": reference_curve["suggestion"],

@@ -1,7 +1,8 @@
 """Artifacts and the cached, atomic execution of a component.
 
-Each component is a function `run(inputs, params, out_dir) -> counts` plus the
-modules whose source defines its behaviour. Its output is a folder holding its
+Each component is a function `run(inputs, params, out_dir) -> counts`; the
+modules whose source defines its behaviour are the in-repo import closure of
+the function's module. Its output is a folder holding its
 files and `artifact.json`: the component, a hash of that source (code
 version; docstrings, comments and layout do not count), its parameters, the
 fingerprints of its inputs and its counts. The folder name derives from all of
@@ -21,23 +22,20 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import hashlib
-import inspect
 import json
 import os
 import shutil
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable, Mapping, Sequence
 
+from common import files, imports
+from common.errors import PipelineError
+
 RECORD_NAME = "artifact.json"
-_TMP_PREFIX = ".tmp-"
 WORK_DIR_NAME = "work"
-
-
-class PipelineError(Exception):
-    """An error the user can act on; runners print it without a traceback."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,30 +63,41 @@ class Artifact:
 
 @dataclasses.dataclass(frozen=True)
 class ComponentSpec:
-    """What a component is: its name, its function and the code it depends on."""
+    """What a component is: its name and its function. The code it depends on is the in-repo import
+    closure of the function's module (`common.imports`), so no dependency can be left out."""
 
     name: str
     run: Callable[[Mapping[str, Artifact], Mapping[str, Any], Path], Mapping[str, Any]]
-    code: Sequence[ModuleType]
     summary: Callable[[Artifact], str] | None = None  # one line for the runner to print
     # Long, resumable components (training) also get a persistent work folder shared by all
     # their cache keys, `<output_root>/<name>/work`, called as run(inputs, params, out_dir, work_dir).
     uses_work_dir: bool = False
+    code_root: Path = imports.REPO_ROOT  # where the modules of the closure are read from
     _code_version: str = dataclasses.field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self):
         # Hashed once, when the component's module is imported: the key then names the code this process
         # runs, even if the files are edited while a long run is going on.
-        digest = hashlib.sha256()
-        for module in self.code:
-            digest.update(module.__name__.encode())
-            digest.update(_behaviour(inspect.getsource(module)).encode())
-        object.__setattr__(self, "_code_version", digest.hexdigest()[:16])
+        object.__setattr__(self, "_code_version", code_version(
+            self.code_modules(), lambda name: imports.module_path(name, self.code_root).read_text()))
+
+    def code_modules(self) -> list[str]:
+        return imports.import_closure(self.run.__module__, self.code_root)
 
     def code_version(self) -> str:
         return self._code_version
 
 
+def code_version(module_names: Sequence[str], read_source: Callable[[str], str]) -> str:
+    """Hash of the behaviour of the named modules; `read_source(name)` gives each one's text."""
+    digest = hashlib.sha256()
+    for name in sorted(module_names):
+        digest.update(name.encode())
+        digest.update(_behaviour(read_source(name)).encode())
+    return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=512)
 def _behaviour(source: str) -> str:
     """The syntax tree of `source` without docstrings: what the code does, so that correcting a
     docstring or a comment does not throw away hours of cached training."""
@@ -102,26 +111,6 @@ def _behaviour(source: str) -> str:
     return ast.dump(tree)
 
 
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to a sibling temporary file, then rename it over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True, default=str)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def cache_key(spec: ComponentSpec, inputs: Mapping[str, Artifact], params: Mapping[str, Any]) -> str:
     payload = {
         "component": spec.name,
@@ -131,29 +120,6 @@ def cache_key(spec: ComponentSpec, inputs: Mapping[str, Artifact], params: Mappi
     }
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
-
-
-def remove_stale_tmp_dirs(component_root: Path) -> None:
-    """Delete temporary folders left by runs that were killed."""
-    if not component_root.is_dir():
-        return
-    for child in component_root.iterdir():
-        if not child.name.startswith(_TMP_PREFIX):
-            continue
-        pid = child.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
-            continue  # another live run is writing it
-        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def execute(
@@ -173,10 +139,10 @@ def execute(
         return Artifact.load(final), True
 
     component_root.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp_dirs(component_root)
+    files.remove_stale_tmp(component_root)
     if final.exists():  # a folder without a record cannot come from us; never trust it
         shutil.rmtree(final)
-    tmp = component_root / f"{_TMP_PREFIX}{key[:16]}-{os.getpid()}"
+    tmp = component_root / f"{files.TMP_PREFIX}{key[:16]}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -195,7 +161,7 @@ def execute(
             "fingerprint": key,
             "seconds": round(time.time() - started, 3),
         }
-        write_json_atomic(tmp / RECORD_NAME, record)
+        files.write_json_atomic(tmp / RECORD_NAME, record)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

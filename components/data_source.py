@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from common import files
+from common.errors import PipelineError
 from components import base
 from components.ingest import IMAGES_DIR, METADATA_NAME
 
@@ -18,17 +20,17 @@ def import_data_dir(data_dir: Path) -> base.Artifact:
     data_dir = Path(data_dir).resolve()
     metadata = data_dir / METADATA_NAME
     if not metadata.is_file():
-        raise base.PipelineError(
+        raise PipelineError(
             f"--data_dir={data_dir}: no {METADATA_NAME} there (expected the layout of "
             "ieee8023/covid-chestxray-dataset: metadata.csv + images/)"
         )
     digest = hashlib.sha256()
-    digest.update(base.sha256_file(metadata).encode())
+    digest.update(files.sha256_file(metadata).encode())
     images = data_dir / IMAGES_DIR
-    files = sorted(p for p in images.rglob("*") if p.is_file()) if images.is_dir() else []
-    for path in files:
+    image_files = sorted(p for p in images.rglob("*") if p.is_file()) if images.is_dir() else []
+    for path in image_files:
         digest.update(str(path.relative_to(images)).encode())
-        digest.update(base.sha256_file(path).encode())
+        digest.update(files.sha256_file(path).encode())
     record = {"component": "data_source", "fingerprint": digest.hexdigest(),
-              "counts": {"image_files": len(files)}}
+              "counts": {"image_files": len(image_files)}}
     return base.Artifact(data_dir, record)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -28,10 +27,12 @@ import pandas as pd
 import tensorflow as tf
 
 import models  # noqa: F401  (registers the custom layers for load_model)
+from common import files
 from components import base, evaluate_metrics, evaluate_plots, export, gradcam
 from components.train import augment, component as train_component, fold as train_fold, input_pipeline, loop
 from components.train import metrics as train_metrics
-from tfrecords import preprocessing, schema, writer
+from images import preprocessing
+from tfrecords import schema, writer
 
 EVALUATION_NAME = "evaluation.json"
 PER_FOLD_NAME = "metrics_per_fold.csv"
@@ -310,7 +311,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
                               params["tta_views"], params["seed"])
         _write_tta_predictions(out_dir / TTA_PREDICTIONS_NAME, predictions, tta)
     record = evaluation_record(predictions, summary["variant"], summary["split"], summary["weights"], params, tta)
-    base.write_json_atomic(out_dir / EVALUATION_NAME, record)
+    files.write_json_atomic(out_dir / EVALUATION_NAME, record)
     _write_tables(out_dir, record["sets"])
     write_figures(out_dir, record, predictions, read_histories(train.path),
                   read_lr_sweeps(train.path))
@@ -337,5 +338,4 @@ def _summary(artifact: base.Artifact) -> str:
 
 SPEC = base.ComponentSpec(
     name="evaluate", run=run, summary=_summary,
-    code=(sys.modules[__name__], evaluate_metrics, evaluate_plots, gradcam, augment, loop),
 )

@@ -30,16 +30,17 @@ import io
 import json
 import math
 import re
-import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from common import files
+from common.errors import PipelineError
 from components import base
 from serving import push as serving_push
 from serving import signature
-from tfrecords import preprocessing
+from images import preprocessing
 
 EXPORT_JSON = "export.json"
 SAVED_MODEL_DIR = "saved_model"
@@ -57,7 +58,7 @@ def find_fold_models(train_dir: Path) -> list[Path]:
     found = list(train_dir.glob(f"fold_*/{MODEL_FILE}")) or list(train_dir.rglob(MODEL_FILE))
     found.sort(key=lambda p: _natural_key(p.relative_to(train_dir)))
     if not found:
-        raise base.PipelineError(f"export: no {MODEL_FILE} under {train_dir}")
+        raise PipelineError(f"export: no {MODEL_FILE} under {train_dir}")
     return found
 
 
@@ -71,7 +72,7 @@ def select_members(paths: Sequence[Path], members: str | int) -> list[Path]:
         return list(paths)
     index = int(members)
     if not 0 <= index < len(paths):
-        raise base.PipelineError(f"export: members={members} but the train stage has {len(paths)} models")
+        raise PipelineError(f"export: members={members} but the train stage has {len(paths)} models")
     return [paths[index]]
 
 
@@ -105,7 +106,7 @@ def read_metrics(evaluation_dir: Path) -> dict[str, float]:
     """`evaluation.json`'s metrics as {name: value}, taking `mean` where a metric has one."""
     path = Path(evaluation_dir) / EVALUATION_JSON
     if not path.is_file():
-        raise base.PipelineError(f"export: {path} does not exist")
+        raise PipelineError(f"export: {path} does not exist")
     metrics = json.loads(path.read_text()).get("metrics", {})
     flat = {}
     for name, value in metrics.items():
@@ -157,11 +158,11 @@ def verify(saved_model_dir: Path, server: signature.EnsembleServer) -> float:
     served = loaded.signatures[signature.DEFAULT_SIGNATURE](**{signature.INPUT_NAME: tf.constant([encoded])})
     expected = server.probabilities(preprocessing.preprocess(tf.constant(encoded), server.image_size)[None])
     if served[signature.ERROR].numpy()[0]:
-        raise base.PipelineError(f"export: the served graph rejected its test image: "
+        raise PipelineError(f"export: the served graph rejected its test image: "
                                  f"{served[signature.ERROR].numpy()[0].decode()}")
     gap = float(np.max(np.abs(served[signature.PROBABILITY].numpy() - expected.numpy())))
     if not gap <= VERIFY_TOLERANCE:
-        raise base.PipelineError(f"export: the SavedModel differs from the Keras models by {gap:g} "
+        raise PipelineError(f"export: the SavedModel differs from the Keras models by {gap:g} "
                                  f"(tolerance {VERIFY_TOLERANCE:g}); nothing pushed")
     return gap
 
@@ -188,7 +189,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     saved_model_dir = out_dir / SAVED_MODEL_DIR
     facts = export_saved_model(members, saved_model_dir, params.get("threshold", 0.5))
     record = {
-        "members": [{"path": str(p), "sha256": base.sha256_file(p)} for p in members],
+        "members": [{"path": str(p), "sha256": files.sha256_file(p)} for p in members],
         "ensemble": "mean of member probabilities" if len(members) > 1 else "single model",
         **facts,
         "signatures": {
@@ -216,7 +217,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         record.update(pushed_version=version, pushed_to=str(path))
     elif blessed:
         record["reason"] += "; no serving_dir set: nothing pushed"
-    base.write_json_atomic(out_dir / EXPORT_JSON, record)
+    files.write_json_atomic(out_dir / EXPORT_JSON, record)
     return {"members": len(members), "blessed": blessed, "pushed_version": record["pushed_version"],
             "image_size": facts["image_size"]}
 
@@ -235,5 +236,4 @@ def _summary(artifact: base.Artifact) -> str:
     return f"{what}; NOT blessed ({record['reason']}): nothing pushed"
 
 
-SPEC = base.ComponentSpec(name="export", run=run, summary=_summary,
-                          code=(sys.modules[__name__], signature, serving_push, preprocessing))
+SPEC = base.ComponentSpec(name="export", run=run, summary=_summary)

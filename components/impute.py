@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import csv
 import re
-import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from sklearn import ensemble, metrics, model_selection
 
+from common import files
+from common.errors import PipelineError
 from components import base, ingest
+from tfrecords import schema
 
 LABELS_NAME = "labels.csv"
 REPORT_NAME = "imputation_report.json"
@@ -30,13 +32,13 @@ LABEL_COLUMNS = ("source_id", "patientid", "mortality_observed", "mortality", "l
 
 # The study's bins: 0-30, 31-40, 41-50, 51-60, 61-70, 71-80, 81-100.
 AGE_BIN_UPPER_EDGES = (30, 40, 50, 60, 70, 80)
-UNKNOWN = -1
+NOT_RECORDED = -1  # a feature's explicit 'not recorded' code, which a tree can split on
 _FLAG_VALUES = {"Y": 1, "N": 0}
 
 
 def flag_value(value: str) -> int:
     """Y -> 1, N -> 0; blank, `?` and free text ('Would have been stated', 'Not visible') -> -1."""
-    return _FLAG_VALUES.get(value.strip().upper(), UNKNOWN)
+    return _FLAG_VALUES.get(value.strip().upper(), NOT_RECORDED)
 
 
 def parse_age(value: str) -> float | None:
@@ -55,7 +57,7 @@ def age_bin(value: str) -> int:
     """Index of the study's age bin (0..6), or -1 when the age is unknown; above 100 -> last bin."""
     age = parse_age(value)
     if age is None:
-        return UNKNOWN
+        return NOT_RECORDED
     return int(np.searchsorted(AGE_BIN_UPPER_EDGES, age, side="left"))
 
 
@@ -89,11 +91,11 @@ def _cv_scores(forest, x, y, splitter, groups=None) -> dict[str, float]:
 def impute(rows: Sequence[Mapping[str, str]], seed: int, n_estimators: int, folds: int) -> dict[str, Any]:
     observed = np.array([int(row["mortality_observed"]) for row in rows])
     x = features(rows)
-    labelled = observed != ingest.UNKNOWN_LABEL
+    labelled = observed != schema.NO_LABEL
     x_lab, y_lab = x[labelled], observed[labelled]
     groups = np.array([row["patientid"] for row in rows])[labelled]
     if len(np.unique(y_lab)) < 2 or np.bincount(y_lab).min() < folds:
-        raise base.PipelineError(
+        raise PipelineError(
             f"impute: need at least {folds} labelled images of each class for {folds}-fold CV; "
             f"have {int((y_lab == 0).sum())} survived and {int((y_lab == 1).sum())} died"
         )
@@ -144,7 +146,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         writer = csv.DictWriter(handle, fieldnames=LABEL_COLUMNS)
         writer.writeheader()
         writer.writerows(result["labels"])
-    base.write_json_atomic(out_dir / REPORT_NAME, result["report"])
+    files.write_json_atomic(out_dir / REPORT_NAME, result["report"])
     report = result["report"]
     return {
         "labelled": report["labelled"], "imputed": report["imputed"], "imputed_died": report["imputed_died"],
@@ -161,4 +163,4 @@ def _summary(artifact: base.Artifact) -> str:
             f"majority baseline {c['majority_baseline']:.3f}")
 
 
-SPEC = base.ComponentSpec(name="impute", run=run, code=(sys.modules[__name__],), summary=_summary)
+SPEC = base.ComponentSpec(name="impute", run=run, summary=_summary)

@@ -14,14 +14,16 @@ import json
 import collections
 import concurrent.futures
 import re
-import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import tqdm
 
+from common import files
+from common.errors import PipelineError
 from components import base
-from tfrecords import image_io
+from images import image_io
+from tfrecords import schema
 
 METADATA_NAME = "metadata.csv"
 IMAGES_DIR = "images"
@@ -38,12 +40,11 @@ EXAMPLE_COLUMNS = (
     "survival", "mortality_observed", *CLINICAL_COLUMNS,
     "width", "height", "source_mode", "converted",
 )
-UNKNOWN_LABEL = -1
 # Reasons a row is not selected (the study's choice of rows), as opposed to an image being rejected.
 SELECTION_REASONS = ("not_covid", "not_xray", "not_frontal", "offset_out_of_range")
 
 
-class MetadataError(base.PipelineError):
+class MetadataError(PipelineError):
     """metadata.csv cannot be read as the upstream table."""
 
 
@@ -55,7 +56,7 @@ def mortality_from_survival(value: str) -> int | None:
     if token == "Y":
         return 0
     if token in ("", "?"):
-        return UNKNOWN_LABEL
+        return schema.NO_LABEL
     return None
 
 
@@ -117,7 +118,7 @@ def _rejection(line: int, row: Mapping[str, str], reason: str, detail: str) -> d
 
 def _label_summary(rows: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, int]:
     labels = collections.Counter(row["mortality_observed"] for _, row in rows)
-    labelled = [row for _, row in rows if row["mortality_observed"] != UNKNOWN_LABEL]
+    labelled = [row for _, row in rows if row["mortality_observed"] != schema.NO_LABEL]
     return {"count": len(labelled), "survived": labels[0], "died": labels[1],
             "patients": len({row["patientid"] for row in labelled})}
 
@@ -157,7 +158,7 @@ def ingest(data_dir: Path, frontal_views: Sequence[str], max_offset_days: float 
         label = mortality_from_survival(row["survival"])
         if label is None:
             warnings.append(f"line {line}: survival {row['survival']!r} is not Y, N, ? or blank; treated as unknown")
-            label = UNKNOWN_LABEL
+            label = schema.NO_LABEL
         selected.append((line, {**row, "mortality_observed": label}))
 
     early = selected
@@ -200,7 +201,7 @@ def _drop_duplicates(selected, dropped):
     kept = []
     for line, row in selected:
         group = by_name[row["filename"]]
-        labels = {r["mortality_observed"] for _, r in group} - {UNKNOWN_LABEL}
+        labels = {r["mortality_observed"] for _, r in group} - {schema.NO_LABEL}
         lines = ", ".join(str(l) for l, _ in group)
         if len(labels) > 1:
             dropped.append(_rejection(line, row, "duplicate_conflicting_labels",
@@ -209,7 +210,7 @@ def _drop_duplicates(selected, dropped):
             dropped.append(_rejection(line, row, "duplicate_filename",
                                       f"{row['filename']} already listed on line {group[0][0]}"))
         else:
-            if labels and row["mortality_observed"] == UNKNOWN_LABEL:
+            if labels and row["mortality_observed"] == schema.NO_LABEL:
                 row = {**row, "mortality_observed": labels.pop()}  # a duplicate row carried the label
             kept.append((line, row))
     return kept
@@ -280,7 +281,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     result = ingest(inputs["data"].path, params["frontal_views"], params["max_offset_days"])
     _write_examples(out_dir / EXAMPLES_NAME, result["examples"])
     counts = result["counts"]
-    base.write_json_atomic(out_dir / REPORT_NAME, {
+    files.write_json_atomic(out_dir / REPORT_NAME, {
         "summary": summary_line(counts),
         "counts": counts,
         "missing_files": [d["filename"] for d in result["dropped"] if d["reason"] == "missing_file"],
@@ -299,4 +300,4 @@ def _summary(artifact: base.Artifact) -> str:
     return "\n".join(lines)
 
 
-SPEC = base.ComponentSpec(name="ingest", run=run, code=(sys.modules[__name__], image_io), summary=_summary)
+SPEC = base.ComponentSpec(name="ingest", run=run, summary=_summary)

@@ -15,13 +15,12 @@ import csv
 import html
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 from components import base, evaluate, export, impute, ingest
 from components.evaluate_metrics import CALIBRATION_BINS, FOLD_METRICS, RATES
-from pipeline import configs
+from components import configs
 
 REPORT_NAME = "report.html"
 PUBLISHED_RESULTS = configs.REPO_ROOT / "study" / "published_results.csv"
@@ -238,4 +237,4 @@ def _summary(artifact: base.Artifact) -> str:
     return f"report: {artifact.path / REPORT_NAME}"
 
 
-SPEC = base.ComponentSpec(name="report", run=run, code=(sys.modules[__name__],), summary=_summary)
+SPEC = base.ComponentSpec(name="report", run=run, summary=_summary)

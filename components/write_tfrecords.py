@@ -8,14 +8,15 @@ manifest (counts and sha256 per shard). Variants select rows at read time.
 from __future__ import annotations
 
 import collections
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 import tqdm
 
+from common.errors import PipelineError
 from components import base, impute, ingest
-from tfrecords import image_io, schema, writer
+from images import image_io
+from tfrecords import schema, writer
 
 PREFIX = "covid_cxr"
 
@@ -25,7 +26,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     labels = impute.read_labels(inputs["labels"])
     missing = [row["source_id"] for row in rows if row["source_id"] not in labels]
     if missing:
-        raise base.PipelineError(f"tfrecords: {len(missing)} images have no label row, e.g. {missing[0]}")
+        raise PipelineError(f"tfrecords: {len(missing)} images have no label row, e.g. {missing[0]}")
     images_dir = inputs["data"].path / ingest.IMAGES_DIR
     records = [{**row, **labels[row["source_id"]]} for row in rows]
     label_counts = collections.Counter(
@@ -52,5 +53,5 @@ def _summary(artifact: base.Artifact) -> str:
 
 
 SPEC = base.ComponentSpec(
-    name="tfrecords", run=run, code=(sys.modules[__name__], image_io, schema, writer), summary=_summary
+    name="tfrecords", run=run, summary=_summary
 )

@@ -4,20 +4,13 @@ Importing this package registers the custom layers, so `keras.models.load_model`
 can read a saved `.keras` classifier.
 """
 
-from models import (alexnet_backbone, classifier, convnext, fused_batch_norm, preprocessor, registry,
-                    resnet18_backbone, torch_checkpoint, torchvision_weights)
 from models.classifier import build_image_classifier, set_body_trainable
 from models.registry import ARCHITECTURES, build_classifier
 from models.torch_checkpoint import CheckpointFormatError, UnsafeCheckpointError
 from models.torchvision_weights import (CheckpointMismatchError, WeightLoadReport,
                                         load_torchvision_weights, read_state_dict)
 
-# What a trained model's numbers depend on: part of the train stage's cache key.
-MODULES = (alexnet_backbone, classifier, convnext, fused_batch_norm, preprocessor, registry, resnet18_backbone,
-           torch_checkpoint, torchvision_weights)
-
 __all__ = [
-    "MODULES",
     "ARCHITECTURES",
     "CheckpointFormatError",
     "CheckpointMismatchError",

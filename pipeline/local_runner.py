@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from common import files
 from components import base, data_source
 from pipeline.pipeline import DATA, Pipeline
 
@@ -30,7 +31,7 @@ def run_pipeline(
         artifacts[node.name] = artifact
         if node.name == stop_after:
             break
-    base.write_json_atomic(pipeline.output_dir / RUN_RECORD, {
+    files.write_json_atomic(pipeline.output_dir / RUN_RECORD, {
         "data_dir": str(pipeline.data_dir),
         "artifacts": {name: str(a.path) for name, a in artifacts.items() if name != DATA},
     })

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from components import base, evaluate, export, impute, ingest, report, write_tfrecords
 from components.train import component as train
-from pipeline.configs import VARIANTS, PipelineConfig
+from components.configs import VARIANTS, PipelineConfig
 
 DATA = "data"  # the name under which nodes receive the upstream data folder
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from absl import app, flags, logging
 
 from components import export, report
-from components.base import PipelineError
-from pipeline import configs, local_runner
+from common.errors import PipelineError
+from components import configs
+from pipeline import local_runner
 from pipeline.pipeline import create_pipeline
 
 FLAGS = flags.FLAGS

@@ -7,7 +7,7 @@
 (`<serving_dir>/<model_name>`: its largest version is used), a pipeline output
 folder (`runs/`: the export stage of the last run) or an export artifact.
 
-Every file is first read with `tfrecords.image_io.load_standard_image`, the
+Every file is first read with `images.image_io.load_standard_image`, the
 loader ingest used: CMYK, 16-bit, palette and RGBA images become the 8-bit RGB
 training saw, and unreadable files get a named reason (`not_an_image: ...`,
 `truncated_or_corrupt: ...`). The rest go in batches through the SavedModel's
@@ -93,7 +93,7 @@ def list_images(images: str) -> list[tuple[str, Path]]:
 
 def list_csv(csv_path: Path, images_dir: Path | None, column: str) -> list[tuple[str, Path | Exception]]:
     """(filename, path or the reason it cannot be used) for every row of a metadata-style CSV."""
-    from tfrecords import image_io
+    from images import image_io
     if not csv_path.is_file():
         raise ScoreError(f"--csv {csv_path} does not exist")
     images_dir = images_dir or csv_path.parent / "images"
@@ -118,7 +118,7 @@ def list_csv(csv_path: Path, images_dir: Path | None, column: str) -> list[tuple
 
 def _read(entry: tuple[str, Path | Exception]) -> tuple[str, bytes | None, str]:
     """(name, standard encoded bytes or None, error)."""
-    from tfrecords import image_io
+    from images import image_io
     name, path = entry
     if isinstance(path, Exception):
         return name, None, str(path)

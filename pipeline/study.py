@@ -29,10 +29,12 @@ import tensorflow as tf
 from absl import app, flags
 
 from components import evaluate_metrics
-from components.base import PipelineError, sha256_file, write_json_atomic
+from common.errors import PipelineError
+from common.files import sha256_file, write_json_atomic
 from components.evaluate import (EARLY_IMAGES, EARLY_OFFSET_DAYS, EVALUATION_NAME, OBSERVED, OBSERVED_TTA,
                                  PATIENT_LEVEL, read_predictions)
-from pipeline import configs, local_runner
+from components import configs
+from pipeline import local_runner
 from pipeline import run as run_flags  # noqa: F401  (defines the shared flags)
 from pipeline.pipeline import create_pipeline
 

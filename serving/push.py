@@ -15,7 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
-from components import base
+from common import files
+from common.errors import PipelineError
 
 TMP_PREFIX = ".tmp-push-"  # base's ".tmp-<...>-<pid>" convention: stale ones are found by their pid
 SAVED_MODEL_PB = "saved_model.pb"
@@ -40,10 +41,10 @@ def latest_version(model_root: Path) -> Path | None:
 def push(saved_model_dir: Path, serving_dir: Path, model_name: str) -> tuple[int, Path]:
     """Copy the SavedModel to `<serving_dir>/<model_name>/<largest version + 1>/`, atomically."""
     if not model_name or "/" in model_name or "\\" in model_name or model_name.startswith("."):
-        raise base.PipelineError(f"export: model name {model_name!r} must be one plain folder name")
+        raise PipelineError(f"export: model name {model_name!r} must be one plain folder name")
     model_root = Path(serving_dir) / model_name
     model_root.mkdir(parents=True, exist_ok=True)
-    base.remove_stale_tmp_dirs(model_root)  # copies left by killed pushes (".tmp-push-<dead pid>")
+    files.remove_stale_tmp(model_root)  # copies left by killed pushes (".tmp-push-<dead pid>")
     tmp = model_root / f"{TMP_PREFIX}{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -8,14 +8,14 @@ signatures:
   `probability_of_death` (float32 [None]), `class` (int64 [None], 1 = died),
   `error` (string [None], "" when the item was scored).
 - `predict_images`: `images` (float32 [None, S, S, 3], RGB 0..255, already
-  through `tfrecords.preprocessing.preprocess`) -> `probability_of_death`,
+  through `images.preprocessing.preprocess`) -> `probability_of_death`,
   `class`. For batch jobs and benchmarks that decode elsewhere.
 
-Decoding is `tfrecords.preprocessing.preprocess`, the function training and
+Decoding is `images.preprocessing.preprocess`, the function training and
 evaluation use, so served and trained inputs cannot drift apart.
 
 A bad item never fails the batch: each item is first checked (JPEG or PNG
-magic bytes, 8-bit PNG, side lengths within `tfrecords.image_io`'s limits, read
+magic bytes, 8-bit PNG, side lengths within `images.image_io`'s limits, read
 from the header before anything is decoded) and then decoded inside a tf.data
 pipeline with `ignore_errors()`, so a truncated or corrupt file is dropped
 there instead of raising. Every item keeps its index; items that did not come
@@ -39,7 +39,7 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from tfrecords import image_io, preprocessing
+from images import image_io, preprocessing
 
 INPUT_NAME = "image_bytes"  # ends in _bytes: TF Serving's REST API maps {"b64": ...} onto it
 IMAGES_INPUT_NAME = "images"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import configs
+from components import configs
 
 MIRROR_DIR = configs.REPO_ROOT.parent / "shared" / "data" / "covid-chestxray-dataset"
 HEADER_2020 = (

@@ -14,7 +14,8 @@ from typing import Any, Iterable
 
 import tensorflow as tf
 
-from components.base import PipelineError, sha256_file, write_json_atomic
+from common.errors import PipelineError
+from common.files import sha256_file, write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
 

@@ -28,10 +28,10 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-import models
+from common import files
+from common.errors import PipelineError
 from components import base
-from components.train import (augment, batch_norm_stats, fold as fold_lib, input_pipeline, loop, lr_finder, metrics,
-                              rebalance, schedule, splits, strategy as strat)
+from components.train import fold as fold_lib, input_pipeline, splits, strategy as strat
 
 SUMMARY = "train_summary.json"
 # Parameters that must not change what a fold computes; they stay out of its key.
@@ -39,7 +39,7 @@ NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "ev
 
 
 def _weights_sha(path: str | None) -> str | None:
-    return base.sha256_file(Path(path)) if path else None
+    return files.sha256_file(Path(path)) if path else None
 
 
 def fold_key(p: fold_lib.TrainParams, precision: str, train: input_pipeline.Examples,
@@ -116,14 +116,14 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     finally:
         bar.close()
     summary = _summarise(p, precision, strategy, results, examples)
-    base.write_json_atomic(out_dir / SUMMARY, summary)
+    files.write_json_atomic(out_dir / SUMMARY, summary)
     return {k: v for k, v in summary["counts"].items()}
 
 
 def _summarise(p, precision, strategy, results, examples) -> dict[str, Any]:
     weights = sorted({r["weights"] for r in results})
     if len(weights) != 1:
-        raise base.PipelineError(f"train: folds started from different weights: {weights}")
+        raise PipelineError(f"train: folds started from different weights: {weights}")
     finals = [r["final"] for r in results]
     keys = sorted({k for f in finals for k in f if k.startswith(("val", "train_")) and isinstance(f[k], float)})
     means = {k: float(np.nanmean([f.get(k, math.nan) for f in finals])) for k in keys}
@@ -157,6 +157,4 @@ def _summary(artifact: base.Artifact) -> str:
 
 SPEC = base.ComponentSpec(
     name="train", run=run, summary=_summary, uses_work_dir=True,
-    code=(sys.modules[__name__], augment, batch_norm_stats, fold_lib, input_pipeline, loop, lr_finder, metrics,
-          rebalance, schedule, splits, strat, *models.MODULES),
 )

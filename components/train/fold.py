@@ -36,8 +36,8 @@ import numpy as np
 import tensorflow as tf
 
 import models
-from components import base
-from pipeline import configs
+from common import files
+from components import configs
 from components.train import (augment, batch_norm_stats, input_pipeline, loop, lr_finder, metrics, rebalance, schedule,
                               strategy as strat)
 
@@ -179,7 +179,7 @@ def run_fold(session: Session, fold: int, train: input_pipeline.Examples, val: i
 
     def save_state():
         if chief:
-            base.write_json_atomic(state_path, state)
+            files.write_json_atomic(state_path, state)
 
     for phase in PHASES:
         epochs = p.epochs_frozen if phase == "frozen" else p.epochs_unfrozen
@@ -259,7 +259,7 @@ def run_fold(session: Session, fold: int, train: input_pipeline.Examples, val: i
               "weights": weights_description(session)}
     if chief:
         _write_fold_outputs(session, work_dir / RESULT_DIR, fold, state, val, val_logits, result)
-        base.write_json_atomic(work_dir / DONE, result)
+        files.write_json_atomic(work_dir / DONE, result)
         if state["checkpoint"]:
             (work_dir / state["checkpoint"]).unlink(missing_ok=True)
     return result
@@ -299,7 +299,7 @@ def _write_fold_outputs(session, out: Path, fold, state, val, val_logits, result
             w = csv.DictWriter(handle, fieldnames=keys)
             w.writeheader()
             w.writerows(history)
-    base.write_json_atomic(out / "history.json", history)
+    files.write_json_atomic(out / "history.json", history)
     probabilities = metrics.sigmoid(val_logits)
     rows = [{"source_id": s, "patient": pt, "label": int(lb), "label_source": src, "probability": float(pr)}
             for s, pt, lb, src, pr in zip(val.source_ids, val.patients, val.labels, val.label_sources, probabilities)]
@@ -307,10 +307,10 @@ def _write_fold_outputs(session, out: Path, fold, state, val, val_logits, result
         w = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["source_id"])
         w.writeheader()
         w.writerows(rows)
-    base.write_json_atomic(out / "predictions.json", rows)
+    files.write_json_atomic(out / "predictions.json", rows)
     for phase, entry in state["lr"].items():
         curve = entry["curve"]
-        base.write_json_atomic(out / f"lr_find_{phase}.json", curve)
+        files.write_json_atomic(out / f"lr_find_{phase}.json", curve)
         lr_finder.plot(curve, out / f"lr_find_{phase}.png", f"fold {fold}, body {phase}: LR finder")
     writer = tf.summary.create_file_writer(str(out / "tensorboard"))
     with writer.as_default():
@@ -323,4 +323,4 @@ def _write_fold_outputs(session, out: Path, fold, state, val, val_logits, result
                 if math.isfinite(loss):
                     _scalar(f"lr_find_{phase}/smoothed_loss", loss, i)
     writer.close()
-    base.write_json_atomic(out / "fold.json", result)
+    files.write_json_atomic(out / "fold.json", result)

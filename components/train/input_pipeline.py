@@ -2,7 +2,7 @@
 
 The shards are verified against their manifest first (a corrupted shard stops
 training before it starts). Every selected image is decoded once through the
-one shared preprocessing (`tfrecords.preprocessing.preprocess`, parallel map)
+one shared preprocessing (`images.preprocessing.preprocess`, parallel map)
 and kept in memory as float32: at most a few hundred images, and decoding a
 full-size X-ray costs far more than a training step's share, so caching the
 224 px result is what keeps the input pipeline off the critical path.
@@ -24,7 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from components.train import rebalance
-from tfrecords import preprocessing, schema, writer
+from images import preprocessing
+from tfrecords import schema, writer
 
 LABEL_SETS = {"observed": ("observed",), "observed+imputed": ("observed", "imputed")}
 
@@ -109,9 +110,3 @@ def train_dataset(images: tf.Tensor, labels: np.ndarray, weights: np.ndarray, *,
 def steps_per_epoch(num_examples: int, global_batch: int) -> int:
     """Full batches per epoch (fastai drops the last partial training batch); at least one."""
     return max(1, num_examples // global_batch)
-
-
-def eval_batches(images: np.ndarray, batch_size: int):
-    """Plain, in-order batches of a (small) validation set."""
-    for start in range(0, len(images), batch_size):
-        yield images[start:start + batch_size]

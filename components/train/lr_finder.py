@@ -22,7 +22,6 @@ import math
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 
 def sweep(train_step: Callable[[float], float], num_steps: int, start_lr: float = 1e-7, end_lr: float = 10.0,

@@ -1,13 +1,11 @@
 import importlib.util
 import json
 import os
-import sys
 
 import pytest
 
 from components import base
 
-THIS_MODULE = sys.modules[__name__]
 CALLS = []
 
 
@@ -19,7 +17,7 @@ def _produce(inputs, params, out_dir):
     return {"value": params["value"]}
 
 
-SPEC = base.ComponentSpec(name="toy", run=_produce, code=(THIS_MODULE,))
+SPEC = base.ComponentSpec(name="toy", run=_produce)
 
 
 @pytest.fixture(autouse=True)
@@ -37,8 +35,8 @@ def test_same_inputs_and_params_reuse_the_artifact(tmp_path):
     assert record["counts"] == {"value": 1} and record["code_version"] == SPEC.code_version()
 
 
-def _import_module(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
+def _import_module(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -47,21 +45,21 @@ def _import_module(path, name):
 def test_the_code_version_is_the_code_imported_not_the_file_edited_since(tmp_path):
     source = tmp_path / "stage.py"
     source.write_text("def run(inputs, params, out_dir):\n    return {}\n")
-    module = _import_module(source, "stage_under_edit")
-    spec = base.ComponentSpec(name="stage", run=module.run, code=(module,))
+    module = _import_module(source)
+    spec = base.ComponentSpec(name="stage", run=module.run, code_root=tmp_path)
     imported = spec.code_version()
     source.write_text("def run(inputs, params, out_dir):\n    return {'edited': 1}\n")
     os.utime(source, (0, 0))  # a new mtime, so no cached source can hide the edit
     assert spec.code_version() == imported  # a long run keeps the key of the code it runs
-    edited = _import_module(source, "stage_under_edit")
-    assert base.ComponentSpec(name="stage", run=edited.run, code=(edited,)).code_version() != imported
+    edited = _import_module(source)
+    assert base.ComponentSpec(name="stage", run=edited.run, code_root=tmp_path).code_version() != imported
 
 
 def _code_version_of(folder, source):
     folder.mkdir()
     (folder / "stage.py").write_text(source)
-    module = _import_module(folder / "stage.py", "stage")  # the module name is part of the key
-    return base.ComponentSpec(name="stage", run=module.run, code=(module,)).code_version()
+    module = _import_module(folder / "stage.py")  # the module name is part of the key
+    return base.ComponentSpec(name="stage", run=module.run, code_root=folder).code_version()
 
 
 def test_docstrings_comments_and_layout_do_not_change_the_code_version(tmp_path):
@@ -104,11 +102,3 @@ def test_a_folder_without_record_is_not_trusted(tmp_path):
     (fake / "value.txt").write_text("stale")
     artifact, cached = base.execute(SPEC, {}, {"value": 1}, tmp_path)
     assert not cached and (artifact.path / "value.txt").read_text() == "1"
-
-
-def test_write_json_atomic_replaces_whole_files(tmp_path):
-    path = tmp_path / "x.json"
-    base.write_json_atomic(path, {"a": 1})
-    base.write_json_atomic(path, {"a": 2})
-    assert json.loads(path.read_text()) == {"a": 2}
-    assert os.listdir(tmp_path) == ["x.json"]

@@ -12,7 +12,8 @@ from PIL import Image
 
 from components import evaluate, evaluate_metrics, evaluate_plots
 from components.train import fold as train_fold, input_pipeline, metrics as train_metrics, splits
-from pipeline import configs, local_runner
+from components import configs
+from pipeline import local_runner
 from pipeline.pipeline import create_pipeline
 from tests.serving import helpers
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common.errors import PipelineError
 from components import base, export
-from pipeline import configs
+from components import configs
 from serving import push, signature
 from tests.serving import helpers
 
@@ -119,7 +120,7 @@ def test_next_version_is_the_largest_plus_one(tmp_path):
     (root / "7.txt").write_text("a file, not a version")
     version, path = push.push(saved, tmp_path / "serving", "m")
     assert version == 6 and path == root / "6" and (path / "saved_model.pb").read_bytes() == b"x"
-    with pytest.raises(base.PipelineError, match="plain folder name"):
+    with pytest.raises(PipelineError, match="plain folder name"):
         push.push(saved, tmp_path / "serving", "../escape")
 
 
@@ -178,7 +179,7 @@ def test_a_killed_push_leaves_no_version_and_the_next_one_cleans_up(tmp_path):
 
 
 def test_no_model_files_is_a_pipeline_error(tmp_path):
-    with pytest.raises(base.PipelineError, match="no model.keras"):
+    with pytest.raises(PipelineError, match="no model.keras"):
         export.find_fold_models(tmp_path)
 
 

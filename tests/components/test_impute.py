@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from components import base, impute
+from common.errors import PipelineError
+from components import impute
 
 
 @pytest.mark.parametrize(
@@ -76,5 +77,5 @@ def test_too_few_labels_of_a_class_is_a_clear_error():
         if row["mortality_observed"] == "1":
             row["mortality_observed"] = "0"
     rows[0]["mortality_observed"] = "1"
-    with pytest.raises(base.PipelineError, match="at least 5 labelled images of each class"):
+    with pytest.raises(PipelineError, match="at least 5 labelled images of each class"):
         impute.impute(rows, seed=0, n_estimators=10, folds=5)

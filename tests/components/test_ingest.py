@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from components import ingest
-from pipeline import configs
+from components import configs
 from tests.conftest import HEADER_2020, encode, write_metadata, xray_like, xray_row
 
 FRONTAL = configs.FRONTAL_VIEWS

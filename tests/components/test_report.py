@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from components import evaluate, impute, ingest, report
-from pipeline import configs, local_runner
+from components import configs
+from pipeline import local_runner
 from pipeline.pipeline import create_pipeline
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,7 +1,6 @@
 """File locations and helpers shared by the models tests."""
 
 import pathlib
-import sys
 
 import pytest
 
@@ -11,9 +10,6 @@ SHARED_DIR = REPO_ROOT.parent / "shared"
 SHARED_WEIGHTS = SHARED_DIR / "weights" / "resnet18_imagenet_partial.npz"
 SAMPLE_XRAY = (SHARED_DIR / "data" / "covid-chestxray-dataset" / "images"
                / "auntminnie-a-2020_01_28_23_51_6665_2020_01_28_Vietnam_coronavirus.jpeg")
-
-# tools/golden holds the numpy generator of random torchvision state dicts.
-sys.path.insert(0, str(REPO_ROOT / "tools" / "golden"))
 
 
 def require_shared(path):

@@ -8,7 +8,7 @@ from models.preprocessor import ImageNetNormalization
 from models.resnet18_backbone import ResNet18Backbone
 from models.torchvision_weights import expected_tensors, load_torchvision_weights
 from tests.models.helpers import GOLDEN_DIR
-from random_resnet import random_resnet_state_dict, resnet_state_dict_shapes, weights_checksum
+from tests.models.random_resnet import random_resnet_state_dict, resnet_state_dict_shapes, weights_checksum
 
 TORCHVISION_RESNET18_PARAMETERS = 11_689_512  # sum(p.numel() for p in resnet18().parameters())
 TORCHVISION_FC_PARAMETERS = 512 * 1000 + 1000

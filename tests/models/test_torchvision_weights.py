@@ -9,7 +9,7 @@ from models import CheckpointMismatchError, build_classifier, load_torchvision_w
 from models.resnet18_backbone import ResNet18Backbone
 from models.torchvision_weights import describe_load
 from tests.models.helpers import GOLDEN_DIR, SAMPLE_XRAY, SHARED_WEIGHTS, require_shared
-from random_resnet import RESNET34_BLOCKS, random_resnet_state_dict
+from tests.models.random_resnet import RESNET34_BLOCKS, random_resnet_state_dict
 
 STAGE4_3X3_LAYERS = ("layer4_0_conv1", "layer4_0_bn1", "layer4_0_conv2", "layer4_0_bn2",
                      "layer4_1_conv1", "layer4_1_bn1", "layer4_1_conv2", "layer4_1_bn2")

@@ -12,9 +12,11 @@ import pytest
 import tensorflow as tf
 
 from components import base, ingest, impute
-from pipeline import configs, local_runner
+from components import configs
+from pipeline import local_runner
 from pipeline.pipeline import create_pipeline
-from tfrecords import image_io, schema, writer
+from images import image_io
+from tfrecords import schema, writer
 
 
 def _run(data_dir, output_dir, stop_after="tfrecords", **overrides):

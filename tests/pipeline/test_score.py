@@ -13,10 +13,11 @@ import tensorflow as tf
 from absl.testing import flagsaver
 from PIL import Image
 
-from pipeline import configs, score
+from components import configs
+from pipeline import score
 from serving import signature
 from tests.serving import helpers
-from tfrecords import image_io
+from images import image_io
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,9 @@ import sys
 
 import pytest
 
-from components.base import PipelineError
-from pipeline import configs, local_runner, study
+from common.errors import PipelineError
+from components import configs
+from pipeline import local_runner, study
 from pipeline.pipeline import create_pipeline
 
 

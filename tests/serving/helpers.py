@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from common import files
 from components import base
 
 IMAGE_SIZE = 64
@@ -41,7 +42,7 @@ def write_folds(train_dir: Path, k: int = 3, image_size: int = IMAGE_SIZE) -> li
 
 def fake_artifact(path: Path, name: str) -> base.Artifact:
     """A finished artifact record over an existing folder, for feeding a component directly."""
-    return base.Artifact(Path(path), {"fingerprint": base.sha256_file(next(Path(path).rglob("*.*"))) + name})
+    return base.Artifact(Path(path), {"fingerprint": files.sha256_file(next(Path(path).rglob("*.*"))) + name})
 
 
 def png_bytes(array: np.ndarray, **options) -> bytes:
@@ -64,7 +65,7 @@ def keras_probabilities(keras_models, encoded: bytes, image_size: int = IMAGE_SI
     """The reference: mean sigmoid of each Keras model on `preprocess(encoded)`."""
     import tensorflow as tf
 
-    from tfrecords import preprocessing
+    from images import preprocessing
     image = preprocessing.preprocess(tf.constant(encoded), image_size)[None]
     logits = [float(m.predict_on_batch(image).reshape(-1)[0]) for m in keras_models]
     return float(np.mean([1.0 / (1.0 + np.exp(-z)) for z in logits]))

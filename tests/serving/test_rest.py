@@ -1,4 +1,4 @@
-"""TF Serving's REST JSON rules, as `serving/rest.py` reproduces them (no TensorFlow needed)."""
+"""TF Serving's REST JSON rules, as `tests/serving/rest.py` reproduces them (no TensorFlow needed)."""
 
 import base64
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from serving import rest
+from tests.serving import rest
 
 INPUTS = {"image_bytes": "string"}
 

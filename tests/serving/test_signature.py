@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import rest, signature
+from serving import signature
+from tests.serving import rest
 from tests.serving import helpers
 
 
@@ -108,7 +109,7 @@ def test_the_json_answer_is_what_tf_serving_writes(exported):
 
 
 def test_predict_images_matches_serving_default_on_preprocessed_tensors(exported):
-    from tfrecords import preprocessing
+    from images import preprocessing
     _, _, loaded = exported
     jpegs = helpers.sample_jpegs(3)
     images = tf.stack([preprocessing.preprocess(tf.constant(j), helpers.IMAGE_SIZE) for j in jpegs])

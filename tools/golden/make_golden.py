@@ -4,7 +4,7 @@
 
 Needs torch + torchvision (never the tests). Writes only small files:
 - resnet18_logits.npz: seed, input images (uint8 NHWC), torchvision float64
-  eval-mode logits (1000 classes) for the random ResNet-18 of `random_resnet.py`,
+  eval-mode logits (1000 classes) for the random ResNet-18 of `tests/models/random_resnet.py`,
   its weights checksum, and torch float32 logits for reference;
 - tiny_state_dict.pth (zip format) and tiny_state_dict_legacy.pth (pre-1.6
   format) holding a few tensors of several dtypes, a parameter, a transposed
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torchvision
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from random_resnet import random_resnet_state_dict, weights_checksum  # noqa: E402
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from tests.models.random_resnet import random_resnet_state_dict, weights_checksum  # noqa: E402
 
 GOLDEN_DIR = pathlib.Path(__file__).resolve().parents[2] / "tests" / "data" / "golden"
 WEIGHTS_SEED = 18

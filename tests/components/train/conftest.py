@@ -1,6 +1,7 @@
 import pytest
 
-from pipeline import configs, local_runner
+from components import configs
+from pipeline import local_runner
 from pipeline.pipeline import create_pipeline
 
 

@@ -6,7 +6,7 @@ checks and the same RandomForest imputation as the pipeline, so the examples,
 labels and label sources are the ones the pipeline's TFRecords hold.
 
     import tensorflow_datasets as tfds
-    import tfrecords.covid_cxr  # registers the builder
+    import pipeline.covid_cxr  # registers the builder
     ds = tfds.load("covid_cxr", split="train", data_dir="~/tfds",
                    download_and_prepare_kwargs={"download_config": tfds.download.DownloadConfig(
                        manual_dir="path/to/covid-chestxray-dataset")})
@@ -20,8 +20,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from components import impute, ingest
-from pipeline import configs
-from tfrecords import image_io, schema
+from components import configs
+from images import image_io
+from tfrecords import schema
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):

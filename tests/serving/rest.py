@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -151,7 +150,3 @@ def encode_predict_response(outputs: Mapping[str, Any], request_format: str = "r
                            for i in range(sizes.pop())]
         payload = {"predictions": predictions}
     return json.dumps(payload, allow_nan=True)
-
-
-def is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)

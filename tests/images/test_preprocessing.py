@@ -4,7 +4,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tests.conftest import encode, xray_like
-from tfrecords import preprocessing
+from images import preprocessing
 
 
 @pytest.mark.parametrize("size", [(300, 200), (200, 300), (224, 224), (100, 60)])

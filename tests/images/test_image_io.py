@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tests.conftest import encode, xray_like
-from tfrecords import image_io
+from images import image_io
 
 
 def _decode(standard: image_io.StandardImage) -> np.ndarray:

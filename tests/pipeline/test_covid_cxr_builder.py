@@ -1,8 +1,8 @@
 import tensorflow_datasets as tfds
 
 from components import impute, ingest
-from pipeline import configs
-import tfrecords.covid_cxr  # noqa: F401  (registers the builder)
+from components import configs
+import pipeline.covid_cxr  # noqa: F401  (registers the builder)
 
 
 def test_tfds_load_gives_the_pipelines_examples_and_labels(tmp_path, sample_dir):

@@ -1,0 +1,82 @@
+"""Files written whole or not at all, content hashes, and the clean-up of killed writers.
+
+Every temporary path starts with `TMP_PREFIX` and ends with the writer's pid, so a later run can
+tell a live writer's file from one a killed run left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+TMP_PREFIX = ".tmp-"
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tmp_sibling(path: Path) -> Path:
+    """A temporary name beside `path`, in the same folder (so the final rename is atomic)."""
+    path = Path(path)
+    return path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "w", **open_kwargs) -> Iterator[Any]:
+    """Open a temporary sibling of `path` for writing; rename it over `path` only if the block
+    finishes. On any error the temporary file is removed and `path` is left as it was."""
+    path = Path(path)
+    tmp = tmp_sibling(path)
+    try:
+        with open(tmp, mode, **open_kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    with atomic_open(path) as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True, default=str)
+        handle.write("\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_open(path) as handle:
+        handle.write(text)
+
+
+def remove_stale_tmp(folder: Path) -> None:
+    """Delete temporary files and folders in `folder` left by writers that are no longer running."""
+    if not Path(folder).is_dir():
+        return
+    for child in Path(folder).iterdir():
+        if not child.name.startswith(TMP_PREFIX):
+            continue
+        pid = child.name.replace(".", "-").rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+            continue  # another live run is writing it
+        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

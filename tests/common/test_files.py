@@ -1,0 +1,38 @@
+import json
+import os
+
+import pytest
+
+from common import files
+
+
+def test_atomic_open_replaces_only_when_the_block_finishes(tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_text("old\n")
+    with pytest.raises(RuntimeError):
+        with files.atomic_open(path) as handle:
+            handle.write("half")
+            raise RuntimeError("killed half-way")
+    assert path.read_text() == "old\n" and os.listdir(tmp_path) == ["table.csv"]
+    with files.atomic_open(path, "wb") as handle:
+        handle.write(b"new\n")
+    assert path.read_bytes() == b"new\n" and os.listdir(tmp_path) == ["table.csv"]
+
+
+def test_write_json_atomic_replaces_whole_files(tmp_path):
+    path = tmp_path / "x.json"
+    files.write_json_atomic(path, {"a": 1})
+    files.write_json_atomic(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 2}
+
+
+def test_stale_temporary_files_of_dead_writers_go_live_ones_stay(tmp_path):
+    dead_file = tmp_path / f"{files.TMP_PREFIX}x.json.999999999"
+    dead_dir = tmp_path / f"{files.TMP_PREFIX}0123456789abcdef-999999999"
+    live = tmp_path / f"{files.TMP_PREFIX}y.json.{os.getppid()}"
+    kept = tmp_path / "result.json"
+    for path in (dead_file, live, kept):
+        path.write_text("{}")
+    dead_dir.mkdir()
+    files.remove_stale_tmp(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, kept.name])
