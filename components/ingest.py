@@ -136,7 +136,7 @@ def ingest(data_dir: Path, frontal_views: Sequence[str], max_offset_days: float 
            workers: int = 2) -> dict[str, Any]:
     """Select, label and check the rows of `data_dir`; return examples and report."""
     header, rows = read_metadata(data_dir / METADATA_NAME)
-    schema = "2021" if "RT_PCR_positive" in header else "2020"
+    layout = "2021" if "RT_PCR_positive" in header else "2020"
     dropped: list[dict[str, Any]] = []
     warnings: list[str] = []
     frontal = {view.strip().lower() for view in frontal_views}
@@ -175,7 +175,7 @@ def ingest(data_dir: Path, frontal_views: Sequence[str], max_offset_days: float 
     usable = _check_images(data_dir / IMAGES_DIR, deduplicated, dropped, workers)
 
     counts = {
-        "schema": schema,
+        "schema": layout,
         "rows": len(rows),
         "covid_xray": len(covid_xray),
         "frontal": len(selected),
