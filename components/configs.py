@@ -83,7 +83,7 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
-    threshold: float = 0.5              # probability of death above which a case is called "died"
+    threshold: float = 0.5              # a case is called "died" at probability >= threshold (common.decision)
     bootstrap_resamples: int = 1000     # 95% CIs; patients are resampled under --split=patient
     seed: int = 0
     gradcam_images: int = 2             # validation images of each class shown with Grad-CAM
@@ -95,7 +95,7 @@ class ExportConfig:
     serving_dir: Path | None = None     # None -> <output_dir>/serving
     model_name: str = "covid_cxr_mortality"
     bless_min_roc_auc: float = 0.7      # push only if the evaluation's fold-mean ROC AUC reaches this
-    threshold: float = 0.5              # served class = 1 (died) when probability > threshold
+    threshold: float = 0.5              # served class = 1 (died) at probability >= threshold (common.decision)
     members: str = "all"                # 'all' = mean of the k fold models; 'k' = fold k alone
 
 

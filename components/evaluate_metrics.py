@@ -19,6 +19,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from sklearn import metrics as skm
 
+from common.decision import called_died
+
 FOLD_METRICS = ("balanced_accuracy", "roc_auc", "precision", "recall", "f1", "pr_auc", "brier")
 RATES = ("tpr", "tnr", "fpr", "fnr")
 CALIBRATION_BINS = 10
@@ -42,7 +44,7 @@ def metric_values(labels: Sequence[int], probabilities: Sequence[float], thresho
     """All fold metrics; those undefined on one class (ROC/PR AUC, recall...) are NaN, not 0."""
     labels = np.asarray(labels, int)
     probabilities = np.asarray(probabilities, float)
-    predicted = (probabilities >= threshold).astype(int)
+    predicted = called_died(probabilities, threshold).astype(int)
     both = len(np.unique(labels)) == 2
     has_positive_prediction = predicted.any()
     with warnings.catch_warnings():
@@ -74,7 +76,7 @@ def summarize(folds: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
     for fold in sorted(np.unique(folds)):
         mask = folds == fold
         per_fold[int(fold)] = metric_values(labels[mask], probabilities[mask], threshold)
-        counts = confusion(labels[mask], probabilities[mask] >= threshold)
+        counts = confusion(labels[mask], called_died(probabilities[mask], threshold))
         per_fold[int(fold)].update(counts)
         total = {k: total[k] + counts[k] for k in total}
     return {
@@ -102,7 +104,7 @@ def bootstrap(labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray,
     draws: dict[str, list[float]] = {name: [] for name in (*FOLD_METRICS, *RATES)}
     for chosen in group_resamples(groups, resamples, seed):
         values = metric_values(labels[chosen], probabilities[chosen], threshold)
-        values.update(rates(confusion(labels[chosen], probabilities[chosen] >= threshold)))
+        values.update(rates(confusion(labels[chosen], called_died(probabilities[chosen], threshold))))
         for name in draws:
             draws[name].append(values[name])
     tail = (1 - level) / 2 * 100

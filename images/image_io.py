@@ -4,7 +4,9 @@ Ingest uses this to check every image before anything is written; the
 TFRecord writer uses it again to get the bytes it stores. Common files (8-bit
 gray or RGB JPEG/PNG) keep their original bytes; anything else (16-bit PNG,
 RGBA, palette, CMYK JPEG, other formats) is converted once here to a lossless
-8-bit RGB PNG, so the one TensorFlow decode in `preprocessing.py` handles all.
+8-bit RGB PNG, so the one TensorFlow decode in `preprocessing.py` handles all;
+high-bit-depth gray is stretched by `preprocessing.stretch_to_uint8`, the
+function serving applies to a 16-bit PNG it receives.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from images import preprocessing
 
 # A chest X-ray is at most a few thousand pixels a side; anything far larger is
 # a decompression bomb or a broken header, and is refused before decoding.
@@ -107,10 +111,7 @@ def _check_dimensions(path: Path, width: int, height: int) -> None:
 def to_rgb8(image: Image.Image) -> Image.Image:
     """Any PIL image to 8-bit RGB; high-bit-depth gray is stretched to its own range."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
-        scale = 255.0 / (high - low) if high > low else 0.0
-        gray = np.clip((values - low) * scale, 0, 255).round().astype(np.uint8)
+        gray = preprocessing.stretch_to_uint8(np.asarray(image, dtype=np.float64)).numpy()
         return Image.fromarray(gray).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         return image.convert("RGBA").convert("RGB")

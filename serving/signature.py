@@ -15,7 +15,7 @@ Decoding is `images.preprocessing.preprocess`, the function training and
 evaluation use, so served and trained inputs cannot drift apart.
 
 A bad item never fails the batch: each item is first checked (JPEG or PNG
-magic bytes, 8-bit PNG, side lengths within `images.image_io`'s limits, read
+magic bytes, side lengths within `images.image_io`'s limits, read
 from the header before anything is decoded) and then decoded inside a tf.data
 pipeline with `ignore_errors()`, so a truncated or corrupt file is dropped
 there instead of raising. Every item keeps its index; items that did not come
@@ -39,6 +39,7 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
+from common.decision import called_died
 from images import image_io, preprocessing
 
 INPUT_NAME = "image_bytes"  # ends in _bytes: TF Serving's REST API maps {"b64": ...} onto it
@@ -50,11 +51,10 @@ DEFAULT_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
 
 # Per-item status codes; the message of each is the `error` output.
-OK, NOT_JPEG_OR_PNG, SIXTEEN_BIT_PNG, BAD_DIMENSIONS, UNDECODABLE = range(5)
+OK, NOT_JPEG_OR_PNG, BAD_DIMENSIONS, UNDECODABLE = range(4)
 MESSAGES = (
     "",
     "not a JPEG or PNG (empty, or the first bytes are not a JPEG/PNG signature)",
-    "16-bit PNG: convert to 8-bit first (python -m pipeline.score does so, as training did)",
     f"image size out of range ({image_io.MIN_SIDE} to {image_io.MAX_SIDE} px a side, "
     f"at most {image_io.MAX_PIXELS} pixels)",
     "corrupt or truncated image data: decoding failed",
@@ -80,26 +80,25 @@ def _header_status(encoded: tf.Tensor) -> tf.Tensor:
     is_png = tf.equal(tf.strings.substr(encoded, 0, 8), _PNG_MAGIC)
 
     def png_header():
-        # IHDR: width and height big-endian at bytes 16..23, bit depth at byte 24.
-        ihdr = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 16, 9), tf.uint8), tf.int64)
-        tf.debugging.assert_equal(tf.size(ihdr), 9, message="PNG header is cut short")
+        # IHDR: width and height big-endian at bytes 16..23.
+        ihdr = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 16, 8), tf.uint8), tf.int64)
+        tf.debugging.assert_equal(tf.size(ihdr), 8, message="PNG header is cut short")
         width = ((ihdr[0] * 256 + ihdr[1]) * 256 + ihdr[2]) * 256 + ihdr[3]
         height = ((ihdr[4] * 256 + ihdr[5]) * 256 + ihdr[6]) * 256 + ihdr[7]
-        return tf.stack([height, width]), ihdr[8]
+        return tf.stack([height, width])
 
     def jpeg_header():  # raises on a malformed header: the item then counts as undecodable
-        return tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64), tf.constant(8, tf.int64)
+        return tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64)
 
     def no_header():
-        return tf.constant([0, 0], tf.int64), tf.constant(0, tf.int64)
+        return tf.constant([0, 0], tf.int64)
 
-    size, depth = tf.cond(is_png, png_header, lambda: tf.cond(is_jpeg, jpeg_header, no_header))
+    size = tf.cond(is_png, png_header, lambda: tf.cond(is_jpeg, jpeg_header, no_header))
     dims_ok = tf.logical_and(
         tf.logical_and(tf.reduce_min(size) >= image_io.MIN_SIDE, tf.reduce_max(size) <= image_io.MAX_SIDE),
         size[0] * size[1] <= image_io.MAX_PIXELS)
     return tf.case([
         (tf.logical_not(tf.logical_or(is_jpeg, is_png)), lambda: tf.constant(NOT_JPEG_OR_PNG)),
-        (tf.logical_and(is_png, tf.not_equal(depth, 8)), lambda: tf.constant(SIXTEEN_BIT_PNG)),
         (tf.logical_not(dims_ok), lambda: tf.constant(BAD_DIMENSIONS)),
     ], default=lambda: tf.constant(OK))
 
@@ -149,7 +148,7 @@ class EnsembleServer:
         return tf.add_n(per_member) / float(len(per_member))
 
     def _classes(self, probability: tf.Tensor) -> tf.Tensor:
-        return tf.cast(probability > self.threshold, tf.int64)
+        return tf.cast(called_died(probability, self.threshold), tf.int64)
 
     def predict_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         probability = self.probabilities(images)

@@ -57,7 +57,7 @@ def test_a_rest_request_gives_the_keras_ensemble_probability(exported):
             expected = helpers.keras_probabilities(keras_models, image)
             assert prediction["error"] == ""
             assert prediction["probability_of_death"] == pytest.approx(expected, abs=1e-5)
-            assert prediction["class"] == int(expected > 0.5)
+            assert prediction["class"] == int(expected >= 0.5)
 
 
 def test_bad_items_are_flagged_one_by_one_and_the_rest_scored(exported):
@@ -71,7 +71,6 @@ def test_bad_items_are_flagged_one_by_one_and_the_rest_scored(exported):
         "truncated_jpeg": good[: len(good) // 3],
         "header_only_jpeg": good[:4],
         "truncated_png": helpers.png_bytes(np.full((40, 40), 7, np.uint8))[:30],
-        "sixteen_bit_png": helpers.sixteen_bit_png(),
         "too_small": tiny,
         "good_again": good,
     }
@@ -84,11 +83,25 @@ def test_bad_items_are_flagged_one_by_one_and_the_rest_scored(exported):
     reasons = {
         "text": "not a JPEG or PNG", "empty": "not a JPEG or PNG", "truncated_jpeg": "corrupt or truncated",
         "header_only_jpeg": "corrupt or truncated", "truncated_png": "corrupt or truncated",
-        "sixteen_bit_png": "16-bit PNG", "too_small": "image size out of range",
+        "too_small": "image size out of range",
     }
     for name, reason in reasons.items():
         assert by_name[name]["error"].startswith(reason), (name, by_name[name])
         assert np.isnan(by_name[name]["probability_of_death"]) and by_name[name]["class"] == -1
+
+
+def test_a_sixteen_bit_png_is_served_as_training_saw_it(exported, tmp_path):
+    """Training stored the 16-bit file as image_io converted it; serving must score the raw file the same."""
+    from images import image_io
+    keras_models, _, loaded = exported
+    raw = helpers.sixteen_bit_png()
+    (tmp_path / "gray16.png").write_bytes(raw)
+    as_trained = image_io.load_standard_image(tmp_path / "gray16.png")
+    assert as_trained.converted and as_trained.encoded != raw
+    prediction = _serve(loaded, rest.predict_body([raw]))["predictions"][0]
+    assert prediction["error"] == ""
+    expected = helpers.keras_probabilities(keras_models, as_trained.encoded)
+    assert prediction["probability_of_death"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_a_batch_with_no_good_image_answers_instead_of_failing(exported):
@@ -122,9 +135,9 @@ def test_the_class_threshold_is_set_at_export():
     models = [helpers.tiny_classifier(0)]
     jpegs = helpers.sample_jpegs(4)
     probability = signature.EnsembleServer(models).predict_bytes(tf.constant(jpegs))["probability_of_death"].numpy()
-    middle = float(np.sort(probability)[1])  # two of four at or below, two above
+    middle = float(np.sort(probability)[1])  # one of four below, three at or above
     classes = signature.EnsembleServer(models, threshold=middle).predict_bytes(tf.constant(jpegs))["class"].numpy()
-    assert list(classes) == [int(p > middle) for p in probability] and classes.sum() == 2
+    assert list(classes) == [int(p >= middle) for p in probability] and classes.sum() == 3
     with pytest.raises(ValueError, match="threshold"):
         signature.EnsembleServer(models, threshold=1.5)
 
