@@ -10,13 +10,14 @@ from components import base, data_source
 from pipeline.pipeline import DATA, Pipeline
 
 RUN_RECORD = "latest_run.json"
+SHA256_CACHE = "data_source/sha256_cache.json"  # image hashes by (path, size, mtime), under --output_dir
 
 
 def run_pipeline(
     pipeline: Pipeline, stop_after: str | None = None, log: Callable[[str], None] = print
 ) -> dict[str, base.Artifact]:
     """Execute nodes up to and including `stop_after`; return each node's artifact."""
-    artifacts = {DATA: data_source.import_data_dir(pipeline.data_dir)}
+    artifacts = {DATA: data_source.import_data_dir(pipeline.data_dir, pipeline.output_dir / SHA256_CACHE)}
     pipeline.output_dir.mkdir(parents=True, exist_ok=True)
     total = len(pipeline.nodes)
     for position, node in enumerate(pipeline.nodes, start=1):
