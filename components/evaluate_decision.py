@@ -1,0 +1,79 @@
+"""Can the probabilities be acted on: calibration slope and intercept, and decision curves.
+
+Calibration slope and intercept are the logistic recalibration of the out-of-fold predictions
+(Van Calster et al. 2019, "Calibration: the Achilles heel of predictive analytics"): the slope b of
+logit P(died) = a + b * logit(p) (1 = ideal; below 1, predictions too extreme, as from overfitting on
+few patients), and the intercept of logit P(died) = a + logit(p) with the slope held at 1
+(calibration-in-the-large; 0 = ideal, negative = risks overestimated). Both are maximum-likelihood
+fits by Newton's method; nothing is recalibrated, they only describe.
+
+Decision curves (Vickers & Elkin 2006): at a threshold probability t, a clinician who treats every
+case with p >= t (the project's decision rule, `common.decision`) gains
+net benefit = TP/n - FP/n * t / (1 - t), against treat-all (prevalence - (1 - prevalence) * t/(1-t))
+and treat-none (0). The `dcurves` package computes the same; it is not a dependency because its
+`lifelines` requirement pins pandas below 3, which this stack does not run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from common.decision import called_died
+
+DECISION_THRESHOLDS = tuple(round(0.05 + 0.01 * i, 2) for i in range(46))  # 5% to 50%
+_EPS = 1e-6
+
+
+def _logit(probabilities: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(probabilities, float), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+def _logistic_fit(design: np.ndarray, labels: np.ndarray, offset: np.ndarray, iterations: int = 100) -> np.ndarray:
+    """Maximum-likelihood coefficients of logit P(y) = offset + design @ beta (Newton-Raphson)."""
+    beta = np.zeros(design.shape[1])
+    for _ in range(iterations):
+        eta = offset + design @ beta
+        mu = 1 / (1 + np.exp(-eta))
+        gradient = design.T @ (labels - mu)
+        hessian = design.T @ (design * (mu * (1 - mu))[:, None])
+        step = np.linalg.solve(hessian + 1e-12 * np.eye(len(beta)), gradient)
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return beta
+
+
+def calibration_slope_intercept(labels: Sequence[int], probabilities: Sequence[float]) -> dict[str, float]:
+    """{'slope', 'intercept'} of the logistic recalibration; NaN when one class is missing."""
+    labels = np.asarray(labels, float)
+    if len(np.unique(labels)) < 2:
+        return {"slope": math.nan, "intercept": math.nan}
+    x = _logit(probabilities)
+    ones = np.ones((len(x), 1))
+    _, slope = _logistic_fit(np.hstack([ones, x[:, None]]), labels, np.zeros_like(x))
+    (intercept,) = _logistic_fit(ones, labels, x)
+    return {"slope": float(slope), "intercept": float(intercept)}
+
+
+def net_benefit(labels: Sequence[int], probabilities: Sequence[float], threshold: float) -> float:
+    labels, probabilities = np.asarray(labels, bool), np.asarray(probabilities, float)
+    treated = called_died(probabilities, threshold)
+    n = len(labels)
+    tp, fp = np.sum(treated & labels), np.sum(treated & ~labels)
+    return float(tp / n - fp / n * threshold / (1 - threshold))
+
+
+def decision_curve(labels: Sequence[int], probabilities: Sequence[float],
+                   thresholds: Sequence[float] = DECISION_THRESHOLDS) -> dict[str, Any]:
+    """Net benefit of the model, treat-all and treat-none at each threshold probability."""
+    labels = np.asarray(labels, int)
+    prevalence = float(labels.mean())
+    rows = [{"threshold": float(t), "model": net_benefit(labels, probabilities, t),
+             "treat_all": prevalence - (1 - prevalence) * t / (1 - t), "treat_none": 0.0} for t in thresholds]
+    return {"prevalence": prevalence, "rows": rows,
+            "thresholds_where_model_beats_both": [r["threshold"] for r in rows
+                                                  if r["model"] > max(r["treat_all"], r["treat_none"])]}
