@@ -9,14 +9,17 @@ batch (64) is the same whatever the number of replicas.
 
 Precision `bf16` is Keras' mixed_bfloat16 policy (bfloat16 compute, float32
 variables; the logit layer stays float32; no loss scaling needed); `auto`
-picks it where the hardware computes bfloat16 natively: GPUs and CPUs with
-AVX512-BF16 (or AMX), else float32.
+picks it where the hardware computes bfloat16 natively: NVIDIA GPUs of compute
+capability 8.0 or more (Ampere on; older ones emulate it slowly or not at all)
+and CPUs with AVX512-BF16 (or AMX), else float32. Asking for `bf16` on a GPU
+below 8.0 is refused with its name and capability.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from typing import Sequence
 
 import keras
 import tensorflow as tf
@@ -59,12 +62,38 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(name: str) -> str:
+BF16_MIN_COMPUTE_CAPABILITY = (8, 0)
+
+
+def gpu_compute_capabilities() -> list[tuple[str, tuple[int, int] | None]]:
+    """(name, compute capability) of each visible GPU; None where TensorFlow does not say."""
+    found = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        capability = details.get("compute_capability")
+        found.append((details.get("device_name", gpu.name), tuple(capability) if capability else None))
+    return found
+
+
+def choose_precision(name: str, gpus: Sequence[tuple[str, tuple[int, int] | None]], cpu_bf16: bool) -> str:
+    """The precision to train in, given the GPUs (name, capability) and whether the CPU has bf16."""
     if name not in PRECISIONS:
         raise ValueError(f"precision {name!r} not in {PRECISIONS}")
+    old = [f"{gpu} (compute capability {'.'.join(map(str, cc)) if cc else 'unknown'})" for gpu, cc in gpus
+           if cc is None or tuple(cc) < BF16_MIN_COMPUTE_CAPABILITY]
+    if name == "bf16" and old:
+        raise ValueError(f"--precision=bf16 needs GPUs of compute capability >= 8.0; {', '.join(old)} is older: "
+                         "use --precision=fp32")
     if name != "auto":
         return name
-    return "bf16" if tf.config.list_physical_devices("GPU") or cpu_has_bf16() else "fp32"
+    if gpus:
+        return "fp32" if old else "bf16"
+    return "bf16" if cpu_bf16 else "fp32"
+
+
+def resolve_precision(name: str) -> str:
+    gpus = gpu_compute_capabilities()
+    return choose_precision(name, gpus, cpu_has_bf16() if not gpus else False)
 
 
 @contextlib.contextmanager

@@ -88,3 +88,15 @@ def test_precision_and_strategy_names():
         strategy.resolve_precision("fp16")
     with pytest.raises(ValueError):
         strategy.get_strategy("tpu")
+
+
+def test_bf16_only_on_gpus_that_compute_it():
+    ampere, turing = ("A100", (8, 0)), ("T4", (7, 5))
+    assert strategy.choose_precision("auto", [ampere, ("H200", (9, 0))], cpu_bf16=False) == "bf16"
+    assert strategy.choose_precision("auto", [ampere, turing], cpu_bf16=True) == "fp32"
+    assert strategy.choose_precision("auto", [("unknown", None)], cpu_bf16=True) == "fp32"
+    assert strategy.choose_precision("auto", [], cpu_bf16=True) == "bf16"
+    assert strategy.choose_precision("auto", [], cpu_bf16=False) == "fp32"
+    assert strategy.choose_precision("fp32", [ampere], cpu_bf16=False) == "fp32"
+    with pytest.raises(ValueError, match="T4 \\(compute capability 7.5\\)"):
+        strategy.choose_precision("bf16", [turing], cpu_bf16=False)
