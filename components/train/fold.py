@@ -38,13 +38,12 @@ import tensorflow as tf
 import models
 from common import files
 from components import configs
-from components.train import (augment, batch_norm_stats, input_pipeline, loop, lr_finder, metrics, rebalance, schedule,
-                              strategy as strat)
+from components.train import (augment, batch_norm_stats, input_pipeline, loop, lr_finder, metrics, outputs, rebalance,
+                              schedule, strategy as strat)
 
 PHASES = ("frozen", "unfrozen")
 STATE = "state.json"
 DONE = "done.json"
-RESULT_DIR = "result"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +257,9 @@ def run_fold(session: Session, fold: int, train: input_pipeline.Examples, val: i
               "timings": timings, "train_images": state["train_images"],
               "weights": weights_description(session)}
     if chief:
-        _write_fold_outputs(session, work_dir / RESULT_DIR, fold, state, val, val_logits, result)
+        outputs.write_fold(work_dir / outputs.RESULT_DIR, fold, session.model, state["history"],
+                           {phase: entry["curve"] for phase, entry in state["lr"].items()},
+                           outputs.prediction_rows(val, metrics.sigmoid(val_logits)), result)
         files.write_json_atomic(work_dir / DONE, result)
         if state["checkpoint"]:
             (work_dir / state["checkpoint"]).unlink(missing_ok=True)
@@ -274,53 +275,8 @@ def validation_metrics(val: input_pipeline.Examples, logits: np.ndarray, label_s
     return out
 
 
-def _scalar(tag: str, value: float, step: int) -> None:
-    """A TensorBoard scalar through TF core's `tf.summary.write` (the tensorboard package is not needed)."""
-    from tensorflow.core.framework import summary_pb2
-    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-    tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=metadata.SerializeToString())
-
-
 def weights_description(session) -> str:
     """What the body started from, as every report must quote it."""
     if session.report is None:
         return "no pretrained weights (--weights not given): training from scratch"
     return session.report.summary()
-
-
-def _write_fold_outputs(session, out: Path, fold, state, val, val_logits, result) -> None:
-    import csv
-    out.mkdir(parents=True, exist_ok=True)
-    session.model.save(out / "model.keras")
-    history = state["history"]
-    if history:
-        keys = list(dict.fromkeys(k for row in history for k in row))
-        with open(out / "history.csv", "w", newline="") as handle:
-            w = csv.DictWriter(handle, fieldnames=keys)
-            w.writeheader()
-            w.writerows(history)
-    files.write_json_atomic(out / "history.json", history)
-    probabilities = metrics.sigmoid(val_logits)
-    rows = [{"source_id": s, "patient": pt, "label": int(lb), "label_source": src, "probability": float(pr)}
-            for s, pt, lb, src, pr in zip(val.source_ids, val.patients, val.labels, val.label_sources, probabilities)]
-    with open(out / "predictions.csv", "w", newline="") as handle:
-        w = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["source_id"])
-        w.writeheader()
-        w.writerows(rows)
-    files.write_json_atomic(out / "predictions.json", rows)
-    for phase, entry in state["lr"].items():
-        curve = entry["curve"]
-        files.write_json_atomic(out / f"lr_find_{phase}.json", curve)
-        lr_finder.plot(curve, out / f"lr_find_{phase}.png", f"fold {fold}, body {phase}: LR finder")
-    writer = tf.summary.create_file_writer(str(out / "tensorboard"))
-    with writer.as_default():
-        for row in history:
-            for key, value in row.items():
-                if isinstance(value, float) and math.isfinite(value):
-                    _scalar(key, value, row["global_epoch"])
-        for phase, entry in state["lr"].items():
-            for i, (lr, loss) in enumerate(zip(entry["curve"]["lrs"], entry["curve"]["losses"])):
-                if math.isfinite(loss):
-                    _scalar(f"lr_find_{phase}/smoothed_loss", loss, i)
-    writer.close()
-    files.write_json_atomic(out / "fold.json", result)
