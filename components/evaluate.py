@@ -29,7 +29,7 @@ import tensorflow as tf
 import models  # noqa: F401  (registers the custom layers for load_model)
 from common import files
 from components import base, evaluate_metrics, evaluate_plots, export, gradcam
-from components.train import augment, fold as train_fold, input_pipeline, loop
+from components.train import augment, fold as train_fold, input_pipeline, loop, lr_finder
 from components.train import outputs as train_outputs
 from components.train import metrics as train_metrics
 from images import preprocessing
@@ -46,11 +46,6 @@ PATIENT_LEVEL = "patient_level_observed_labels"
 OBSERVED_TTA = "observed_labels_tta"
 EARLY_IMAGES = "early_images_observed_labels"
 EARLY_OFFSET_DAYS = 7  # metadata `offset`: days since symptom onset or admission; negative = before it
-
-
-def _lr_sweeps(curves: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [{"label": label, "learning_rates": curve["lrs"], "losses": curve["losses"],
-             "suggestion": curve.get("suggestion")} for label, curve in curves.items()]
 
 
 def _observed(predictions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -251,15 +246,15 @@ def evaluation_record(predictions: Mapping[str, np.ndarray], variant: str, split
             "weights": weights, "metrics": headline(results), "sets": results}
 
 
-def write_figures(out_dir: Path, record: Mapping[str, Any], predictions, histories, sweeps) -> None:
+def write_figures(out_dir: Path, record: Mapping[str, Any], predictions, histories, lr_curves) -> None:
     observed = _observed(predictions)
     evaluate_plots.roc_curves(observed["fold"], observed["label"], observed["probability"], out_dir / "roc.png")
     evaluate_plots.pr_curves(observed["fold"], observed["label"], observed["probability"], out_dir / "pr.png")
     evaluate_plots.confusion_matrix(record["sets"][OBSERVED]["confusion_summed"], out_dir / "confusion.png")
     evaluate_plots.reliability_diagram(record["sets"][OBSERVED]["calibration"], out_dir / CALIBRATION_FIGURE)
     evaluate_plots.loss_curves(histories, out_dir / "loss.png")
-    if sweeps:
-        evaluate_plots.lr_sweeps(sweeps, out_dir / "lr_finder.png")
+    if lr_curves:
+        lr_finder.plot(lr_curves, out_dir / "lr_finder.png", "LR finder, every fold (dotted: suggestion)")
 
 
 def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
@@ -276,7 +271,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     files.write_json_atomic(out_dir / EVALUATION_NAME, record)
     _write_tables(out_dir, record["sets"])
     write_figures(out_dir, record, predictions, train_outputs.read_histories(train.path),
-                  _lr_sweeps(train_outputs.read_lr_curves(train.path)))
+                  train_outputs.read_lr_curves(train.path))
     if params["gradcam_images"]:
         observed = _observed(predictions)
         examples = _gradcam_examples(train, inputs["tfrecords"].path, observed, params["gradcam_images"],

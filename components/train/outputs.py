@@ -125,7 +125,8 @@ def write_fold(out: Path, fold: int, model, history: Sequence[Mapping[str, Any]]
     files.write_json_atomic(out / PREDICTIONS_JSON, predictions)
     for phase, curve in lr_curves.items():
         files.write_json_atomic(out / lr_curve_name(phase, ".json"), curve)
-        lr_finder.plot(curve, out / lr_curve_name(phase, ".png"), f"fold {fold}, body {phase}: LR finder")
+        label = f"fold {fold}, body {phase}"
+        lr_finder.plot({label: curve}, out / lr_curve_name(phase, ".png"), f"{label}: LR finder")
     _write_tensorboard(out / TENSORBOARD_DIR, history, lr_curves)
     files.write_json_atomic(out / FOLD_RECORD, result)
 
