@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -117,12 +116,8 @@ class Session:
 
 
 def _save_checkpoint(path: Path, variables) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as handle:
+    with files.atomic_open(path, "wb") as handle:
         np.savez(handle, *[v.numpy() for v in variables])
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _load_checkpoint(path: Path, variables) -> None:
@@ -340,6 +335,7 @@ def run_fold(session: Session, fold: int, train: input_pipeline.Examples, val: i
     work_dir.mkdir(parents=True, exist_ok=True)
     if (work_dir / DONE).is_file():
         return json.loads((work_dir / DONE).read_text())
+    files.remove_stale_tmp(work_dir)  # a checkpoint or state half-written by a killed run
     run = _FoldRun(session, fold, train, val, work_dir, on_epoch, log)
     fold_seed = input_pipeline.epoch_seed(session.p.seed, fold, "fold", 0)
     run.resume(fold_seed)
