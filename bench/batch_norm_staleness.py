@@ -13,7 +13,6 @@ rows only to show the effect, after the decision it informs was made.
 """
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -23,13 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score  # noqa: E402
 
 import models  # noqa: E402,F401  (registers the project's layers for loading)
-from components.train import batch_norm_stats, input_pipeline  # noqa: E402
-from components.train.component import SUMMARY  # noqa: E402
+from components.train import batch_norm_stats, input_pipeline, outputs  # noqa: E402
 
 
 def _scores(labels, probabilities):
@@ -43,7 +40,7 @@ def main():
     parser.add_argument("--tfrecords_dir", type=Path, required=True)
     parser.add_argument("--batch_size", type=int, default=64)
     args = parser.parse_args()
-    summary = json.loads((args.train_dir / SUMMARY).read_text())
+    summary = outputs.read_summary(args.train_dir)
     examples = input_pipeline.load_examples(args.tfrecords_dir, summary["labels"], summary["params"]["image_size"])
     print(f"train artifact {args.train_dir}, {summary['weights']}")
     print("fold | moving/recomputed variance: body median (min-max, the stalest layer) | head layers | "
@@ -51,11 +48,10 @@ def main():
     totals = []
     for k in range(len(summary["folds"])):
         keras.utils.set_random_seed(0)
-        fold_dir = args.train_dir / f"fold_{k}"
-        val_ids = set(pd.read_csv(fold_dir / "predictions.csv").source_id)
+        val_ids = set(outputs.read_fold_predictions(outputs.fold_dir(args.train_dir, k))["source_id"])
         is_val = np.isin(examples.source_ids, list(val_ids))
         train, val = examples.subset(np.where(~is_val)[0]), examples.subset(np.where(is_val)[0])
-        model = keras.models.load_model(fold_dir / "model.keras", compile=False)
+        model = keras.models.load_model(outputs.model_path(args.train_dir, k), compile=False)
         predict = lambda: tf.sigmoid(model(tf.constant(val.images), training=False)[:, 0]).numpy()  # noqa: E731
         before = _scores(val.labels, predict())
         layers = batch_norm_stats.trainable_batch_norm_layers(model)

@@ -16,6 +16,7 @@
 usage: python -m bench.bench_train --mode=peak|sweep|summary [--tfrecords=DIR] [--summary=FILE]
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -30,10 +31,9 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import models  # noqa: E402
-from common import files
-from components import base  # noqa: E402
-from components.train import (augment, fold as fold_lib, input_pipeline, loop, lr_finder, rebalance,  # noqa: E402
-                              splits, strategy as strat)
+from common import files  # noqa: E402
+from components.train import (augment, fold as fold_lib, input_pipeline, loop, rebalance, splits,  # noqa: E402
+                              strategy as strat)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "peak", ["peak", "sweep", "summary"], "What to measure.")
@@ -82,61 +82,57 @@ def mode_peak():
 
 
 def _sweep(session, phase, examples, p, steps, seed):
-    """One LR sweep of `steps` on `examples`, batches drawn with `seed`; the model is restored after."""
-    groups, step = session.groups[phase], session.steps[phase]
-    start_state = loop.snapshot(session.state_variables(phase))
+    """One LR sweep (`fold.lr_sweep`) of `steps` on `examples`, batches drawn with `seed`; the model is
+    restored after. Returns the curve (with its suggestion) and the seconds it took."""
     weights = rebalance.example_weights(examples.labels, p.rebalance)
     fn = augment.make_augment_fn(p.augment_config(), seed)
     batches = iter(input_pipeline.train_dataset(tf.constant(examples.images), examples.labels, weights,
                                                 global_batch=p.batch_size, steps=steps, seed=seed, augment_fn=fn,
                                                 resample=False))
-
-    def sweep_step(lr):
-        for g in groups:
-            g.optimizer.learning_rate.assign(lr)
-            g.beta_1.assign(0.9)
-        return step(next(batches))[0]
-
     t = time.perf_counter()
-    curve = lr_finder.sweep(sweep_step, steps, p.lr_finder_start, p.lr_finder_end)
-    seconds = time.perf_counter() - t
-    loop.restore(session.state_variables(phase), start_state)
-    lr_finder.suggest(curve)
-    return curve, seconds
+    _, curve = fold_lib.lr_sweep(session, phase, batches, dataclasses.replace(p, lr_finder_steps=steps))
+    return curve, time.perf_counter() - t
+
+
+def _train_frozen_phase(session, fold, train, val, frozen_curve):
+    """The frozen phase as the pipeline runs it, at the learning rate `frozen_curve` suggested."""
+    with tempfile.TemporaryDirectory() as work:
+        files.write_json_atomic(pathlib.Path(work) / fold_lib.STATE, {  # the frozen LR, already found
+            "completed": {"frozen": 0, "unfrozen": 0}, "checkpoint": None, "history": [],
+            "fed_counts": [0, 0], "timings": {}, "train_images": 0,
+            "lr": {"frozen": {"suggestion": frozen_curve["suggestion"],
+                              "steps_run": len(frozen_curve["lrs"]), "curve": frozen_curve}}})
+        fold_lib.run_fold(session, fold, train, val, pathlib.Path(work), log=lambda *a: None)
 
 
 def mode_sweep():
     """Per fold: frozen sweeps of each length x seed; the frozen phase (fastai's 100-step LR); unfrozen sweeps."""
     p = fold_lib.TrainParams(weights=FLAGS.weights, precision="auto", lr_finder_steps=100, epochs_unfrozen=0)
+    lengths, seeds = list(map(int, FLAGS.sweep_steps)), list(map(int, FLAGS.sweep_seeds))
+    reference = (100, seeds[0])
+    if reference[0] not in lengths:
+        raise app.UsageError("--sweep_steps must include 100, fastai's length, the reference")
     precision = strat.resolve_precision(p.precision)
     examples = input_pipeline.load_examples(FLAGS.tfrecords, p.labels, p.image_size)
     folds = splits.make_folds(examples.labels, examples.patients, p.split, p.folds, p.seed)
     session = fold_lib.Session(p, strat.get_strategy("auto"), precision)
-    lengths, seeds = list(map(int, FLAGS.sweep_steps)), list(map(int, FLAGS.sweep_seeds))
-    suggestions, reference = {}, (100, seeds[0])
+    curves = {}
     print("fold phase     steps seed  ran seconds suggestion", flush=True)
     for fold in map(int, FLAGS.folds):
         train_idx, val_idx = folds[fold]
         train, val = examples.subset(train_idx), examples.subset(val_idx)
         session.reset(1)
         for phase in fold_lib.PHASES:
-            if phase == "unfrozen":  # the frozen phase as the pipeline runs it, at the reference sweep's LR
-                with tempfile.TemporaryDirectory() as work:
-                    files.write_json_atomic(pathlib.Path(work) / fold_lib.STATE, {  # the frozen LR, already found
-                        "completed": {"frozen": 0, "unfrozen": 0}, "checkpoint": None, "history": [],
-                        "fed_counts": [0, 0], "timings": {}, "train_images": 0,
-                        "lr": {"frozen": {"suggestion": reference_curve["suggestion"],
-                                          "steps_run": len(reference_curve["lrs"]), "curve": reference_curve}}})
-                    fold_lib.run_fold(session, fold, train, val, pathlib.Path(work), log=lambda *a: None)
+            if phase == "unfrozen":
+                _train_frozen_phase(session, fold, train, val, curves[(fold, "frozen", *reference)])
             session.set_phase(phase)
             for n in lengths:
                 for seed in seeds:
                     curve, seconds = _sweep(session, phase, train, p, n, seed)
-                    suggestions[(fold, phase, n, seed)] = lr = curve["suggestion"]
-                    if phase == "frozen" and (n, seed) == reference:
-                        reference_curve = curve
-                    print(f"{fold:4d} {phase:9s} {n:5d} {seed:4d} {len(curve['lrs']):4d} {seconds:7.1f} {lr:10.3g}",
-                          flush=True)
+                    curves[(fold, phase, n, seed)] = curve
+                    print(f"{fold:4d} {phase:9s} {n:5d} {seed:4d} {len(curve['lrs']):4d} {seconds:7.1f} "
+                          f"{curve['suggestion']:10.3g}", flush=True)
+    suggestions = {key: curve["suggestion"] for key, curve in curves.items()}
     print("\n|log10| distance of each sweep's suggestion from fastai's (100 steps, first seed), same fold and phase:")
     for phase in fold_lib.PHASES:
         for n in lengths:

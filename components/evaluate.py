@@ -29,7 +29,8 @@ import tensorflow as tf
 import models  # noqa: F401  (registers the custom layers for load_model)
 from common import files
 from components import base, evaluate_metrics, evaluate_plots, export, gradcam
-from components.train import augment, component as train_component, fold as train_fold, input_pipeline, loop
+from components.train import augment, fold as train_fold, input_pipeline, loop, lr_finder
+from components.train import outputs as train_outputs
 from components.train import metrics as train_metrics
 from images import preprocessing
 from tfrecords import schema, writer
@@ -39,56 +40,12 @@ PER_FOLD_NAME = "metrics_per_fold.csv"
 SUMMARY_NAME = "metrics_summary.csv"
 TTA_PREDICTIONS_NAME = "predictions_tta.csv"
 CALIBRATION_FIGURE = "calibration.png"
-FOLD_PREFIX = "fold_"
 OBSERVED = "observed_labels"
 STUDY_WAY = "study_way_imputed_labels_in_validation"
 PATIENT_LEVEL = "patient_level_observed_labels"
 OBSERVED_TTA = "observed_labels_tta"
 EARLY_IMAGES = "early_images_observed_labels"
 EARLY_OFFSET_DAYS = 7  # metadata `offset`: days since symptom onset or admission; negative = before it
-
-
-def _fold_dirs(train_dir: Path) -> list[tuple[int, Path]]:
-    folds = [(int(p.name[len(FOLD_PREFIX):]), p) for p in train_dir.glob(f"{FOLD_PREFIX}*") if p.is_dir()]
-    return sorted(folds)
-
-
-def read_train_summary(train_dir: Path) -> dict[str, Any]:
-    return json.loads((train_dir / train_component.SUMMARY).read_text())
-
-
-def read_predictions(train_dir: Path) -> dict[str, np.ndarray]:
-    """Out-of-fold predictions of every fold as columns, with the fold index added."""
-    columns: dict[str, list] = {"fold": [], "source_id": [], "patient": [], "label": [], "label_source": [],
-                                "probability": []}
-    for fold, folder in _fold_dirs(train_dir):
-        with open(folder / "predictions.csv", newline="") as handle:
-            for row in csv.DictReader(handle):
-                columns["fold"].append(fold)
-                for name in ("source_id", "patient", "label_source"):
-                    columns[name].append(row[name])
-                columns["label"].append(int(row["label"]))
-                columns["probability"].append(float(row["probability"]))
-    return {name: np.asarray(values) for name, values in columns.items()}
-
-
-def read_histories(train_dir: Path) -> dict[int, list[dict[str, Any]]]:
-    return {fold: json.loads((folder / "history.json").read_text()) for fold, folder in _fold_dirs(train_dir)}
-
-
-def read_lr_sweeps(train_dir: Path) -> list[dict[str, Any]]:
-    sweeps = []
-    for fold, folder in _fold_dirs(train_dir):
-        for path in sorted(folder.glob("lr_find_*.json")):
-            curve = json.loads(path.read_text())
-            sweeps.append({"label": f"fold {fold}, body {path.stem.removeprefix('lr_find_')}",
-                           "learning_rates": curve["lrs"], "losses": curve["losses"],
-                           "suggestion": curve.get("suggestion")})
-    return sweeps
-
-
-def model_path(train_dir: Path, fold: int) -> Path:
-    return train_dir / f"{FOLD_PREFIX}{fold}" / "model.keras"
 
 
 def _observed(predictions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -234,7 +191,7 @@ def _gradcam_examples(train: base.Artifact, tfrecords_dir: Path, predictions, co
     titles = [f"{'died' if wanted[sid] else 'survived'}, "
               f"p={float(predictions['probability'][predictions['source_id'] == sid][0]):.2f}\n{sid[:28]}"
               for sid in source_ids]
-    model = keras.models.load_model(model_path(train.path, fold), compile=False)
+    model = keras.models.load_model(train_outputs.model_path(train.path, fold), compile=False)
     return images, gradcam.gradcam(model, images), titles
 
 
@@ -261,7 +218,7 @@ def tta_predictions(train_dir: Path, tfrecords_dir: Path, predictions: Mapping[s
     for fold in np.unique(predictions["fold"]):
         rows = np.flatnonzero(predictions["fold"] == fold)
         fold_seed = input_pipeline.epoch_seed(seed, int(fold), "tta", 0)
-        model = export.as_float32(keras.models.load_model(model_path(train_dir, int(fold)), compile=False))
+        model = export.as_float32(keras.models.load_model(train_outputs.model_path(train_dir, int(fold)), compile=False))
         images = validation_images(tfrecords_dir, predictions["source_id"][rows], p.image_size)
         augment_fn = augment.make_augment_fn(p.augment_config(), fold_seed % 100_000)
         probabilities[rows] = view_probabilities(loop.make_predict(model), images, augment_fn, views, fold_seed,
@@ -289,21 +246,21 @@ def evaluation_record(predictions: Mapping[str, np.ndarray], variant: str, split
             "weights": weights, "metrics": headline(results), "sets": results}
 
 
-def write_figures(out_dir: Path, record: Mapping[str, Any], predictions, histories, sweeps) -> None:
+def write_figures(out_dir: Path, record: Mapping[str, Any], predictions, histories, lr_curves) -> None:
     observed = _observed(predictions)
     evaluate_plots.roc_curves(observed["fold"], observed["label"], observed["probability"], out_dir / "roc.png")
     evaluate_plots.pr_curves(observed["fold"], observed["label"], observed["probability"], out_dir / "pr.png")
     evaluate_plots.confusion_matrix(record["sets"][OBSERVED]["confusion_summed"], out_dir / "confusion.png")
     evaluate_plots.reliability_diagram(record["sets"][OBSERVED]["calibration"], out_dir / CALIBRATION_FIGURE)
     evaluate_plots.loss_curves(histories, out_dir / "loss.png")
-    if sweeps:
-        evaluate_plots.lr_sweeps(sweeps, out_dir / "lr_finder.png")
+    if lr_curves:
+        lr_finder.plot(lr_curves, out_dir / "lr_finder.png", "LR finder, every fold (dotted: suggestion)")
 
 
 def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
     train = inputs["train"]
-    summary = read_train_summary(train.path)
-    predictions = read_predictions(train.path)
+    summary = train_outputs.read_summary(train.path)
+    predictions = train_outputs.read_predictions(train.path)
     predictions["offset_days"] = image_offsets(inputs["tfrecords"].path, predictions["source_id"])
     tta = None
     if params["tta_views"]:
@@ -313,8 +270,8 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     record = evaluation_record(predictions, summary["variant"], summary["split"], summary["weights"], params, tta)
     files.write_json_atomic(out_dir / EVALUATION_NAME, record)
     _write_tables(out_dir, record["sets"])
-    write_figures(out_dir, record, predictions, read_histories(train.path),
-                  read_lr_sweeps(train.path))
+    write_figures(out_dir, record, predictions, train_outputs.read_histories(train.path),
+                  train_outputs.read_lr_curves(train.path))
     if params["gradcam_images"]:
         observed = _observed(predictions)
         examples = _gradcam_examples(train, inputs["tfrecords"].path, observed, params["gradcam_images"],

@@ -1,6 +1,6 @@
-"""The study's figures: loss curves per fold, mean ROC and PR curves over folds, confusion matrix,
-LR-finder sweeps and Grad-CAM overlays, plus a reliability diagram. Each function writes one PNG and
-returns its path."""
+"""The study's figures: loss curves per fold, mean ROC and PR curves over folds, confusion matrix and
+Grad-CAM overlays, plus a reliability diagram (the LR-finder figure is `components.train.lr_finder.plot`,
+shared with the train stage). Each function writes one PNG and returns its path."""
 
 from __future__ import annotations
 
@@ -125,20 +125,6 @@ def reliability_diagram(calibration: Mapping, path: Path) -> Path:
     axis.set(xlabel="mean predicted probability of death", ylabel="observed fraction died",
              title="Calibration, observed labels", xlim=(0, 1), ylim=(-0.02, 1.02))
     axis.legend(loc="upper left", fontsize=8)
-    return _save(figure, path)
-
-
-def lr_sweeps(sweeps: Sequence[Mapping], path: Path) -> Path:
-    """Smoothed loss against learning rate for each LR-finder sweep, the suggestion marked."""
-    figure, axis = plt.subplots(figsize=(5.2, 3.6))
-    for sweep in sweeps:
-        line, = axis.plot(sweep["learning_rates"], sweep["losses"], lw=1, alpha=0.8, label=sweep["label"])
-        if sweep.get("suggestion"):
-            axis.axvline(sweep["suggestion"], color=line.get_color(), ls=":", lw=1)
-    axis.set_xscale("log")
-    axis.set(xlabel="learning rate", ylabel="smoothed loss", title="LR finder (dotted: suggestion)")
-    if len(sweeps) <= 10:
-        axis.legend(fontsize=7)
     return _save(figure, path)
 
 

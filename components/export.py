@@ -1,8 +1,8 @@
 """Export: the cross-validated models as one SavedModel, pushed to TF Serving when blessed.
 
 TFX's Evaluator + Pusher in one stage:
-1. the fold models written by the train stage (every `model.keras` under its
-   folder, in name order: fold 0, 1, ...) are loaded and written as ONE
+1. the fold models written by the train stage (`components/train/outputs.py`,
+   in fold order: fold 0, 1, ...) are loaded and written as ONE
    SavedModel averaging their probabilities (`serving/signature.py` says why
    and what the signatures are); `members` picks one fold instead;
 2. the SavedModel is loaded back and checked against the Keras models on a
@@ -38,6 +38,7 @@ import numpy as np
 from common import files
 from common.errors import PipelineError
 from components import base
+from components.train import outputs as train_outputs
 from serving import push as serving_push
 from serving import signature
 from images import preprocessing
@@ -45,7 +46,6 @@ from images import preprocessing
 EXPORT_JSON = "export.json"
 SAVED_MODEL_DIR = "saved_model"
 EVALUATION_JSON = "evaluation.json"
-MODEL_FILE = "model.keras"
 MODEL_CARD = "assets.extra/model_card.json"  # travels with the pushed version; TF Serving ignores it
 DEFAULT_MODEL_NAME = "covid_cxr_mortality"
 VERIFY_TOLERANCE = 1e-5
@@ -53,12 +53,12 @@ VERIFY_TOLERANCE = 1e-5
 
 # ---------------------------------------------------------------- members
 def find_fold_models(train_dir: Path) -> list[Path]:
-    """The train stage's `fold_<k>/model.keras`, in fold order (else every `model.keras` below)."""
+    """The train stage's fold models, in fold order (else every model file of that name below)."""
     train_dir = Path(train_dir)
-    found = list(train_dir.glob(f"fold_*/{MODEL_FILE}")) or list(train_dir.rglob(MODEL_FILE))
+    found = train_outputs.fold_model_paths(train_dir) or list(train_dir.rglob(train_outputs.MODEL))
     found.sort(key=lambda p: _natural_key(p.relative_to(train_dir)))
     if not found:
-        raise PipelineError(f"export: no {MODEL_FILE} under {train_dir}")
+        raise PipelineError(f"export: no {train_outputs.MODEL} under {train_dir}")
     return found
 
 

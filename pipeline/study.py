@@ -32,7 +32,8 @@ from components import evaluate_metrics
 from common.errors import PipelineError
 from common.files import sha256_file, write_json_atomic
 from components.evaluate import (EARLY_IMAGES, EARLY_OFFSET_DAYS, EVALUATION_NAME, OBSERVED, OBSERVED_TTA,
-                                 PATIENT_LEVEL, read_predictions)
+                                 PATIENT_LEVEL)
+from components.train import outputs as train_outputs
 from components import configs
 from pipeline import local_runner
 from pipeline import run as run_flags  # noqa: F401  (defines the shared flags)
@@ -117,7 +118,7 @@ def imputation_pairs() -> list[tuple[str, str]]:
 
 
 def _observed_by_source_id(train_dir: Path) -> dict[str, tuple[str, int, float]]:
-    predictions = read_predictions(train_dir)
+    predictions = train_outputs.read_predictions(train_dir)
     columns = zip(*(predictions[k] for k in ("source_id", "patient", "label", "label_source", "probability")))
     return {str(sid): (str(patient), int(label), float(probability))
             for sid, patient, label, source, probability in columns if source == "observed"}
@@ -194,7 +195,8 @@ def _keep_small_files(artifacts, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     sources = {"report": ["report.html"], "evaluate": ["evaluation.json", "metrics_per_fold.csv",
                                                       "metrics_summary.csv", "predictions_tta.csv", "*.png"],
-               "train": ["train_summary.json", "fold_*/predictions.csv", "fold_*/history.csv"]}
+               "train": [train_outputs.SUMMARY, train_outputs.fold_glob(train_outputs.PREDICTIONS_CSV),
+                         train_outputs.fold_glob(train_outputs.HISTORY_CSV)]}
     for stage, patterns in sources.items():
         for pattern in patterns:
             for path in artifacts[stage].path.glob(pattern):

@@ -5,5 +5,6 @@ Modules in the order a batch meets them: `splits` (folds), `input_pipeline`
 rejection resampling), `augment` (the study's augmentations), `strategy`
 (tf.distribute + precision), `schedule` (one-cycle), `lr_finder`, `loop` (the
 one custom training step for every strategy), `fold` (one fold's phases,
-checkpoints, outputs) and `component` (the pipeline stage).
+checkpoints, result), `outputs` (the artifact's file layout, its writers and
+readers) and `component` (the pipeline stage).
 """

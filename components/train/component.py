@@ -1,8 +1,8 @@
 """The train stage: the study's 5-fold cross-validated fine-tuning for one variant.
 
-Inputs: the tfrecords artifact. Outputs: `fold_<k>/` for each fold (model.keras,
-history.csv/json, predictions.csv/json, LR-finder curves and plots,
-tensorboard/) and `train_summary.json` (fold means, fed class ratio, timings).
+Inputs: the tfrecords artifact. Outputs: one folder per fold (model, history,
+out-of-fold predictions, LR-finder curves and plots, TensorBoard scalars) and
+the summary (fold means, fed class ratio, timings); `outputs` names every file.
 
 Caching is per fold: each fold trains in a persistent work folder named by
 the hash of its own parameters (the hyperparameters that change what it
@@ -31,9 +31,8 @@ import tqdm
 from common import files
 from common.errors import PipelineError
 from components import base
-from components.train import fold as fold_lib, input_pipeline, splits, strategy as strat
+from components.train import fold as fold_lib, input_pipeline, outputs, splits, strategy as strat
 
-SUMMARY = "train_summary.json"
 # Parameters that must not change what a fold computes; they stay out of its key.
 NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "eval_batch_size", "weights")
 
@@ -111,12 +110,12 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
                 tqdm.tqdm.write(f"fold {k}: reused finished fold {wd.name}")
             else:
                 result = fold_lib.run_fold(session, k, train, val, wd, on_epoch=on_epoch, log=tqdm.tqdm.write)
-            _link_tree(wd / fold_lib.RESULT_DIR, out_dir / f"fold_{k}")
+            _link_tree(wd / outputs.RESULT_DIR, outputs.fold_dir(out_dir, k))
             results.append({**result, "work_dir": str(wd)})
     finally:
         bar.close()
     summary = _summarise(p, precision, strategy, results, examples)
-    files.write_json_atomic(out_dir / SUMMARY, summary)
+    outputs.write_summary(out_dir, summary)
     return {k: v for k, v in summary["counts"].items()}
 
 

@@ -26,10 +26,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 import keras
 import numpy as np
@@ -38,13 +37,12 @@ import tensorflow as tf
 import models
 from common import files
 from components import configs
-from components.train import (augment, batch_norm_stats, input_pipeline, loop, lr_finder, metrics, rebalance, schedule,
-                              strategy as strat)
+from components.train import (augment, batch_norm_stats, input_pipeline, loop, lr_finder, metrics, outputs, rebalance,
+                              schedule, strategy as strat)
 
 PHASES = ("frozen", "unfrozen")
 STATE = "state.json"
 DONE = "done.json"
-RESULT_DIR = "result"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,12 +116,8 @@ class Session:
 
 
 def _save_checkpoint(path: Path, variables) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as handle:
+    with files.atomic_open(path, "wb") as handle:
         np.savez(handle, *[v.numpy() for v in variables])
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _load_checkpoint(path: Path, variables) -> None:
@@ -142,126 +136,216 @@ class _Timer:
         self.timings[self.key] = self.timings.get(self.key, 0.0) + time.perf_counter() - self.start
 
 
+def lr_sweep(session: Session, phase: str, batches: Iterator, p: TrainParams) -> tuple[float, dict]:
+    """fastai's LR finder for `phase`: `p.lr_finder_steps` training steps on `batches` (distributed
+    batches, as `strategy.distribute_datasets_from_function` yields them) at exponentially growing rates
+    from `p.lr_finder_start` to `p.lr_finder_end`, beta_1 0.9. The model and the phase's optimizer state
+    are restored afterwards. Returns (valley suggestion, curve); the curve holds the suggestion too."""
+    session.set_phase(phase)
+    groups, step = session.groups[phase], session.steps[phase]
+    start = loop.snapshot(session.state_variables(phase))
+
+    def sweep_step(lr):
+        for g in groups:
+            g.optimizer.learning_rate.assign(lr)
+            g.beta_1.assign(0.9)
+        return step(next(batches))[0]
+
+    curve = lr_finder.sweep(sweep_step, p.lr_finder_steps, p.lr_finder_start, p.lr_finder_end)
+    lr = lr_finder.suggest(curve)
+    loop.restore(session.state_variables(phase), start)
+    return lr, curve
+
+
+class _FoldBatches:
+    """Every batch of one fold's training rows: a pure function of (seed, fold, phase, epoch)."""
+
+    def __init__(self, session: Session, fold: int, train: input_pipeline.Examples, fold_seed: int):
+        p, strategy = session.p, session.strategy
+        self.p, self.strategy, self.fold, self.labels = p, strategy, fold, train.labels
+        self.weights = rebalance.example_weights(train.labels, p.rebalance)
+        self.steps = input_pipeline.steps_per_epoch(len(train), p.batch_size)
+        self.global_batch = (p.batch_size if len(train) >= p.batch_size
+                             else len(train) - len(train) % strategy.num_replicas_in_sync)
+        self.images = tf.constant(train.images)
+        self.augment_fn = augment.make_augment_fn(p.augment_config(), fold_seed % 100_000)
+        self.resample = p.rebalance == "resample"
+        self.target = (1 - p.resample_target, p.resample_target)
+
+    def epoch(self, phase: str, epoch: int, num_steps: int) -> Iterator:
+        seed = input_pipeline.epoch_seed(self.p.seed, self.fold, phase, epoch)
+        return iter(self.strategy.distribute_datasets_from_function(
+            lambda ctx: input_pipeline.train_dataset(
+                self.images, self.labels, self.weights, global_batch=self.global_batch, steps=num_steps,
+                seed=seed, augment_fn=self.augment_fn, resample=self.resample, input_context=ctx,
+                target=self.target)))
+
+
+def _new_state() -> dict[str, Any]:
+    return {"completed": {phase: 0 for phase in PHASES}, "lr": {}, "checkpoint": None, "history": [],
+            "fed_counts": [0, 0], "timings": {}, "train_images": 0}
+
+
+def _phase_epochs(p: TrainParams, phase: str) -> int:
+    return p.epochs_frozen if phase == "frozen" else p.epochs_unfrozen
+
+
+def _train_epoch(session: Session, phase: str, batches: Iterator, cycle: schedule.OneCycle, first_step: int):
+    """One epoch of one-cycle steps; (batch losses, labels fed, logits of what was fed)."""
+    groups, step = session.groups[phase], session.steps[phase]
+    losses, fed_logits, fed_labels = [], [], []
+    for i, batch in enumerate(batches):
+        lr, beta_1 = cycle(first_step + i)
+        for g in groups:
+            g.set(lr, beta_1)
+        loss, logits, labels = step(batch)
+        losses.append(float(loss))
+        fed_logits.append(logits.numpy())
+        fed_labels.append(labels.numpy())
+    return losses, np.concatenate(fed_labels), np.concatenate(fed_logits)
+
+
+def _epoch_row(p: TrainParams, phase: str, epoch: int, lr_max: float, losses, fed_labels, fed_logits,
+               counter: rebalance.FedCounter, validation: Mapping[str, float]) -> dict[str, Any]:
+    """The history row of one epoch: training loss and metrics of what was fed, then validation."""
+    return {"phase": phase, "epoch": epoch, "global_epoch": epoch + (p.epochs_frozen if phase == "unfrozen" else 0),
+            "lr_max": lr_max, "train_loss": float(np.mean(losses)),
+            "fed_positive_fraction": counter.positive_fraction,
+            **{k: v for k, v in metrics.binary_metrics(fed_labels, fed_logits, "train").items() if k != "train_loss"},
+            **validation}
+
+
+class _FoldRun:
+    """One fold's training from its persistent state: resume, LR sweeps, epochs, checkpoints, the result."""
+
+    def __init__(self, session: Session, fold: int, train: input_pipeline.Examples, val: input_pipeline.Examples,
+                 work_dir: Path, on_epoch, log):
+        self.session, self.p, self.fold, self.train, self.val = session, session.p, fold, train, val
+        self.work_dir, self.on_epoch, self.log = work_dir, on_epoch, log
+        self.chief = strat.is_chief(session.strategy)
+        state_path = work_dir / STATE
+        self.state = json.loads(state_path.read_text()) if state_path.is_file() else _new_state()
+        self.timings = self.state["timings"]
+
+    def save_state(self) -> None:
+        if self.chief:
+            files.write_json_atomic(self.work_dir / STATE, self.state)
+
+    def resume(self, fold_seed: int) -> None:
+        """The fold's initial model, then the last checkpoint's variables if there is one."""
+        self.session.reset(fold_seed)
+        checkpoint = self.state["checkpoint"]
+        if checkpoint:
+            phase_of_ckpt = checkpoint.split("-")[1]
+            _load_checkpoint(self.work_dir / checkpoint, self.session.state_variables(phase_of_ckpt))
+            self.log(f"fold {self.fold}: resumed from {checkpoint}")
+
+    def find_lr(self, phase: str, batches: _FoldBatches) -> float:
+        """The phase's learning rate: swept once (on its own batches), then kept in the state."""
+        if phase not in self.state["lr"]:
+            with _Timer(self.timings, f"lr_sweep_{phase}"):
+                lr, curve = lr_sweep(self.session, phase, batches.epoch(f"lr_{phase}", 0, self.p.lr_finder_steps),
+                                     self.p)
+            self.state["lr"][phase] = {"suggestion": lr, "steps_run": len(curve["lrs"]), "curve": curve}
+            self.log(f"fold {self.fold}: LR finder ({phase}) suggests {lr:.3g} after {len(curve['lrs'])} steps")
+            self.save_state()
+        return self.state["lr"][phase]["suggestion"]
+
+    def train_phase(self, phase: str, batches: _FoldBatches) -> None:
+        """The phase's remaining epochs of its one-cycle schedule (nothing when it is complete)."""
+        epochs = _phase_epochs(self.p, phase)
+        if self.state["completed"][phase] >= epochs:
+            return
+        self.session.set_phase(phase)
+        lr_max = self.find_lr(phase, batches)
+        cycle = schedule.OneCycle(epochs * batches.steps, lr_max, self.p.pct_start, self.p.div, self.p.div_final)
+        for epoch in range(self.state["completed"][phase], epochs):
+            with _Timer(self.timings, phase):
+                losses, fed_labels, fed_logits = _train_epoch(
+                    self.session, phase, batches.epoch(phase, epoch, batches.steps), cycle, epoch * batches.steps)
+            counter = rebalance.FedCounter()
+            counter.add(fed_labels)
+            self.state["fed_counts"] = [int(a + b) for a, b in zip(self.state["fed_counts"], counter.counts)]
+            self.state["train_images"] += len(fed_labels)
+            with _Timer(self.timings, "validation"):
+                validation = self.validate(self.val_logits())
+            row = _epoch_row(self.p, phase, epoch, lr_max, losses, fed_labels, fed_logits, counter, validation)
+            self.state["history"].append(row)
+            self.on_epoch(row)
+            self.checkpoint(phase, epoch)
+
+    def validate(self, logits: np.ndarray) -> dict[str, float]:
+        return validation_metrics(self.val, logits, self.p.labels)
+
+    def val_logits(self) -> np.ndarray:
+        return loop.predict_logits(self.session.predict, self.val.images, self.p.eval_batch_size)
+
+    def checkpoint(self, phase: str, epoch: int) -> None:
+        """The variables after `epoch` of `phase`, then the state naming them; the previous checkpoint goes."""
+        name = f"ckpt-{phase}-{epoch:03d}.npz"
+        if self.chief:
+            _save_checkpoint(self.work_dir / name, self.session.state_variables(phase))
+        previous, self.state["checkpoint"] = self.state["checkpoint"], name
+        self.state["completed"][phase] = epoch + 1
+        self.save_state()
+        if self.chief and previous and previous != name:
+            (self.work_dir / previous).unlink(missing_ok=True)
+
+    def recompute_batch_norm(self, global_batch: int) -> int:
+        """With `recompute_batch_norm`, the moving statistics from the training images; layers recomputed."""
+        if not self.p.recompute_batch_norm:
+            return 0
+        # The trainable flags of the last phase that ran (a finished fold resumed here ran none).
+        self.session.set_phase("unfrozen" if self.p.epochs_unfrozen else "frozen")
+        with _Timer(self.timings, "batch_norm_stats"):
+            recomputed = batch_norm_stats.recompute(self.session.model, self.train.images, global_batch)
+        self.log(f"fold {self.fold}: batch-norm statistics of {recomputed} layers recomputed on "
+                 f"{len(self.train)} training images")
+        return recomputed
+
+    def result(self, batches: _FoldBatches, recomputed: int, val_logits: np.ndarray) -> dict[str, Any]:
+        """The fold's record: val_* of the model as saved (after any recomputed statistics), train_* of its
+        last epoch."""
+        state = self.state
+        final = {**(state["history"][-1] if state["history"] else {}), **self.validate(val_logits)}
+        return {"fold": self.fold, "num_train": len(self.train), "num_val": len(self.val),
+                "steps_per_epoch": batches.steps, "global_batch": batches.global_batch,
+                "lr": {k: v["suggestion"] for k, v in state["lr"].items()},
+                "lr_steps_run": {k: v["steps_run"] for k, v in state["lr"].items()},
+                "final": final, "batch_norm_layers_recomputed": recomputed, "fed_counts": state["fed_counts"],
+                "timings": self.timings, "train_images": state["train_images"],
+                "weights": weights_description(self.session)}
+
+    def finish(self, result: Mapping[str, Any], val_logits: np.ndarray) -> None:
+        """The fold's outputs and `done.json`; the last checkpoint is no longer needed."""
+        if not self.chief:
+            return
+        state = self.state
+        outputs.write_fold(self.work_dir / outputs.RESULT_DIR, self.fold, self.session.model, state["history"],
+                           {phase: entry["curve"] for phase, entry in state["lr"].items()},
+                           outputs.prediction_rows(self.val, metrics.sigmoid(val_logits)), result)
+        files.write_json_atomic(self.work_dir / DONE, result)
+        if state["checkpoint"]:
+            (self.work_dir / state["checkpoint"]).unlink(missing_ok=True)
+
+
 def run_fold(session: Session, fold: int, train: input_pipeline.Examples, val: input_pipeline.Examples,
              work_dir: Path, on_epoch=lambda row: None, log=print) -> dict[str, Any]:
     """Train one fold (or resume it); returns its result record (also in `work_dir/done.json`)."""
-    p, strategy = session.p, session.strategy
     work_dir.mkdir(parents=True, exist_ok=True)
     if (work_dir / DONE).is_file():
         return json.loads((work_dir / DONE).read_text())
-    chief = strat.is_chief(strategy)
-    state_path = work_dir / STATE
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {
-        "completed": {phase: 0 for phase in PHASES}, "lr": {}, "checkpoint": None, "history": [],
-        "fed_counts": [0, 0], "timings": {}, "train_images": 0}
-    fold_seed = input_pipeline.epoch_seed(p.seed, fold, "fold", 0)
-    session.reset(fold_seed)
-    if state["checkpoint"]:
-        phase_of_ckpt = state["checkpoint"].split("-")[1]
-        _load_checkpoint(work_dir / state["checkpoint"], session.state_variables(phase_of_ckpt))
-        log(f"fold {fold}: resumed from {state['checkpoint']}")
-
-    weights = rebalance.example_weights(train.labels, p.rebalance)
-    steps = input_pipeline.steps_per_epoch(len(train), p.batch_size)
-    global_batch = p.batch_size if len(train) >= p.batch_size else len(train) - len(train) % strategy.num_replicas_in_sync
-    images = tf.constant(train.images)
-    augment_fn = augment.make_augment_fn(session.p.augment_config(), fold_seed % 100_000)
-    resample = p.rebalance == "resample"
-    target = (1 - p.resample_target, p.resample_target)
-    timings = state["timings"]
-
-    def epoch_batches(phase: str, epoch: int, num_steps: int):
-        seed = input_pipeline.epoch_seed(p.seed, fold, phase, epoch)
-        return iter(strategy.distribute_datasets_from_function(
-            lambda ctx: input_pipeline.train_dataset(
-                images, train.labels, weights, global_batch=global_batch, steps=num_steps, seed=seed,
-                augment_fn=augment_fn, resample=resample, input_context=ctx, target=target)))
-
-    def save_state():
-        if chief:
-            files.write_json_atomic(state_path, state)
-
+    files.remove_stale_tmp(work_dir)  # a checkpoint or state half-written by a killed run
+    run = _FoldRun(session, fold, train, val, work_dir, on_epoch, log)
+    fold_seed = input_pipeline.epoch_seed(session.p.seed, fold, "fold", 0)
+    run.resume(fold_seed)
+    batches = _FoldBatches(session, fold, train, fold_seed)
     for phase in PHASES:
-        epochs = p.epochs_frozen if phase == "frozen" else p.epochs_unfrozen
-        if state["completed"][phase] >= epochs:
-            continue
-        session.set_phase(phase)
-        groups, step = session.groups[phase], session.steps[phase]
-        if phase not in state["lr"]:
-            with _Timer(timings, f"lr_sweep_{phase}"):
-                start = loop.snapshot(session.state_variables(phase))
-                batches = epoch_batches(f"lr_{phase}", 0, p.lr_finder_steps)
-
-                def sweep_step(lr):
-                    for g in groups:
-                        g.optimizer.learning_rate.assign(lr)
-                        g.beta_1.assign(0.9)
-                    return step(next(batches))[0]
-
-                curve = lr_finder.sweep(sweep_step, p.lr_finder_steps, p.lr_finder_start, p.lr_finder_end)
-                lr = lr_finder.suggest(curve)
-                loop.restore(session.state_variables(phase), start)
-            state["lr"][phase] = {"suggestion": lr, "steps_run": len(curve["lrs"]), "curve": curve}
-            log(f"fold {fold}: LR finder ({phase}) suggests {lr:.3g} after {len(curve['lrs'])} steps")
-            save_state()
-        lr_max = state["lr"][phase]["suggestion"]
-        cycle = schedule.OneCycle(epochs * steps, lr_max, p.pct_start, p.div, p.div_final)
-        for epoch in range(state["completed"][phase], epochs):
-            fed_logits, fed_labels, losses = [], [], []
-            with _Timer(timings, phase):
-                for i, batch in enumerate(epoch_batches(phase, epoch, steps)):
-                    lr, beta_1 = cycle(epoch * steps + i)
-                    for g in groups:
-                        g.set(lr, beta_1)
-                    loss, logits, labels = step(batch)
-                    losses.append(float(loss))
-                    fed_logits.append(logits.numpy())
-                    fed_labels.append(labels.numpy())
-            fed_labels = np.concatenate(fed_labels)
-            counter = rebalance.FedCounter()
-            counter.add(fed_labels)
-            state["fed_counts"] = [int(a + b) for a, b in zip(state["fed_counts"], counter.counts)]
-            state["train_images"] += len(fed_labels)
-            with _Timer(timings, "validation"):
-                val_logits = loop.predict_logits(session.predict, val.images, p.eval_batch_size)
-            row = {"phase": phase, "epoch": epoch, "global_epoch": epoch + (p.epochs_frozen if phase == "unfrozen" else 0),
-                   "lr_max": lr_max, "train_loss": float(np.mean(losses)),
-                   "fed_positive_fraction": counter.positive_fraction,
-                   **{k: v for k, v in metrics.binary_metrics(fed_labels, np.concatenate(fed_logits), "train").items()
-                      if k != "train_loss"},
-                   **validation_metrics(val, val_logits, p.labels)}
-            state["history"].append(row)
-            on_epoch(row)
-            name = f"ckpt-{phase}-{epoch:03d}.npz"
-            if chief:
-                _save_checkpoint(work_dir / name, session.state_variables(phase))
-            previous, state["checkpoint"] = state["checkpoint"], name
-            state["completed"][phase] = epoch + 1
-            save_state()
-            if chief and previous and previous != name:
-                (work_dir / previous).unlink(missing_ok=True)
-
-    recomputed = 0
-    if p.recompute_batch_norm:
-        # The trainable flags of the last phase that ran (a finished fold resumed here ran none).
-        session.set_phase("unfrozen" if p.epochs_unfrozen else "frozen")
-        with _Timer(timings, "batch_norm_stats"):
-            recomputed = batch_norm_stats.recompute(session.model, train.images, global_batch)
-        log(f"fold {fold}: batch-norm statistics of {recomputed} layers recomputed on {len(train)} training images")
-    val_logits = loop.predict_logits(session.predict, val.images, p.eval_batch_size)
-    # val_* of the model as saved (after any recomputed statistics), train_* of its last epoch.
-    final = {**(state["history"][-1] if state["history"] else {}), **validation_metrics(val, val_logits, p.labels)}
-    result = {"fold": fold, "num_train": len(train), "num_val": len(val), "steps_per_epoch": steps,
-              "global_batch": global_batch, "lr": {k: v["suggestion"] for k, v in state["lr"].items()},
-              "lr_steps_run": {k: v["steps_run"] for k, v in state["lr"].items()},
-              "final": final, "batch_norm_layers_recomputed": recomputed, "fed_counts": state["fed_counts"],
-              "timings": timings, "train_images": state["train_images"],
-              "weights": weights_description(session)}
-    if chief:
-        _write_fold_outputs(session, work_dir / RESULT_DIR, fold, state, val, val_logits, result)
-        files.write_json_atomic(work_dir / DONE, result)
-        if state["checkpoint"]:
-            (work_dir / state["checkpoint"]).unlink(missing_ok=True)
+        run.train_phase(phase, batches)
+    recomputed = run.recompute_batch_norm(batches.global_batch)
+    val_logits = run.val_logits()
+    result = run.result(batches, recomputed, val_logits)
+    run.finish(result, val_logits)
     return result
 
 
@@ -274,53 +358,8 @@ def validation_metrics(val: input_pipeline.Examples, logits: np.ndarray, label_s
     return out
 
 
-def _scalar(tag: str, value: float, step: int) -> None:
-    """A TensorBoard scalar through TF core's `tf.summary.write` (the tensorboard package is not needed)."""
-    from tensorflow.core.framework import summary_pb2
-    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-    tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=metadata.SerializeToString())
-
-
 def weights_description(session) -> str:
     """What the body started from, as every report must quote it."""
     if session.report is None:
         return "no pretrained weights (--weights not given): training from scratch"
     return session.report.summary()
-
-
-def _write_fold_outputs(session, out: Path, fold, state, val, val_logits, result) -> None:
-    import csv
-    out.mkdir(parents=True, exist_ok=True)
-    session.model.save(out / "model.keras")
-    history = state["history"]
-    if history:
-        keys = list(dict.fromkeys(k for row in history for k in row))
-        with open(out / "history.csv", "w", newline="") as handle:
-            w = csv.DictWriter(handle, fieldnames=keys)
-            w.writeheader()
-            w.writerows(history)
-    files.write_json_atomic(out / "history.json", history)
-    probabilities = metrics.sigmoid(val_logits)
-    rows = [{"source_id": s, "patient": pt, "label": int(lb), "label_source": src, "probability": float(pr)}
-            for s, pt, lb, src, pr in zip(val.source_ids, val.patients, val.labels, val.label_sources, probabilities)]
-    with open(out / "predictions.csv", "w", newline="") as handle:
-        w = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["source_id"])
-        w.writeheader()
-        w.writerows(rows)
-    files.write_json_atomic(out / "predictions.json", rows)
-    for phase, entry in state["lr"].items():
-        curve = entry["curve"]
-        files.write_json_atomic(out / f"lr_find_{phase}.json", curve)
-        lr_finder.plot(curve, out / f"lr_find_{phase}.png", f"fold {fold}, body {phase}: LR finder")
-    writer = tf.summary.create_file_writer(str(out / "tensorboard"))
-    with writer.as_default():
-        for row in history:
-            for key, value in row.items():
-                if isinstance(value, float) and math.isfinite(value):
-                    _scalar(key, value, row["global_epoch"])
-        for phase, entry in state["lr"].items():
-            for i, (lr, loss) in enumerate(zip(entry["curve"]["lrs"], entry["curve"]["losses"])):
-                if math.isfinite(loss):
-                    _scalar(f"lr_find_{phase}/smoothed_loss", loss, i)
-    writer.close()
-    files.write_json_atomic(out / "fold.json", result)

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
-
+from typing import Callable, Mapping
 
 
 def sweep(train_step: Callable[[float], float], num_steps: int, start_lr: float = 1e-7, end_lr: float = 10.0,
@@ -73,24 +72,35 @@ def suggest(result: dict) -> float:
     return lr
 
 
-def plot(result: dict, path: Path, title: str) -> None:
+def plot(curves: Mapping[str, Mapping], path: Path, title: str) -> Path:
+    """The one LR-finder figure: smoothed loss against learning rate for each curve ({label: curve as
+    `sweep` returns it, with `suggest`'s suggestion}), each suggestion dotted in its curve's colour. A
+    single curve (one fold's phase) also shows its raw batch losses; several (every fold of a run) are
+    told apart by their labels. The loss axis stops at 4x the lowest smoothed loss, where a sweep stops."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(result["lrs"], result["raw_losses"], color="0.75", lw=1, label="batch loss")
-    ax.plot(result["lrs"], result["losses"], lw=2, label="smoothed (beta 0.98)")
-    if "suggestion" in result:
-        ax.axvline(result["suggestion"], color="tab:red", ls="--", label=f"valley {result['suggestion']:.2e}")
+    single = len(curves) == 1
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for label, curve in curves.items():
+        if single and "raw_losses" in curve:
+            ax.plot(curve["lrs"], curve["raw_losses"], color="0.75", lw=1, label="batch loss")
+        line, = ax.plot(curve["lrs"], curve["losses"], lw=2 if single else 1, alpha=1 if single else 0.8,
+                        label="smoothed (beta 0.98)" if single else label)
+        if curve.get("suggestion"):
+            ax.axvline(curve["suggestion"], color=line.get_color(), ls=":", lw=1.5 if single else 1,
+                       label=f"valley {curve['suggestion']:.2e}" if single else None)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")
-    finite = [x for x in result["losses"] if math.isfinite(x)]
+    finite = [x for curve in curves.values() for x in curve["losses"] if math.isfinite(x)]
     if finite:
         ax.set_ylim(min(finite) * 0.9, min(max(finite), 4 * min(finite)) * 1.1 + 1e-9)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    if len(curves) <= 10:
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+    return Path(path)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from components import evaluate, evaluate_metrics, evaluate_plots
 from components.train import fold as train_fold, input_pipeline, metrics as train_metrics, splits
+from components.train import outputs as train_outputs
 from components import configs
 from pipeline import local_runner
 from pipeline.pipeline import create_pipeline
@@ -134,7 +135,7 @@ def trained(tmp_path_factory):
 
 def test_one_tta_view_is_the_stored_prediction(trained):
     inputs, summary = trained
-    predictions = evaluate.read_predictions(inputs["train"].path)
+    predictions = train_outputs.read_predictions(inputs["train"].path)
     tta = evaluate.tta_predictions(inputs["train"].path, inputs["tfrecords"].path, predictions, summary["params"],
                                    views=1, seed=0)
     np.testing.assert_allclose(tta["probability"], predictions["probability"], atol=1e-5)
@@ -143,7 +144,7 @@ def test_one_tta_view_is_the_stored_prediction(trained):
 def test_three_tta_views_give_a_named_set_of_finite_probabilities(trained, tmp_path):
     inputs, summary = trained
     evaluate.run(inputs, {**PARAMS, "tta_views": 3}, tmp_path)
-    predictions = evaluate.read_predictions(inputs["train"].path)
+    predictions = train_outputs.read_predictions(inputs["train"].path)
     with open(tmp_path / evaluate.TTA_PREDICTIONS_NAME, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["source_id"] for r in rows] == list(predictions["source_id"])
@@ -179,7 +180,7 @@ def test_three_tta_views_give_a_named_set_of_finite_probabilities(trained, tmp_p
 
 def test_negative_tta_views_is_a_named_error(trained):
     inputs, summary = trained
-    predictions = evaluate.read_predictions(inputs["train"].path)
+    predictions = train_outputs.read_predictions(inputs["train"].path)
     with pytest.raises(ValueError, match="tta_views must be 0 .off. or at least 1, not -2"):
         evaluate.tta_predictions(inputs["train"].path, inputs["tfrecords"].path, predictions, summary["params"],
                                  views=-2, seed=0)
