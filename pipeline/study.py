@@ -30,7 +30,7 @@ from absl import app, flags
 
 from components import evaluate_metrics
 from common.errors import PipelineError
-from common.files import sha256_file, write_json_atomic
+from common.files import atomic_open, sha256_file, write_json_atomic, write_text_atomic
 from components.evaluate import (EARLY_IMAGES, EARLY_OFFSET_DAYS, EVALUATION_NAME, OBSERVED, OBSERVED_TTA,
                                  PATIENT_LEVEL, read_predictions)
 from components import configs
@@ -178,15 +178,11 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def _write_table(path_stem: Path, rows, render=markdown) -> None:
     fields = sorted({k for row in rows for k in row}, key=lambda k: (k not in ("source", "variant", "arch", "split"), k))
-    tmp = path_stem.with_name(f".tmp-{path_stem.name}.csv")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_open(path_stem.with_suffix(".csv"), "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path_stem.with_suffix(".csv"))
-    tmp_md = path_stem.with_name(f".tmp-{path_stem.name}.md")
-    tmp_md.write_text(render(rows))
-    tmp_md.replace(path_stem.with_suffix(".md"))
+    write_text_atomic(path_stem.with_suffix(".md"), render(rows))
 
 
 def _keep_small_files(artifacts, folder: Path) -> None:
