@@ -34,6 +34,7 @@ from common.files import atomic_open, sha256_file, write_json_atomic, write_text
 from components.evaluate import (EARLY_IMAGES, EARLY_OFFSET_DAYS, EVALUATION_NAME, OBSERVED, OBSERVED_TTA,
                                  PATIENT_LEVEL, read_predictions)
 from components import configs
+from components.published import published_rows
 from pipeline import local_runner
 from pipeline import run as run_flags  # noqa: F401  (defines the shared flags)
 from pipeline.pipeline import create_pipeline
@@ -44,18 +45,6 @@ flags.DEFINE_list("archs", None, "Architectures to run on the first variant (Tab
 flags.DEFINE_string("results_dir", "results", "Where the tables and provenance are written.")
 
 COLUMNS = ("balanced_accuracy", "roc_auc", "precision", "recall", "f1", "tpr", "tnr", "fpr", "fnr")
-PAPER_DATA = {"observed": "original", "observed+imputed": "imputed"}
-PAPER_BALANCING = {"none": "none", "class_weights": "weights", "resample": "resample"}
-
-
-def published(table: str, arch: str, variant: str) -> dict[str, str]:
-    labels, balancing = configs.VARIANTS[variant]
-    with open(configs.REPO_ROOT / "study" / "published_results.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            if (row["table"], row["model"], row["data"], row["balancing"], row["split"]) == (
-                    table, arch, PAPER_DATA[labels], PAPER_BALANCING[balancing], "test"):
-                return row
-    return {}
 
 
 def table_rows(runs: Sequence[Mapping[str, Any]], table: str) -> list[dict[str, Any]]:
@@ -67,7 +56,7 @@ def table_rows(runs: Sequence[Mapping[str, Any]], table: str) -> list[dict[str, 
             ours[name] = metrics[name]["mean"]
             ours[f"{name}_ci"] = f"{metrics[name]['ci_low']:.3f}-{metrics[name]['ci_high']:.3f}"
         rows.append(ours)
-        paper = published(table, run["arch"], run["variant"])
+        paper = published_rows(run["variant"], run["arch"], table).get("test", {})
         rows.append({"source": "paper", "variant": run["variant"], "arch": run["arch"], "split": "image",
                      **{name: float(paper[name]) if paper.get(name) else None for name in COLUMNS}})
     return rows
