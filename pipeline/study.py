@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from components.published import published_rows
 from pipeline import local_runner
 from pipeline import run as run_flags  # noqa: F401  (defines the shared flags)
 from pipeline.pipeline import create_pipeline
+from pipeline.provenance import git_commit
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("variants", list(configs.VARIANTS), "Variants to run (Table 1).")
@@ -206,16 +206,10 @@ def data_provenance(artifacts: Mapping[str, Any]) -> dict[str, Any]:
     return {"fingerprint": artifacts["data"].fingerprint, "ingest_counts": artifacts["ingest"].record["counts"]}
 
 
-def _git_commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=configs.REPO_ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=configs.REPO_ROOT, capture_output=True, text=True)
-    return result.stdout.strip() + ("+uncommitted changes" if dirty.stdout.strip() else "")
-
-
 def main(argv):
     del argv
     base_config = run_flags.config_from_flags()
-    commit = _git_commit()  # the code that runs, read before any later edit of the tree
+    commit = git_commit()  # the code that runs, read before any later edit of the tree
     unknown = [v for v in FLAGS.variants if v not in configs.VARIANTS]
     if unknown:
         print(f"error: --variants: unknown {unknown}; choose from {list(configs.VARIANTS)}", file=sys.stderr)
