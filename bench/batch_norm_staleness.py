@@ -1,6 +1,6 @@
 """How stale a trained run's batch-norm moving statistics are, and what recomputing them changes.
 
-    python bench/batch_norm_staleness.py --train_dir OUT/train/<key> --tfrecords_dir OUT/tfrecords/<key>
+    python -m bench.batch_norm_staleness --train_dir OUT/train/<key> --tfrecords_dir OUT/tfrecords/<key>
 
 For each fold of a finished train artifact: load the saved model (float32),
 recompute its trainable batch-norm statistics from the fold's training rows
@@ -14,11 +14,9 @@ rows only to show the effect, after the decision it informs was made.
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -11,7 +11,7 @@ usage: python -m bench.bench_input --tfrecords=<tfrecords artifact dir> [--steps
 """
 
 import os
-import time
+import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -20,6 +20,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import models  # noqa: E402
+from bench import timing  # noqa: E402
 from components.train import augment, input_pipeline, loop, rebalance, strategy as strat  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -54,12 +55,8 @@ def main(argv):
     synthetic = next(real_batches(99))  # one real batch, then held in memory
 
     def timed(batches):
-        for _ in range(2):
-            float(step(next(batches))[0])
-        start = time.perf_counter()
-        for _ in range(FLAGS.steps):
-            float(step(next(batches))[0])
-        return FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start)
+        return FLAGS.batch_size / timing.seconds_per_call(lambda: float(step(next(batches))[0]), warmup=2,
+                                                          repeats=FLAGS.steps, stat=statistics.fmean)
 
     class Repeat:
         def __next__(self):
@@ -71,17 +68,15 @@ def main(argv):
         rates["synthetic"].append(timed(Repeat()))
         rates["real"].append(timed(real_batches(trial)))
     pipe_only = real_batches(7)
-    start = time.perf_counter()
-    for _ in range(total):
-        next(pipe_only)
-    pipeline_rate = total * FLAGS.batch_size / (time.perf_counter() - start)
+    pipeline_rate = FLAGS.batch_size / timing.seconds_per_call(lambda: next(pipe_only), warmup=0, repeats=total,
+                                                               stat=statistics.fmean)
     syn, real = np.median(rates["synthetic"]), np.median(rates["real"])
     print(f"precision={precision} batch={FLAGS.batch_size} size={FLAGS.image_size} rebalance={FLAGS.rebalance} "
           f"rows={len(examples)}")
     print(f"training loop, synthetic in-memory batch: {syn:7.1f} img/s  (trials {np.round(rates['synthetic'], 1)})")
     print(f"training loop, real input pipeline:       {real:7.1f} img/s  (trials {np.round(rates['real'], 1)})")
     print(f"input pipeline alone (decode cached, resample, augment): {pipeline_rate:7.1f} img/s")
-    print(f"RATIO real / synthetic = {real / syn:.3f}  (goal >= 0.90)")
+    print(f"RATIO real / synthetic = {timing.format_ratio(real, syn, digits=3, unit='')}  (goal >= 0.90)")
 
 
 if __name__ == "__main__":

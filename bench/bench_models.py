@@ -1,6 +1,6 @@
 """Speed of our Keras ResNet-18 classifier beside torchvision's ResNet-18, same CPU, same run.
 
-    python bench/bench_models.py --torch_python=/work/torchvenv/bin/python
+    python -m bench.bench_models --torch_python=/work/torchvenv/bin/python
 
 Each configuration runs in its own process (a global precision policy and
 oneDNN/XLA settings cannot be undone inside one), which also makes ru_maxrss a
@@ -20,7 +20,8 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
+
+from bench import timing
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = REPO_ROOT.parent / "shared" / "weights" / "resnet18_imagenet_partial.npz"
@@ -31,19 +32,12 @@ BF16_LOGIT_TOLERANCE = 0.1  # max |logit_bf16 - logit_fp32| over the real images
 BF16_PROBABILITY_TOLERANCE = 0.02
 
 
-def _timed(step, warmup, steps):
-    """Seconds per call of `step` after `warmup` untimed calls: the fastest of `steps` calls.
+def _fastest(step, args):
+    """Seconds per call of `step` after `args.warmup` untimed calls: the fastest of `args.steps` calls.
 
-    The minimum, not the mean: other processes on a shared machine only ever add time.
+    The minimum, not the median: other processes on a shared machine only ever add time.
     """
-    for _ in range(warmup):
-        step()
-    timings = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
+    return timing.seconds_per_call(step, warmup=args.warmup, repeats=args.steps, stat=min)
 
 
 def _peak_rss_mib():
@@ -64,7 +58,6 @@ def run_ours(args):
     import numpy as np
     import keras
     import tensorflow as tf
-    sys.path.insert(0, str(REPO_ROOT))
     from models import build_classifier
 
     keras.mixed_precision.set_global_policy(args.precision)
@@ -86,8 +79,8 @@ def run_ours(args):
             model.save_weights(args.weights_out)
         real = _load_images(args.images_dir, args.real_images, args.image_size)
         result["real_logits"] = model.predict_on_batch(real).reshape(-1).tolist()
-    infer = _timed(lambda: model.predict_on_batch(images), args.warmup, args.steps)
-    train = _timed(lambda: model.train_on_batch(images, labels), args.warmup, args.steps)
+    infer = _fastest(lambda: model.predict_on_batch(images), args)
+    train = _fastest(lambda: model.train_on_batch(images, labels), args)
     result.update(train=args.batch / train, infer=args.batch / infer, peak_rss_mib=_peak_rss_mib())
     print(json.dumps(result))
 
@@ -123,18 +116,19 @@ def run_torch(args):
         with torch.inference_mode(), autocast():
             model(images)
 
-    infer = _timed(infer_step, args.warmup, args.steps)
-    train = _timed(train_step, args.warmup, args.steps)
+    infer = _fastest(infer_step, args)
+    train = _fastest(train_step, args)
     print(json.dumps({"precision": args.precision, "threads": torch.get_num_threads(),
                       "train": args.batch / train, "infer": args.batch / infer,
                       "peak_rss_mib": _peak_rss_mib()}))
 
 
 def _child(python, mode, precision, args, extra=(), env=None):
-    command = [python, str(pathlib.Path(__file__).resolve()), f"--child={mode}", f"--precision={precision}",
+    command = [python, "-m", "bench.bench_models", f"--child={mode}", f"--precision={precision}",
                f"--batch={args.batch}", f"--image_size={args.image_size}", f"--warmup={args.warmup}",
                f"--steps={args.steps}", f"--jit_compile={args.jit_compile}", *extra]
-    completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})},
+                               cwd=REPO_ROOT)
     if completed.returncode != 0:
         raise RuntimeError(f"{mode}/{precision} failed:\n{completed.stderr[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -178,7 +172,7 @@ def main(args):
                 ours, torch_result = best["ours (Keras)"], best["torchvision"]
                 ratios = {k: ours[k] / torch_result[k] for k in GOALS}
                 print(f"{precision:<16}{'ours/torch':<13}"
-                      + "".join(f"{ratios[k]:>11.2f}x" for k in GOALS)
+                      + "".join(f"{timing.format_ratio(ours[k], torch_result[k]):>12}" for k in GOALS)
                       + "   goals: " + ", ".join(f"{k} >= {g}x {'met' if ratios[k] >= g else 'NOT met'}"
                                                  for k, g in GOALS.items()))
     if agreement.get("float32") and agreement.get("mixed_bfloat16"):

@@ -1,7 +1,7 @@
 """Throughput of `pipeline.score` beside the bare SavedModel on preprocessed tensors, same run.
 
-    python bench/bench_score.py                       # ResNet-18 at 224 px, 1 model, 96 images
-    python bench/bench_score.py --folds=5 --count=256 --images=path/to/images
+    python -m bench.bench_score                       # ResNet-18 at 224 px, 1 model, 96 images
+    python -m bench.bench_score --folds=5 --count=256 --images=path/to/images
 
 Both sides use the same SavedModel (random weights: speed does not depend on
 them) and batch size:
@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import tempfile
-import time
+
+from bench import timing
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 SAMPLE_IMAGES = REPO_ROOT / "sample_data" / "covid-chestxray-sample" / "images"
 
 
@@ -62,10 +61,10 @@ def main():
                                                     args.image_size).numpy() for _, p in entries])
         batches = [tf.constant(images[i:i + args.batch_size]) for i in range(0, len(images), args.batch_size)]
         bare(images=batches[0])  # warm-up
-        started = time.perf_counter()
-        for batch in batches:
-            bare(images=batch)["probability_of_death"].numpy()
-        bare_ips = len(images) / (time.perf_counter() - started)
+        feed = iter(batches)
+        seconds = timing.seconds_per_call(lambda: bare(images=next(feed))["probability_of_death"].numpy(),
+                                          warmup=0, repeats=len(batches), stat=sum)
+        bare_ips = len(images) / seconds
 
     result = {"arch": args.arch, "image_size": args.image_size, "folds": args.folds, "images": len(entries),
               "batch_size": args.batch_size, "score_images_per_s": counts["images_per_second"],

@@ -1,6 +1,6 @@
 """Profile behind `models/convnext.py`: ConvNeXt-T step speed, Keras' grouped 7x7 convolutions vs depthwise ones.
 
-    python bench/convnext_depthwise.py
+    python -m bench.convnext_depthwise
 
 Trains (forward, backward, Adam update) and runs inference on one in-memory
 224 px batch of 16 with the project's ConvNeXt classifier, its body either
@@ -15,8 +15,9 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from bench import timing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [(precision, body) for precision in ("float32", "mixed_bfloat16") for body in ("grouped", "depthwise")]
@@ -24,7 +25,6 @@ CONFIGS = [(precision, body) for precision in ("float32", "mixed_bfloat16") for 
 
 def measure(precision: str, body: str, batch: int = 16) -> tuple[float, float]:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    sys.path.insert(0, str(REPO_ROOT))
     import keras
     import tensorflow as tf
 
@@ -54,13 +54,7 @@ def measure(precision: str, body: str, batch: int = 16) -> tuple[float, float]:
     y = tf.cast(tf.range(batch) % 2, tf.float32)
 
     def fastest(fn):
-        fn().numpy()
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            fn().numpy()
-            best = min(best, time.perf_counter() - start)
-        return batch / best
+        return batch / timing.seconds_per_call(lambda: fn().numpy(), warmup=1, repeats=3, stat=min)
 
     return fastest(lambda: train_step(x, y)), fastest(lambda: infer(x))
 
@@ -76,13 +70,14 @@ def main():
     print(f"{'precision':15s} {'7x7 conv':10s} {'train img/s':>11s} {'infer img/s':>11s}")
     rates = {}
     for precision, body in CONFIGS:
-        out = subprocess.run([sys.executable, __file__, "--one", precision, body],
-                             capture_output=True, text=True, check=True).stdout.split()
+        out = subprocess.run([sys.executable, "-m", "bench.convnext_depthwise", "--one", precision, body],
+                             capture_output=True, text=True, check=True, cwd=REPO_ROOT).stdout.split()
         rates[precision, body] = train, infer = float(out[-2]), float(out[-1])
         print(f"{precision:15s} {body:10s} {train:11.2f} {infer:11.2f}", flush=True)
     for precision in ("float32", "mixed_bfloat16"):
         (gt, gi), (dt, di) = rates[precision, "grouped"], rates[precision, "depthwise"]
-        print(f"RATIO {precision}: depthwise / grouped: train {dt / gt:.2f}x, inference {di / gi:.2f}x")
+        print(f"RATIO {precision}: depthwise / grouped: train {timing.format_ratio(dt, gt)}, "
+              f"inference {timing.format_ratio(di, gi)}")
 
 
 if __name__ == "__main__":

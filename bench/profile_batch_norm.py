@@ -1,6 +1,6 @@
 """Profile behind `models/fused_batch_norm.py`: ResNet-18 step speed by batch-norm kernel and XLA.
 
-    python bench/profile_batch_norm.py
+    python -m bench.profile_batch_norm
 
 Trains (forward, backward, Adam update) and runs inference on one in-memory
 224 px batch of 32 with our ResNet-18 classifier, its batch norms either
@@ -14,8 +14,9 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from bench import timing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [(precision, norm, jit) for precision in ("float32", "mixed_bfloat16") for norm in ("keras", "fused")
@@ -24,7 +25,6 @@ CONFIGS = [(precision, norm, jit) for precision in ("float32", "mixed_bfloat16")
 
 def measure(precision: str, norm: str, jit: bool, batch: int = 32) -> tuple[float, float]:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    sys.path.insert(0, str(REPO_ROOT))
     import keras
     import tensorflow as tf
 
@@ -54,14 +54,7 @@ def measure(precision: str, norm: str, jit: bool, batch: int = 32) -> tuple[floa
     y = tf.cast(tf.range(batch) % 2, tf.float32)
 
     def fastest(fn):
-        for _ in range(2):
-            fn().numpy()
-        best = float("inf")
-        for _ in range(5):
-            start = time.perf_counter()
-            fn().numpy()
-            best = min(best, time.perf_counter() - start)
-        return batch / best
+        return batch / timing.seconds_per_call(lambda: fn().numpy(), warmup=2, repeats=5, stat=min)
 
     return fastest(lambda: train_step(x, y)), fastest(lambda: infer(x))
 
@@ -77,13 +70,15 @@ def main():
     print(f"{'precision':15s} {'batch norm':10s} {'XLA':4s} {'train img/s':>11s} {'infer img/s':>11s}")
     rates = {}
     for precision, norm, jit in CONFIGS:
-        out = subprocess.run([sys.executable, __file__, "--one", precision, norm, "on" if jit else "off"],
-                             capture_output=True, text=True, check=True).stdout.split()
+        out = subprocess.run([sys.executable, "-m", "bench.profile_batch_norm", "--one", precision, norm,
+                              "on" if jit else "off"],
+                             capture_output=True, text=True, check=True, cwd=REPO_ROOT).stdout.split()
         rates[precision, norm, jit] = train, infer = float(out[-2]), float(out[-1])
         print(f"{precision:15s} {norm:10s} {'on' if jit else 'off':4s} {train:11.1f} {infer:11.1f}", flush=True)
     for precision in ("float32", "mixed_bfloat16"):
         (kt, ki), (ft, fi) = rates[precision, "keras", False], rates[precision, "fused", False]
-        print(f"RATIO {precision}: fused / Keras batch norm (XLA off): train {ft / kt:.2f}x, inference {fi / ki:.2f}x")
+        print(f"RATIO {precision}: fused / Keras batch norm (XLA off): train {timing.format_ratio(ft, kt)}, "
+              f"inference {timing.format_ratio(fi, ki)}")
 
 
 if __name__ == "__main__":

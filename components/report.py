@@ -11,7 +11,6 @@ research software, not a medical device.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 import math
@@ -20,10 +19,9 @@ from typing import Any, Mapping
 
 from components import base, evaluate, export, impute, ingest
 from components.evaluate_metrics import CALIBRATION_BINS, FOLD_METRICS, RATES
-from components import configs
+from components.published import published_rows
 
 REPORT_NAME = "report.html"
-PUBLISHED_RESULTS = configs.REPO_ROOT / "study" / "published_results.csv"
 STUDY_CITATION = ("Olowolayemo et al., Covid-19 Mortality Risk Prediction Using Small Dataset of Chest X-Ray Images, "
                   "Artificial Intelligence and Applications, DOI 10.47852/bonviewAIA3202819")
 NOTICE = ("Research use only. This is not a medical device and must not be used to make decisions about "
@@ -53,16 +51,6 @@ figure{display:inline-block;margin:8px 12px 8px 0;vertical-align:top}figure img{
 figure.wide{display:block}figure.wide img{max-width:100%}
 figcaption{font-size:.85em;color:#445}code{background:#f2f4f7;padding:1px 4px;border-radius:3px}
 """
-
-
-def published_rows(variant: str, arch: str = "resnet18") -> dict[str, dict[str, str]]:
-    """The study's train/test rows for this variant (Table 1), keyed by split."""
-    labels, balancing = configs.VARIANTS[variant]
-    data = "original" if labels == "observed" else "imputed"
-    wanted = {"none": "none", "class_weights": "weights", "resample": "resample"}[balancing]
-    with open(PUBLISHED_RESULTS, newline="") as handle:
-        return {row["split"]: row for row in csv.DictReader(handle)
-                if row["table"] == "1" and row["model"] == arch and row["data"] == data and row["balancing"] == wanted}
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

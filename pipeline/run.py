@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from common.errors import PipelineError
 from components import configs
 from pipeline import local_runner
 from pipeline.pipeline import create_pipeline
+from pipeline.provenance import git_commit
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", str(configs.SAMPLE_DATA_DIR),
@@ -106,12 +106,9 @@ def config_from_flags() -> configs.PipelineConfig:
 
 def provenance() -> tuple[tuple[str, str], ...]:
     """The exact command, seed and code version, for the report."""
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=configs.REPO_ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=configs.REPO_ROOT,
-                           capture_output=True, text=True)
     return (("command", " ".join(["python", "-m", "pipeline.run", *sys.argv[1:]])),
             ("seed", str(FLAGS.seed)),
-            ("git commit", (commit.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty.stdout.strip() else "")),
+            ("git commit", git_commit()),
             ("machine", f"{platform.machine()}, {os.cpu_count()} CPU cores, TensorFlow {_tf_version()}"))
 
 

@@ -24,7 +24,6 @@ import concurrent.futures
 import csv
 import glob
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Callable, Iterator, Sequence
 
 from absl import app, flags
 
+from common.files import atomic_open
 from serving import push
 
 FLAGS = flags.FLAGS
@@ -165,38 +165,30 @@ def score(entries: Sequence[tuple[str, Path | Exception]], saved_model_dir: Path
     function = load_signature(saved_model_dir)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".tmp-{output.name}.{os.getpid()}")
     counts = {"images": len(entries), "scored": 0, "errors": 0}
     started = time.perf_counter()
-    try:
-        with open(tmp, "w", newline="") as handle, \
-                tqdm.tqdm(total=len(entries), unit="img", desc="scoring", disable=not progress) as bar:
-            writer = csv.writer(handle)
-            writer.writerow(COLUMNS)
-            for batch in _batches(list(entries), batch_size, workers):
-                readable = [i for i, (_, data, _) in enumerate(batch) if data is not None]
-                results = {}
-                if readable:
-                    out = function(image_bytes=tf.constant([batch[i][1] for i in readable]))
-                    probability = out["probability_of_death"].numpy()
-                    classes, errors = out["class"].numpy(), out["error"].numpy()
-                    for j, i in enumerate(readable):
-                        results[i] = (probability[j], classes[j], errors[j].decode())
-                for i, (name, _, error) in enumerate(batch):
-                    p, c, served_error = results.get(i, (np.nan, -1, error))
-                    if served_error or not np.isfinite(p):
-                        counts["errors"] += 1
-                        writer.writerow((name, "", "", served_error or "no probability"))
-                    else:
-                        counts["scored"] += 1
-                        writer.writerow((name, repr(float(p)), int(c), ""))
-                bar.update(len(batch))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(output, "w", newline="") as handle, \
+            tqdm.tqdm(total=len(entries), unit="img", desc="scoring", disable=not progress) as bar:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for batch in _batches(list(entries), batch_size, workers):
+            readable = [i for i, (_, data, _) in enumerate(batch) if data is not None]
+            results = {}
+            if readable:
+                out = function(image_bytes=tf.constant([batch[i][1] for i in readable]))
+                probability = out["probability_of_death"].numpy()
+                classes, errors = out["class"].numpy(), out["error"].numpy()
+                for j, i in enumerate(readable):
+                    results[i] = (probability[j], classes[j], errors[j].decode())
+            for i, (name, _, error) in enumerate(batch):
+                p, c, served_error = results.get(i, (np.nan, -1, error))
+                if served_error or not np.isfinite(p):
+                    counts["errors"] += 1
+                    writer.writerow((name, "", "", served_error or "no probability"))
+                else:
+                    counts["scored"] += 1
+                    writer.writerow((name, repr(float(p)), int(c), ""))
+            bar.update(len(batch))
     seconds = time.perf_counter() - started
     counts.update(seconds=round(seconds, 3), images_per_second=round(len(entries) / seconds, 2) if seconds else 0.0)
     return counts

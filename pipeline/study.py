@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,14 +29,16 @@ from absl import app, flags
 
 from components import evaluate_metrics
 from common.errors import PipelineError
-from common.files import sha256_file, write_json_atomic
+from common.files import atomic_open, sha256_file, write_json_atomic, write_text_atomic
 from components.evaluate import (EARLY_IMAGES, EARLY_OFFSET_DAYS, EVALUATION_NAME, OBSERVED, OBSERVED_TTA,
                                  PATIENT_LEVEL)
 from components.train import outputs as train_outputs
 from components import configs
+from components.published import published_rows
 from pipeline import local_runner
 from pipeline import run as run_flags  # noqa: F401  (defines the shared flags)
 from pipeline.pipeline import create_pipeline
+from pipeline.provenance import git_commit
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("variants", list(configs.VARIANTS), "Variants to run (Table 1).")
@@ -45,18 +46,6 @@ flags.DEFINE_list("archs", None, "Architectures to run on the first variant (Tab
 flags.DEFINE_string("results_dir", "results", "Where the tables and provenance are written.")
 
 COLUMNS = ("balanced_accuracy", "roc_auc", "precision", "recall", "f1", "tpr", "tnr", "fpr", "fnr")
-PAPER_DATA = {"observed": "original", "observed+imputed": "imputed"}
-PAPER_BALANCING = {"none": "none", "class_weights": "weights", "resample": "resample"}
-
-
-def published(table: str, arch: str, variant: str) -> dict[str, str]:
-    labels, balancing = configs.VARIANTS[variant]
-    with open(configs.REPO_ROOT / "study" / "published_results.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            if (row["table"], row["model"], row["data"], row["balancing"], row["split"]) == (
-                    table, arch, PAPER_DATA[labels], PAPER_BALANCING[balancing], "test"):
-                return row
-    return {}
 
 
 def table_rows(runs: Sequence[Mapping[str, Any]], table: str) -> list[dict[str, Any]]:
@@ -68,7 +57,7 @@ def table_rows(runs: Sequence[Mapping[str, Any]], table: str) -> list[dict[str, 
             ours[name] = metrics[name]["mean"]
             ours[f"{name}_ci"] = f"{metrics[name]['ci_low']:.3f}-{metrics[name]['ci_high']:.3f}"
         rows.append(ours)
-        paper = published(table, run["arch"], run["variant"])
+        paper = published_rows(run["variant"], run["arch"], table).get("test", {})
         rows.append({"source": "paper", "variant": run["variant"], "arch": run["arch"], "split": "image",
                      **{name: float(paper[name]) if paper.get(name) else None for name in COLUMNS}})
     return rows
@@ -179,15 +168,11 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def _write_table(path_stem: Path, rows, render=markdown) -> None:
     fields = sorted({k for row in rows for k in row}, key=lambda k: (k not in ("source", "variant", "arch", "split"), k))
-    tmp = path_stem.with_name(f".tmp-{path_stem.name}.csv")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_open(path_stem.with_suffix(".csv"), "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path_stem.with_suffix(".csv"))
-    tmp_md = path_stem.with_name(f".tmp-{path_stem.name}.md")
-    tmp_md.write_text(render(rows))
-    tmp_md.replace(path_stem.with_suffix(".md"))
+    write_text_atomic(path_stem.with_suffix(".md"), render(rows))
 
 
 def _keep_small_files(artifacts, folder: Path) -> None:
@@ -223,16 +208,10 @@ def data_provenance(artifacts: Mapping[str, Any]) -> dict[str, Any]:
     return {"fingerprint": artifacts["data"].fingerprint, "ingest_counts": artifacts["ingest"].record["counts"]}
 
 
-def _git_commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=configs.REPO_ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=configs.REPO_ROOT, capture_output=True, text=True)
-    return result.stdout.strip() + ("+uncommitted changes" if dirty.stdout.strip() else "")
-
-
 def main(argv):
     del argv
     base_config = run_flags.config_from_flags()
-    commit = _git_commit()  # the code that runs, read before any later edit of the tree
+    commit = git_commit()  # the code that runs, read before any later edit of the tree
     unknown = [v for v in FLAGS.variants if v not in configs.VARIANTS]
     if unknown:
         print(f"error: --variants: unknown {unknown}; choose from {list(configs.VARIANTS)}", file=sys.stderr)

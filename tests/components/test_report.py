@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import evaluate, impute, ingest, report
+from components import evaluate, impute, ingest, published, report
 from components import configs
 from pipeline import local_runner
 from pipeline.pipeline import create_pipeline
@@ -93,6 +93,14 @@ def test_report_holds_metrics_beside_the_study_and_the_notices(rendered):
 def test_published_rows_match_the_variant():
     rows = report.published_rows("original_resample")
     assert rows["test"]["roc_auc"] == "0.91" and rows["train"]["roc_auc"] == "0.96"
+
+
+def test_published_rows_read_table_2_by_architecture_and_leave_unpublished_ones_empty():
+    rows = published.published_rows("original", "convnext", "2")
+    assert list(rows) == ["test"] and rows["test"]["roc_auc"] == "0.50"
+    assert published.published_rows("original", "resnet18", "2")["test"]["roc_auc"] == "0.92"  # not Table 1's
+    assert published.published_rows("original", "convnext") == {}  # Table 1 has ResNet-18 only
+    assert report.published_rows is published.published_rows  # one reader for the report and the study
 
 
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="chromium not installed (CI installs it)")

@@ -26,6 +26,11 @@ def test_each_of_our_rows_is_followed_by_the_papers():
     assert "| original | resnet18 | paper (image split) | 0.890 | 0.900" in text
 
 
+def test_table_2_rows_carry_the_papers_numbers_for_that_architecture():
+    rows = study.table_rows([_run("original", arch="convnext")], "2")
+    assert rows[1]["arch"] == "convnext" and rows[1]["roc_auc"] == 0.50 and rows[1]["tnr"] == 0.0
+
+
 def _set(auc, low, high):
     return {"fold_mean": {"roc_auc": {"mean": auc}}, "bootstrap": {"intervals": {"roc_auc": {"low": low, "high": high}}}}
 
