@@ -86,7 +86,7 @@ def _sweep(session, phase, examples, p, steps, seed):
     groups, step = session.groups[phase], session.steps[phase]
     start_state = loop.snapshot(session.state_variables(phase))
     weights = rebalance.example_weights(examples.labels, p.rebalance)
-    fn = augment.make_augment_fn(p.augment_config(), seed)
+    fn = augment.make_augment_fn(p.augmentation, seed)
     batches = iter(input_pipeline.train_dataset(tf.constant(examples.images), examples.labels, weights,
                                                 global_batch=p.batch_size, steps=steps, seed=seed, augment_fn=fn,
                                                 resample=False))

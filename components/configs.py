@@ -44,6 +44,26 @@ class TFRecordConfig:
     num_shards: int = 4
 
 
+AUGMENT_METHODS = ("fused", "keras_layers", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """The training augmentation and its strengths (components/train/augment.py applies them)."""
+
+    method: str = "fused"      # 'fused' (fastai-like, one interpolation), 'keras_layers', 'none'
+    max_zoom: float = 1.1      # zoom in by a factor uniform in [1, max_zoom], anywhere in the image
+    max_rotate: float = 10.0   # degrees, uniform in [-max_rotate, max_rotate]
+    max_warp: float = 0.2      # fastai's keystone warp magnitude, uniform in [-max_warp, max_warp] per axis
+    max_lighting: float = 0.2  # brightness change in logit space, uniform in [0.5 +- max_lighting]
+    p_affine: float = 0.75     # probability of each of zoom, rotation, warp
+    p_lighting: float = 0.75   # probability of the brightness change
+
+    def __post_init__(self):
+        if self.method not in AUGMENT_METHODS:
+            raise ValueError(f"augmentation method {self.method!r} not in {AUGMENT_METHODS}")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """The study's schedule and its settings (components/train/fold.py documents each)."""
@@ -68,17 +88,16 @@ class TrainConfig:
     weight_decay: float = 0.01
     resample_target: float = 0.5        # fraction of deaths fed under *_resample
     recompute_batch_norm: bool = False  # precise BN after training (components/train/batch_norm_stats.py)
-    augment: str = "fused"              # 'fused' (fastai-like, one interpolation), 'keras_layers', 'none'
-    max_zoom: float = 1.1
-    max_rotate: float = 10.0
-    max_warp: float = 0.2
-    max_lighting: float = 0.2
-    p_affine: float = 0.75
-    p_lighting: float = 0.75
+    augmentation: AugmentConfig = AugmentConfig()
     precision: str = "auto"             # 'bf16' where the hardware has it, else 'fp32'
     strategy: str = "auto"
     deterministic: bool = True
     eval_batch_size: int = 64
+
+    def __post_init__(self):
+        # A stage's params arrive as plain dicts (dataclasses.asdict): rebuild the nested config.
+        if isinstance(self.augmentation, dict):
+            object.__setattr__(self, "augmentation", AugmentConfig(**self.augmentation))
 
 
 @dataclasses.dataclass(frozen=True)

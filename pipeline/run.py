@@ -53,14 +53,15 @@ flags.DEFINE_float("resample_target", _T.resample_target, "Fraction of deaths fe
 flags.DEFINE_boolean("recompute_batch_norm", _T.recompute_batch_norm,
                      "After training, set batch-norm moving statistics from the training images (precise BN); "
                      "off = the study's procedure.")
-flags.DEFINE_enum("augment", _T.augment, ["fused", "keras_layers", "none"],
+_A = configs.AugmentConfig
+flags.DEFINE_enum("augment", _A.method, list(configs.AUGMENT_METHODS),
                   "fused: zoom+rotation+warp as one projective transform (fastai); keras_layers: Keras core layers.")
-flags.DEFINE_float("max_zoom", _T.max_zoom, "Zoom in by up to this factor.")
-flags.DEFINE_float("max_rotate", _T.max_rotate, "Rotate by up to this many degrees.")
-flags.DEFINE_float("max_warp", _T.max_warp, "Perspective warp magnitude (fastai's max_warp).")
-flags.DEFINE_float("max_lighting", _T.max_lighting, "Brightness change (fastai's max_lighting).")
-flags.DEFINE_float("p_affine", _T.p_affine, "Probability of each of zoom, rotation, warp.")
-flags.DEFINE_float("p_lighting", _T.p_lighting, "Probability of the brightness change.")
+flags.DEFINE_float("max_zoom", _A.max_zoom, "Zoom in by up to this factor.")
+flags.DEFINE_float("max_rotate", _A.max_rotate, "Rotate by up to this many degrees.")
+flags.DEFINE_float("max_warp", _A.max_warp, "Perspective warp magnitude (fastai's max_warp).")
+flags.DEFINE_float("max_lighting", _A.max_lighting, "Brightness change (fastai's max_lighting).")
+flags.DEFINE_float("p_affine", _A.p_affine, "Probability of each of zoom, rotation, warp.")
+flags.DEFINE_float("p_lighting", _A.p_lighting, "Probability of the brightness change.")
 flags.DEFINE_integer("image_size", _T.image_size, "Training image size (pixels, square).")
 flags.DEFINE_enum("precision", _T.precision, ["auto", "fp32", "bf16"],
                   "bf16 = mixed bfloat16; auto = bf16 on GPUs and AVX512-BF16/AMX CPUs, else fp32.")
@@ -93,7 +94,10 @@ def config_from_flags() -> configs.PipelineConfig:
         train=configs.TrainConfig(**{
             field.name: FLAGS[field.name].value for field in dataclasses.fields(configs.TrainConfig)
             if field.name != "weights" and field.name in FLAGS},
-            weights=str(Path(FLAGS.weights).resolve()) if FLAGS.weights else None),
+            weights=str(Path(FLAGS.weights).resolve()) if FLAGS.weights else None,
+            augmentation=configs.AugmentConfig(
+                method=FLAGS.augment, max_zoom=FLAGS.max_zoom, max_rotate=FLAGS.max_rotate, max_warp=FLAGS.max_warp,
+                max_lighting=FLAGS.max_lighting, p_affine=FLAGS.p_affine, p_lighting=FLAGS.p_lighting)),
         evaluate=configs.EvaluateConfig(threshold=FLAGS.threshold, bootstrap_resamples=FLAGS.bootstrap_resamples,
                                         seed=FLAGS.seed, gradcam_images=FLAGS.gradcam_images,
                                         tta_views=FLAGS.tta_views),

@@ -55,10 +55,6 @@ class TrainParams(configs.TrainConfig):
     labels: str = "observed"            # 'observed' | 'observed+imputed'
     rebalance: str = "class_weights"    # 'none' | 'class_weights' | 'resample'
 
-    def augment_config(self) -> augment.AugmentConfig:
-        return augment.AugmentConfig(self.augment, self.max_zoom, self.max_rotate, self.max_warp,
-                                     self.max_lighting, self.p_affine, self.p_lighting)
-
 
 def _variable_groups(model: keras.Model, lr_mult: float):
     """fastai's ResNet split: (stem..layer2, layer3..layer4, head) with even multipliers up to 1."""
@@ -165,7 +161,7 @@ def run_fold(session: Session, fold: int, train: input_pipeline.Examples, val: i
     steps = input_pipeline.steps_per_epoch(len(train), p.batch_size)
     global_batch = p.batch_size if len(train) >= p.batch_size else len(train) - len(train) % strategy.num_replicas_in_sync
     images = tf.constant(train.images)
-    augment_fn = augment.make_augment_fn(session.p.augment_config(), fold_seed % 100_000)
+    augment_fn = augment.make_augment_fn(session.p.augmentation, fold_seed % 100_000)
     resample = p.rebalance == "resample"
     target = (1 - p.resample_target, p.resample_target)
     timings = state["timings"]
