@@ -40,12 +40,12 @@ def main(argv):
     path = FLAGS.image or sorted((configs.SAMPLE_DATA_DIR / "images").iterdir())[0]
     image = preprocessing.preprocess(tf.io.read_file(str(path)))
     batch = tf.repeat(image[None], 8, axis=0)
-    cfg = augment.AugmentConfig()
+    cfg = configs.AugmentConfig()
     fused = augment.make_augment_fn(cfg, 0)(batch, tf.constant([0, 1], tf.int64)).numpy()
     keras_fn = augment.make_augment_fn(dataclass_replace(cfg, "keras_layers"), 0)
     layered = keras_fn(batch, tf.constant([0, 1], tf.int64)).numpy()
     # Identical geometry both ways: rotation 10 deg + zoom 1.1, no warp, no brightness.
-    strong = augment.AugmentConfig(max_zoom=1.1, max_rotate=10, max_warp=0.0, max_lighting=0.0, p_affine=1.0)
+    strong = configs.AugmentConfig(max_zoom=1.1, max_rotate=10, max_warp=0.0, max_lighting=0.0, p_affine=1.0)
     one_pass = augment.fused_augment(batch[:1], strong, tf.constant([3, 3], tf.int64)).numpy()
     import keras
     chain = keras.Sequential([keras.layers.RandomZoom((-0.1, -0.1), fill_mode="reflect", seed=1),

@@ -21,6 +21,7 @@ from absl import app, flags  # noqa: E402
 
 import models  # noqa: E402
 from bench import timing  # noqa: E402
+from components import configs  # noqa: E402
 from components.train import augment, input_pipeline, loop, rebalance, strategy as strat  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -44,7 +45,7 @@ def main(argv):
     group.set(1e-4, 0.9)
     images = tf.constant(examples.images)
     weights = rebalance.example_weights(examples.labels, FLAGS.rebalance)
-    fn = augment.make_augment_fn(augment.AugmentConfig(), 0)
+    fn = augment.make_augment_fn(configs.AugmentConfig(), 0)
     total = FLAGS.steps + 2
 
     def real_batches(seed):

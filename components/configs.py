@@ -1,4 +1,8 @@
-"""Every name, path and default of the pipeline in one place, as typed dataclasses."""
+"""Every name, path and default of the pipeline in one place, as typed dataclasses.
+
+A field made with `flag(...)` is also a flag of `python -m pipeline.run`: its name, default, help and
+choices are stated here once, and pipeline/flags.py defines the flags and builds the config from them.
+"""
 
 from __future__ import annotations
 
@@ -26,84 +30,135 @@ VARIANTS = {
 FRONTAL_VIEWS = ("PA", "AP", "AP Supine", "AP semi erect", "AP Erect")
 
 
+def flag(default, help: str, *, name: str | None = None, choices=None, absolute: bool = False):
+    """A field that is also a command-line flag (pipeline/flags.py defines it): `--<name>` (the field's name
+    by default) with this default and help, an enum of `choices` if given; `absolute`: a path resolved
+    against the working directory. Fields sharing one flag (e.g. --seed) give the same name and help."""
+    return dataclasses.field(default=default, metadata={"flag": name, "help": help, "choices": choices,
+                                                        "absolute": absolute})
+
+
+SEED_HELP = "Seed for imputation's forest, the folds, initialisation and batches."
+THRESHOLD_HELP = "Probability of death at or above which a case counts as 'died'."
+
+
 @dataclasses.dataclass(frozen=True)
 class IngestConfig:
     frontal_views: tuple[str, ...] = FRONTAL_VIEWS
-    max_offset_days: float | None = None  # keep X-rays taken at most this many days in; None keeps all
+    max_offset_days: float | None = flag(
+        None, "Keep only X-rays whose metadata offset (days since symptom onset or admission; negative = "
+        "before) is at most this; X-rays without an offset are left out. Default: all X-rays.")
 
 
 @dataclasses.dataclass(frozen=True)
 class ImputeConfig:
-    seed: int = 0
+    seed: int = flag(0, SEED_HELP)
     n_estimators: int = 100
     cv_folds: int = 5
 
 
 @dataclasses.dataclass(frozen=True)
 class TFRecordConfig:
-    num_shards: int = 4
+    num_shards: int = flag(4, "TFRecord shards.")
+
+
+AUGMENT_METHODS = ("fused", "keras_layers", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """The training augmentation and its strengths (components/train/augment.py applies them)."""
+
+    method: str = flag("fused", "fused: zoom+rotation+warp as one projective transform (fastai); "
+                       "keras_layers: Keras core layers.", name="augment", choices=AUGMENT_METHODS)
+    # Zoom in by a factor uniform in [1, max_zoom], anywhere in the image.
+    max_zoom: float = flag(1.1, "Zoom in by up to this factor.")
+    # Degrees, uniform in [-max_rotate, max_rotate].
+    max_rotate: float = flag(10.0, "Rotate by up to this many degrees.")
+    # fastai's keystone warp magnitude, uniform in [-max_warp, max_warp] per axis.
+    max_warp: float = flag(0.2, "Perspective warp magnitude (fastai's max_warp).")
+    # Brightness change in logit space, uniform in [0.5 +- max_lighting].
+    max_lighting: float = flag(0.2, "Brightness change (fastai's max_lighting).")
+    p_affine: float = flag(0.75, "Probability of each of zoom, rotation, warp.")
+    p_lighting: float = flag(0.75, "Probability of the brightness change.")
+
+    def __post_init__(self):
+        if self.method not in AUGMENT_METHODS:
+            raise ValueError(f"augmentation method {self.method!r} not in {AUGMENT_METHODS}")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """The study's schedule and its settings (components/train/fold.py documents each)."""
 
-    arch: str = "resnet18"
-    image_size: int = 224
-    weights: str | None = None          # a torchvision checkpoint; None trains from scratch
-    weights_mode: str = "auto"
-    split: str = "patient"              # 'patient' (default) or 'image' (the study's protocol)
-    folds: int = 5
-    seed: int = 0
-    epochs_frozen: int = 5
-    epochs_unfrozen: int = 30
-    batch_size: int = 64                # global batch, whatever the number of replicas
-    lr_finder_steps: int = 100          # fastai's; shorter sweeps are noisy (bench/results/lr_sweep_length.txt)
-    lr_finder_start: float = 1e-7
-    lr_finder_end: float = 10.0
-    lr_mult: float = 100.0              # discriminative rates slice(lr / lr_mult, lr) when unfrozen
-    pct_start: float = 0.25
-    div: float = 25.0
-    div_final: float = 1e5
-    weight_decay: float = 0.01
-    resample_target: float = 0.5        # fraction of deaths fed under *_resample
-    recompute_batch_norm: bool = False  # precise BN after training (components/train/batch_norm_stats.py)
-    augment: str = "fused"              # 'fused' (fastai-like, one interpolation), 'keras_layers', 'none'
-    max_zoom: float = 1.1
-    max_rotate: float = 10.0
-    max_warp: float = 0.2
-    max_lighting: float = 0.2
-    p_affine: float = 0.75
-    p_lighting: float = 0.75
-    precision: str = "auto"             # 'bf16' where the hardware has it, else 'fp32'
-    strategy: str = "auto"
-    deterministic: bool = True
+    arch: str = flag("resnet18", "Architecture from models.ARCHITECTURES.")
+    image_size: int = flag(224, "Training image size (pixels, square).")
+    weights: str | None = flag(None, "Pretrained body: torchvision .pth/.safetensors/.npz or Keras .weights.h5. "
+                               "Default: none (training from scratch, which the run says).", absolute=True)
+    weights_mode: str = flag("auto", "How --weights must match the body.", choices=("auto", "strict", "partial"))
+    split: str = flag("patient", "patient: stratified group K-fold by patient; image: stratified K-fold over images "
+                      "(the study's).", choices=("patient", "image"))
+    folds: int = flag(5, "Cross-validation folds.")
+    seed: int = flag(0, SEED_HELP)
+    epochs_frozen: int = flag(5, "One-cycle epochs with the body frozen.")
+    epochs_unfrozen: int = flag(30, "One-cycle epochs with the body unfrozen.")
+    batch_size: int = flag(64, "Global batch size (whatever the number of replicas).")
+    # Shorter sweeps are noisy (bench/results/lr_sweep_length.txt).
+    lr_finder_steps: int = flag(100, "Steps of each LR sweep (fastai: 100).")
+    lr_finder_start: float = flag(1e-7, "First learning rate of the LR sweep.")
+    lr_finder_end: float = flag(10.0, "Last learning rate of the LR sweep.")
+    lr_mult: float = flag(100.0, "Unfrozen: discriminative rates slice(lr/lr_mult, lr); 1 = one rate.")
+    pct_start: float = flag(0.25, "One-cycle: fraction of steps warming up.")
+    div: float = flag(25.0, "One-cycle: initial lr = lr_max / div.")
+    div_final: float = flag(1e5, "One-cycle: final lr = lr_max / div_final.")
+    weight_decay: float = flag(0.01, "Decoupled weight decay (AdamW), not on BN/bias.")
+    resample_target: float = flag(0.5, "Fraction of deaths fed by *_resample variants.")
+    # Precise BN: components/train/batch_norm_stats.py.
+    recompute_batch_norm: bool = flag(False, "After training, set batch-norm moving statistics from the training "
+                                      "images (precise BN); off = the study's procedure.")
+    augmentation: AugmentConfig = AugmentConfig()
+    precision: str = flag("auto", "bf16 = mixed bfloat16; auto = bf16 on GPUs and AVX512-BF16/AMX CPUs, else fp32.",
+                          choices=("auto", "fp32", "bf16"))
+    strategy: str = flag("auto", "auto: MirroredStrategy on GPUs, default on CPU; multi_worker reads TF_CONFIG.",
+                         choices=("auto", "default", "mirrored", "multi_worker"))
+    deterministic: bool = flag(True, "Enable TF op determinism (exact resume).")
     eval_batch_size: int = 64
+
+    def __post_init__(self):
+        # A stage's params arrive as plain dicts (dataclasses.asdict): rebuild the nested config.
+        if isinstance(self.augmentation, dict):
+            object.__setattr__(self, "augmentation", AugmentConfig(**self.augmentation))
 
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
-    threshold: float = 0.5              # a case is called "died" at probability >= threshold (common.decision)
-    bootstrap_resamples: int = 1000     # 95% CIs; patients are resampled under --split=patient
-    seed: int = 0
-    gradcam_images: int = 2             # validation images of each class shown with Grad-CAM
-    tta_views: int = 0                  # test-time augmentation: 1 plain + tta_views - 1 augmented views; 0 = off
+    threshold: float = flag(0.5, THRESHOLD_HELP)
+    # Patients are resampled under --split=patient.
+    bootstrap_resamples: int = flag(1000, "Bootstrap resamples for the 95% CIs.")
+    seed: int = flag(0, SEED_HELP)
+    gradcam_images: int = flag(2, "Validation images of each class shown with Grad-CAM.")
+    tta_views: int = flag(0, "Test-time augmentation in evaluate: the plain view plus tta_views - 1 "
+                          "training-augmented views, probabilities averaged; 0 = off.")
 
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
-    serving_dir: Path | None = None     # None -> <output_dir>/serving
-    model_name: str = "covid_cxr_mortality"
-    bless_min_roc_auc: float = 0.7      # push only if the evaluation's fold-mean ROC AUC reaches this
-    threshold: float = 0.5              # served class = 1 (died) at probability >= threshold (common.decision)
-    members: str = "all"                # 'all' = mean of the k fold models; 'k' = fold k alone
+    serving_dir: Path | None = flag(None, "TF Serving model base folder (default: <output_dir>/serving).",
+                                    absolute=True)
+    model_name: str = flag("covid_cxr_mortality", "Served model name (folder under --serving_dir).")
+    bless_min_roc_auc: float = flag(0.7, "Push only if the evaluation's fold-mean ROC AUC is at least this.")
+    # Served class = 1 (died) at probability >= threshold (common.decision).
+    threshold: float = flag(0.5, THRESHOLD_HELP)
+    members: str = flag("all", "'all': mean of the k fold models; an integer k: fold k alone.",
+                        name="export_members")
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-    data_dir: Path = SAMPLE_DATA_DIR
-    output_dir: Path = DEFAULT_OUTPUT_DIR
-    variant: str = "original_weights"
+    data_dir: Path = flag(SAMPLE_DATA_DIR, "Folder in the layout of ieee8023/covid-chestxray-dataset "
+                          "(metadata.csv + images/).")
+    output_dir: Path = flag(DEFAULT_OUTPUT_DIR, "Where artifacts are written and reused.")
+    variant: str = flag("original_weights", "The study's variant to train.", choices=tuple(VARIANTS))
     ingest: IngestConfig = IngestConfig()
     impute: ImputeConfig = ImputeConfig()
     tfrecords: TFRecordConfig = TFRecordConfig()

@@ -220,7 +220,7 @@ def tta_predictions(train_dir: Path, tfrecords_dir: Path, predictions: Mapping[s
         fold_seed = input_pipeline.epoch_seed(seed, int(fold), "tta", 0)
         model = export.as_float32(keras.models.load_model(train_outputs.model_path(train_dir, int(fold)), compile=False))
         images = validation_images(tfrecords_dir, predictions["source_id"][rows], p.image_size)
-        augment_fn = augment.make_augment_fn(p.augment_config(), fold_seed % 100_000)
+        augment_fn = augment.make_augment_fn(p.augmentation, fold_seed % 100_000)
         probabilities[rows] = view_probabilities(loop.make_predict(model), images, augment_fn, views, fold_seed,
                                                  p.eval_batch_size).mean(axis=0)
     return {**predictions, "probability": probabilities}

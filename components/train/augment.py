@@ -17,35 +17,18 @@ and is faster. The fused transform is also stateless: every random number
 derives from (seed, batch index), so an epoch is identical when re-run, which
 resume after a kill relies on.
 
-All functions take and return float32 batches (B, H, W, 3) in [0, 255].
+All functions take and return float32 batches (B, H, W, 3) in [0, 255]; their
+settings are `components.configs.AugmentConfig` (`TrainConfig.augmentation`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import keras
 import tensorflow as tf
 
-METHODS = ("fused", "keras_layers", "none")
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentConfig:
-    """Strengths; each is settable by a flag of `pipeline/run.py`."""
-
-    method: str = "fused"
-    max_zoom: float = 1.1      # zoom in by a factor uniform in [1, max_zoom], anywhere in the image
-    max_rotate: float = 10.0   # degrees, uniform in [-max_rotate, max_rotate]
-    max_warp: float = 0.2      # fastai's keystone warp magnitude, uniform in [-max_warp, max_warp] per axis
-    max_lighting: float = 0.2  # brightness change in logit space, uniform in [0.5 +- max_lighting]
-    p_affine: float = 0.75     # probability of each of zoom, rotation, warp
-    p_lighting: float = 0.75   # probability of the brightness change
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"augmentation method {self.method!r} not in {METHODS}")
+from components.configs import AugmentConfig
 
 
 def _uniform(seed, shape, low, high):

@@ -53,10 +53,6 @@ class TrainParams(configs.TrainConfig):
     labels: str = "observed"            # 'observed' | 'observed+imputed'
     rebalance: str = "class_weights"    # 'none' | 'class_weights' | 'resample'
 
-    def augment_config(self) -> augment.AugmentConfig:
-        return augment.AugmentConfig(self.augment, self.max_zoom, self.max_rotate, self.max_warp,
-                                     self.max_lighting, self.p_affine, self.p_lighting)
-
 
 def _variable_groups(model: keras.Model, lr_mult: float):
     """fastai's ResNet split: (stem..layer2, layer3..layer4, head) with even multipliers up to 1."""
@@ -168,7 +164,7 @@ class _FoldBatches:
         self.global_batch = (p.batch_size if len(train) >= p.batch_size
                              else len(train) - len(train) % strategy.num_replicas_in_sync)
         self.images = tf.constant(train.images)
-        self.augment_fn = augment.make_augment_fn(p.augment_config(), fold_seed % 100_000)
+        self.augment_fn = augment.make_augment_fn(p.augmentation, fold_seed % 100_000)
         self.resample = p.rebalance == "resample"
         self.target = (1 - p.resample_target, p.resample_target)
 

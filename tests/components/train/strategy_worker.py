@@ -29,6 +29,7 @@ else:
 
 import keras  # noqa: E402
 
+from components import configs  # noqa: E402
 from components.train import augment, batch_norm_stats, input_pipeline, loop  # noqa: E402
 
 tf.config.experimental.enable_op_determinism()
@@ -44,7 +45,7 @@ rng = np.random.default_rng(0)
 images = tf.constant(rng.uniform(0, 255, (96, 16, 16, 3)).astype(np.float32))
 labels = (np.arange(96) % 3 == 0).astype(np.int64)
 weights = np.where(labels == 1, 1.5, 0.75).astype(np.float32)
-fn = augment.make_augment_fn(augment.AugmentConfig(method="fused" if kind == "bn" else "none"), 0)
+fn = augment.make_augment_fn(configs.AugmentConfig(method="fused" if kind == "bn" else "none"), 0)
 dataset = strategy.distribute_datasets_from_function(
     lambda ctx: input_pipeline.train_dataset(images, labels, weights, global_batch=64, steps=3, seed=1,
                                              augment_fn=fn, resample=False, input_context=ctx))

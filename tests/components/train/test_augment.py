@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components import configs
 from components.train import augment
 
 
@@ -13,14 +14,14 @@ def _images(size=32):
 
 
 def test_zero_strength_is_the_identity():
-    cfg = augment.AugmentConfig(max_zoom=1.0, max_rotate=0.0, max_warp=0.0, max_lighting=0.0)
+    cfg = configs.AugmentConfig(max_zoom=1.0, max_rotate=0.0, max_warp=0.0, max_lighting=0.0)
     images = _images()
     out = augment.fused_augment(images, cfg, tf.constant([1, 2], tf.int64))
     np.testing.assert_allclose(out.numpy(), images.numpy(), atol=1e-3)
 
 
 def test_zoom_enlarges_the_centre_square():
-    cfg = augment.AugmentConfig(max_zoom=1.5, max_rotate=0.0, max_warp=0.0, max_lighting=0.0, p_affine=1.0)
+    cfg = configs.AugmentConfig(max_zoom=1.5, max_rotate=0.0, max_warp=0.0, max_lighting=0.0, p_affine=1.0)
     images = _images()
     out = augment.fused_augment(images, cfg, tf.constant([3, 4], tf.int64)).numpy()
     assert ((out[..., 0] > 100).sum(axis=(1, 2)) >= (images.numpy()[..., 0] > 100).sum(axis=(1, 2))).all()
@@ -28,7 +29,7 @@ def test_zoom_enlarges_the_centre_square():
 
 @pytest.mark.parametrize("method", ["fused", "keras_layers"])
 def test_default_augmentation_stays_in_range_and_changes_images(method):
-    fn = augment.make_augment_fn(augment.AugmentConfig(method=method), seed=0)
+    fn = augment.make_augment_fn(configs.AugmentConfig(method=method), seed=0)
     images = _images()
     out = fn(images, tf.constant([5, 6], tf.int64)).numpy()
     assert out.shape == images.shape and out.min() >= 0 and out.max() <= 255
@@ -36,7 +37,7 @@ def test_default_augmentation_stays_in_range_and_changes_images(method):
 
 
 def test_fused_is_a_pure_function_of_the_seed():
-    cfg = augment.AugmentConfig()
+    cfg = configs.AugmentConfig()
     images = _images()
     a = augment.fused_augment(images, cfg, tf.constant([7, 8], tf.int64)).numpy()
     b = augment.fused_augment(images, cfg, tf.constant([7, 8], tf.int64)).numpy()

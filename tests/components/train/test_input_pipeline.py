@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components import configs
 from components.train import augment, input_pipeline
 from tfrecords import writer
 
@@ -35,7 +36,7 @@ def _epoch(seed, context=None):
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(0, 255, (20, 16, 16, 3)).astype(np.float32))
     labels = np.arange(20) % 2
-    fn = augment.make_augment_fn(augment.AugmentConfig(), 0)
+    fn = augment.make_augment_fn(configs.AugmentConfig(), 0)
     return list(input_pipeline.train_dataset(images, labels, np.ones(20, np.float32), global_batch=8, steps=2,
                                              seed=seed, augment_fn=fn, resample=False, input_context=context))
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components import configs
 from components.train import augment, input_pipeline, rebalance
 
 
@@ -18,7 +19,7 @@ def test_class_weights_are_the_studys_formula():
 def test_resampling_feeds_fifty_fifty_over_2000_draws():
     labels = np.array([0] * 80 + [1] * 20)
     images = tf.zeros((100, 4, 4, 3))
-    fn = augment.make_augment_fn(augment.AugmentConfig(method="none"), 0)
+    fn = augment.make_augment_fn(configs.AugmentConfig(method="none"), 0)
     counter = rebalance.FedCounter()
     for epoch in range(4):  # 4 epochs x 10 steps x 64 = 2,560 draws, as the training loop draws them
         ds = input_pipeline.train_dataset(images, labels, np.ones(100, np.float32), global_batch=64, steps=10,
@@ -31,7 +32,7 @@ def test_resampling_feeds_fifty_fifty_over_2000_draws():
 
 def test_without_resampling_the_stream_keeps_the_class_ratio():
     labels = np.array([0] * 80 + [1] * 20)
-    fn = augment.make_augment_fn(augment.AugmentConfig(method="none"), 0)
+    fn = augment.make_augment_fn(configs.AugmentConfig(method="none"), 0)
     ds = input_pipeline.train_dataset(tf.zeros((100, 4, 4, 3)), labels, np.ones(100, np.float32),
                                       global_batch=50, steps=2, seed=0, augment_fn=fn, resample=False)
     fed = np.concatenate([b[1].numpy() for b in ds])

@@ -1,0 +1,91 @@
+"""The flags of pipeline.run, generated from components/configs.py (pipeline/flags.py)."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from absl import flags
+
+from components import configs
+from pipeline import flags as pipeline_flags
+
+
+def _parse(*argv: str) -> configs.PipelineConfig:
+    flag_values = flags.FlagValues()
+    pipeline_flags.define_flags(flag_values)
+    flag_values(["run", *argv])
+    return pipeline_flags.config_from_flags(flag_values)
+
+
+def _flag_default(default):
+    return str(default) if isinstance(default, Path) else default
+
+
+def test_every_flag_has_its_fields_default_and_help():
+    flag_values = flags.FlagValues()
+    pipeline_flags.define_flags(flag_values)
+    items = list(pipeline_flags.flag_fields())
+    for item in items:
+        assert flag_values[item.name].default == _flag_default(item.field.default), item.path
+        assert flag_values[item.name].help.endswith(item.field.metadata["help"]), item.path  # enums: after <a|b>:
+        choices = item.field.metadata["choices"]
+        if choices:
+            assert flag_values[item.name].parser.enum_values == list(choices), item.path
+    assert sorted(flag_values) == sorted({item.name for item in items})
+
+
+def test_the_flags_are_the_ones_the_command_line_always_had():
+    names = [item.name for item in pipeline_flags.flag_fields()]
+    assert {"data_dir", "output_dir", "variant", "seed", "num_shards", "max_offset_days", "weights", "augment",
+            "max_zoom", "p_lighting", "threshold", "export_members", "serving_dir", "tta_views"} <= set(names)
+    assert len(set(names)) == 43  # pipeline.run adds --stop_after; pipeline.study --variants, --archs, --results_dir
+    shared = {name: [".".join(item.path) for item in pipeline_flags.flag_fields() if item.name == name]
+              for name in names if names.count(name) > 1}
+    assert shared == {"seed": ["impute.seed", "train.seed", "evaluate.seed"],
+                      "threshold": ["evaluate.threshold", "export.threshold"]}
+    not_flags = {"frontal_views", "n_estimators", "cv_folds", "eval_batch_size", "provenance"}
+    assert not_flags.isdisjoint(item.path[-1] for item in pipeline_flags.flag_fields())
+
+
+def test_no_flags_give_the_default_config():
+    assert _parse() == configs.PipelineConfig()
+
+
+def test_shared_and_renamed_flags_reach_every_field_they_set():
+    config = _parse("--seed=7", "--threshold=0.3", "--export_members=2", "--variant=imputed_resample",
+                    "--max_offset_days=7", "--num_shards=2", "--nodeterministic")
+    assert config.impute.seed == config.train.seed == config.evaluate.seed == 7
+    assert config.evaluate.threshold == config.export.threshold == 0.3
+    assert config.export.members == "2"
+    assert config.variant == "imputed_resample" and config.ingest.max_offset_days == 7.0
+    assert config.tfrecords.num_shards == 2 and config.train.deterministic is False
+    assert config.train == dataclasses.replace(configs.TrainConfig(), seed=7, deterministic=False)
+
+
+def test_flat_augmentation_flags_fill_the_nested_config():
+    config = _parse("--augment=keras_layers", "--max_zoom=1.5", "--p_lighting=0.1")
+    assert config.train.augmentation == configs.AugmentConfig(method="keras_layers", max_zoom=1.5, p_lighting=0.1)
+
+
+def test_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = _parse("--weights=body.pth", "--serving_dir=serving", "--data_dir=data", "--output_dir=out")
+    assert config.train.weights == str(tmp_path / "body.pth")  # absolute, still a string
+    assert config.export.serving_dir == tmp_path / "serving"
+    assert (config.data_dir, config.output_dir) == (Path("data"), Path("out"))  # as given
+    assert _parse("--weights=", "--serving_dir=") == configs.PipelineConfig()
+
+
+@pytest.mark.parametrize("argv", [["--variant=bogus"], ["--augment=bogus"], ["--split=pixel"], ["--seed=x"]])
+def test_bad_values_are_refused(argv):
+    with pytest.raises(flags.IllegalFlagValueError):
+        _parse(*argv)
+
+
+def test_pipeline_run_defines_them_for_study_too():
+    from pipeline import run, study  # noqa: F401  (study reuses run's flags)
+
+    for item in pipeline_flags.flag_fields():
+        assert run.FLAGS[item.name].default == _flag_default(item.field.default)
+    assert run.FLAGS["stop_after"].default is None
+    assert {"variants", "archs", "results_dir"} <= set(run.FLAGS)
