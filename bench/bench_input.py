@@ -50,7 +50,7 @@ def main(argv):
 
     def real_batches(seed):
         return iter(strategy.distribute_datasets_from_function(lambda ctx: input_pipeline.train_dataset(
-            images, examples.labels, weights, global_batch=FLAGS.batch_size, steps=total, seed=seed, augment_fn=fn,
+            images, examples.labels, weights, global_batch=FLAGS.batch_size, steps=total, seeds=[seed], augment_fn=fn,
             resample=FLAGS.rebalance == "resample", input_context=ctx)))
 
     synthetic = next(real_batches(99))  # one real batch, then held in memory

@@ -87,7 +87,7 @@ def _sweep(session, phase, examples, p, steps, seed):
     weights = rebalance.example_weights(examples.labels, p.rebalance)
     fn = augment.make_augment_fn(p.augmentation, seed)
     batches = iter(input_pipeline.train_dataset(tf.constant(examples.images), examples.labels, weights,
-                                                global_batch=p.batch_size, steps=steps, seed=seed, augment_fn=fn,
+                                                global_batch=p.batch_size, steps=steps, seeds=[seed], augment_fn=fn,
                                                 resample=False))
     t = time.perf_counter()
     _, curve = fold_lib.lr_sweep(session, phase, batches, dataclasses.replace(p, lr_finder_steps=steps))

@@ -122,6 +122,8 @@ class TrainConfig:
     strategy: str = flag("auto", "auto: MirroredStrategy on GPUs, default on CPU; multi_worker reads TF_CONFIG.",
                          choices=("auto", "default", "mirrored", "multi_worker"))
     deterministic: bool = flag(True, "Enable TF op determinism (exact resume).")
+    checkpoint_every_s: float = flag(60.0, "Least seconds between a fold's resume checkpoints (a phase's last epoch "
+                                     "always writes one; 0 = every epoch). A kill re-runs the epochs since the last.")
     eval_batch_size: int = 64
 
     def __post_init__(self):

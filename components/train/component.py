@@ -34,7 +34,8 @@ from components import base
 from components.train import fold as fold_lib, input_pipeline, outputs, splits, strategy as strat
 
 # Parameters that must not change what a fold computes; they stay out of its key.
-NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "eval_batch_size", "weights")
+NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "eval_batch_size", "weights",
+                   "checkpoint_every_s")
 
 
 def _weights_sha(path: str | None) -> str | None:

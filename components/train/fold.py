@@ -11,19 +11,23 @@ only ever trained the head, so its moments are of little use to the body).
 With `recompute_batch_norm`, the batch-norm moving statistics are then
 recomputed from the training images (`batch_norm_stats`).
 
-Resume: after every epoch the model's variables (weights, batch-norm
-statistics, dropout RNG state) and the phase's optimizer state go to
-`ckpt-<phase>-<epoch>.npz`, then `state.json` (history, chosen learning
-rates, progress) names it; both are written atomically, so a kill leaves the
-previous complete pair. Batches are a pure function of (seed, fold, phase,
-epoch) (see `input_pipeline`), so a resumed fold computes exactly what an
-uninterrupted one does (with op determinism on). A finished fold writes
-`done.json` and is never trained again.
+Resume: after an epoch, once `checkpoint_every_s` seconds have passed since
+the last checkpoint and always after a phase's last epoch, the model's
+variables (weights, batch-norm statistics, dropout RNG state) and the phase's
+optimizer state go to `ckpt-<phase>-<epoch>.npz`, then `state.json` (history,
+chosen learning rates, progress) names it; both are written atomically, so a
+kill leaves the previous complete pair and the epochs after it run again. (A
+checkpoint is ~140 MB with Adam's moments: on the mirror's one-step epochs,
+writing one every epoch cost more than the step.) Batches are a pure function
+of (seed, fold, phase, epoch) (see `input_pipeline`), so a resumed fold
+computes exactly what an uninterrupted one does (with op determinism on). A
+finished fold writes `done.json` and is never trained again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import time
@@ -168,12 +172,13 @@ class _FoldBatches:
         self.resample = p.rebalance == "resample"
         self.target = (1 - p.resample_target, p.resample_target)
 
-    def epoch(self, phase: str, epoch: int, num_steps: int) -> Iterator:
-        seed = input_pipeline.epoch_seed(self.p.seed, self.fold, phase, epoch)
+    def epochs(self, phase: str, epochs: range, num_steps: int) -> Iterator:
+        """One distributed stream of `num_steps` batches for each epoch in `epochs`, in order."""
+        seeds = [input_pipeline.epoch_seed(self.p.seed, self.fold, phase, epoch) for epoch in epochs]
         return iter(self.strategy.distribute_datasets_from_function(
             lambda ctx: input_pipeline.train_dataset(
                 self.images, self.labels, self.weights, global_batch=self.global_batch, steps=num_steps,
-                seed=seed, augment_fn=self.augment_fn, resample=self.resample, input_context=ctx,
+                seeds=seeds, augment_fn=self.augment_fn, resample=self.resample, input_context=ctx,
                 target=self.target)))
 
 
@@ -222,6 +227,7 @@ class _FoldRun:
         state_path = work_dir / STATE
         self.state = json.loads(state_path.read_text()) if state_path.is_file() else _new_state()
         self.timings = self.state["timings"]
+        self.last_checkpoint = time.monotonic()
 
     def save_state(self) -> None:
         if self.chief:
@@ -240,7 +246,7 @@ class _FoldRun:
         """The phase's learning rate: swept once (on its own batches), then kept in the state."""
         if phase not in self.state["lr"]:
             with _Timer(self.timings, f"lr_sweep_{phase}"):
-                lr, curve = lr_sweep(self.session, phase, batches.epoch(f"lr_{phase}", 0, self.p.lr_finder_steps),
+                lr, curve = lr_sweep(self.session, phase, batches.epochs(f"lr_{phase}", range(1), self.p.lr_finder_steps),
                                      self.p)
             self.state["lr"][phase] = {"suggestion": lr, "steps_run": len(curve["lrs"]), "curve": curve}
             self.log(f"fold {self.fold}: LR finder ({phase}) suggests {lr:.3g} after {len(curve['lrs'])} steps")
@@ -255,10 +261,13 @@ class _FoldRun:
         self.session.set_phase(phase)
         lr_max = self.find_lr(phase, batches)
         cycle = schedule.OneCycle(epochs * batches.steps, lr_max, self.p.pct_start, self.p.div, self.p.div_final)
-        for epoch in range(self.state["completed"][phase], epochs):
+        remaining = range(self.state["completed"][phase], epochs)
+        with _Timer(self.timings, phase):
+            stream = batches.epochs(phase, remaining, batches.steps)
+        for epoch in remaining:
             with _Timer(self.timings, phase):
                 losses, fed_labels, fed_logits = _train_epoch(
-                    self.session, phase, batches.epoch(phase, epoch, batches.steps), cycle, epoch * batches.steps)
+                    self.session, phase, itertools.islice(stream, batches.steps), cycle, epoch * batches.steps)
             counter = rebalance.FedCounter()
             counter.add(fed_labels)
             self.state["fed_counts"] = [int(a + b) for a, b in zip(self.state["fed_counts"], counter.counts)]
@@ -268,7 +277,8 @@ class _FoldRun:
             row = _epoch_row(self.p, phase, epoch, lr_max, losses, fed_labels, fed_logits, counter, validation)
             self.state["history"].append(row)
             self.on_epoch(row)
-            self.checkpoint(phase, epoch)
+            if epoch + 1 == epochs or time.monotonic() - self.last_checkpoint >= self.p.checkpoint_every_s:
+                self.checkpoint(phase, epoch)
 
     def validate(self, logits: np.ndarray) -> dict[str, float]:
         return validation_metrics(self.val, logits, self.p.labels)
@@ -286,6 +296,7 @@ class _FoldRun:
         self.save_state()
         if self.chief and previous and previous != name:
             (self.work_dir / previous).unlink(missing_ok=True)
+        self.last_checkpoint = time.monotonic()
 
     def recompute_batch_norm(self, global_batch: int) -> int:
         """With `recompute_batch_norm`, the moving statistics from the training images; layers recomputed."""

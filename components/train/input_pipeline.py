@@ -11,14 +11,17 @@ A training epoch is a pure function of (seed, fold, phase, epoch): the index
 stream is shuffled with that seed, optionally rejection-resampled, sharded per
 input pipeline (multi-worker), batched (drop_remainder, as fastai's training
 loader), then gathered and augmented batch-wise in a parallel map whose random
-numbers derive from (epoch seed, batch index). Re-running an epoch (after a
-kill) therefore feeds exactly the same batches, with no iterator state to save.
+numbers derive from (epoch seed, batch index). One pipeline serves all the
+epochs of a phase; a resumed phase builds it from its next epoch, so it feeds
+exactly the same batches, with no iterator state to save.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -82,9 +85,14 @@ def epoch_seed(seed: int, fold: int, phase: str, epoch: int) -> int:
 
 
 def train_dataset(images: tf.Tensor, labels: np.ndarray, weights: np.ndarray, *, global_batch: int, steps: int,
-                  seed: int, augment_fn, resample: bool, input_context: tf.distribute.InputContext | None = None,
-                  target=(0.5, 0.5)) -> tf.data.Dataset:
-    """`steps` batches of (images, labels float32, weights float32) for one epoch of this input pipeline."""
+                  seeds: Sequence[int], augment_fn, resample: bool,
+                  input_context: tf.distribute.InputContext | None = None, target=(0.5, 0.5)) -> tf.data.Dataset:
+    """`steps` batches of (images, labels float32, weights float32) per epoch seed, epoch after epoch.
+
+    One pipeline for a whole phase: each epoch's index stream is built from its own seed (a Python int,
+    as `shuffle` and `rejection_resample` need) and the streams are concatenated before the one gather +
+    augment map, so the next epoch's first batch is prepared while this epoch's last step, validation and
+    checkpoint run. The batches are those of separate per-epoch pipelines with the same seeds."""
     n = len(labels)
     num_pipelines = input_context.num_input_pipelines if input_context else 1
     pipeline_id = input_context.input_pipeline_id if input_context else 0
@@ -92,15 +100,22 @@ def train_dataset(images: tf.Tensor, labels: np.ndarray, weights: np.ndarray, *,
     per_pipeline = steps * global_batch // num_pipelines
     labels_t = tf.constant(labels, tf.int64)
     weights_t = tf.constant(weights, tf.float32)
-    indices = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
-    if resample:
-        indices = rebalance.resample(indices, lambda i: tf.gather(labels_t, i), labels, target, seed=seed)
-    if num_pipelines > 1:
-        indices = indices.shard(num_pipelines, pipeline_id)
-    indices = indices.take(per_pipeline).batch(batch, drop_remainder=True).enumerate()
 
-    def load(batch_index, index):
-        batch_seed = tf.stack([tf.constant(seed, tf.int64), batch_index + 1_000_000 * pipeline_id])
+    def epoch_indices(seed: int) -> tf.data.Dataset:
+        indices = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
+        if resample:
+            indices = rebalance.resample(indices, lambda i: tf.gather(labels_t, i), labels, target, seed=seed)
+        if num_pipelines > 1:
+            indices = indices.shard(num_pipelines, pipeline_id)
+        batches = indices.take(per_pipeline).batch(batch, drop_remainder=True).enumerate()
+        return batches.map(lambda batch_index, index: (tf.constant(seed, tf.int64), batch_index, index))
+
+    if not seeds:
+        raise ValueError("train_dataset needs at least one epoch seed")
+    indices = functools.reduce(tf.data.Dataset.concatenate, map(epoch_indices, seeds))
+
+    def load(seed, batch_index, index):
+        batch_seed = tf.stack([seed, batch_index + 1_000_000 * pipeline_id])
         picked = augment_fn(tf.gather(images, index), batch_seed)
         return picked, tf.cast(tf.gather(labels_t, index), tf.float32), tf.gather(weights_t, index)
 

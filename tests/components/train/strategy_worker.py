@@ -47,7 +47,7 @@ labels = (np.arange(96) % 3 == 0).astype(np.int64)
 weights = np.where(labels == 1, 1.5, 0.75).astype(np.float32)
 fn = augment.make_augment_fn(configs.AugmentConfig(method="fused" if kind == "bn" else "none"), 0)
 dataset = strategy.distribute_datasets_from_function(
-    lambda ctx: input_pipeline.train_dataset(images, labels, weights, global_batch=64, steps=3, seed=1,
+    lambda ctx: input_pipeline.train_dataset(images, labels, weights, global_batch=64, steps=3, seeds=[1],
                                              augment_fn=fn, resample=False, input_context=ctx))
 losses, fed = [], 0
 for batch in dataset:

@@ -29,12 +29,12 @@ def test_an_lr_sweep_restores_the_model_and_optimizer_and_repeats_exactly(sessio
     session.reset(7)
     batches = fold._FoldBatches(session, 0, train, fold_seed=7)
     before = loop.snapshot(session.state_variables(phase))
-    lr, curve = fold.lr_sweep(session, phase, batches.epoch(f"lr_{phase}", 0, session.p.lr_finder_steps), session.p)
+    lr, curve = fold.lr_sweep(session, phase, batches.epochs(f"lr_{phase}", range(1), session.p.lr_finder_steps), session.p)
     assert lr == curve["suggestion"] and 1 <= len(curve["lrs"]) <= session.p.lr_finder_steps
     assert curve["lrs"][0] == pytest.approx(session.p.lr_finder_start)
     for a, b in zip(before, loop.snapshot(session.state_variables(phase))):
         np.testing.assert_array_equal(a, b)
-    again = fold.lr_sweep(session, phase, batches.epoch(f"lr_{phase}", 0, session.p.lr_finder_steps), session.p)
+    again = fold.lr_sweep(session, phase, batches.epochs(f"lr_{phase}", range(1), session.p.lr_finder_steps), session.p)
     assert again[0] == lr
     for key in ("lrs", "losses", "raw_losses"):
         np.testing.assert_array_equal(again[1][key], curve[key])

@@ -32,13 +32,32 @@ def test_a_corrupted_shard_stops_loading(sample_tfrecords, tmp_path):
         input_pipeline.load_examples(copy, "observed", 32)
 
 
-def _epoch(seed, context=None):
+def _epochs(seeds, context=None, resample=False):
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(0, 255, (20, 16, 16, 3)).astype(np.float32))
-    labels = np.arange(20) % 2
+    labels = (np.arange(20) % 4 == 0).astype(np.int64)
     fn = augment.make_augment_fn(configs.AugmentConfig(), 0)
     return list(input_pipeline.train_dataset(images, labels, np.ones(20, np.float32), global_batch=8, steps=2,
-                                             seed=seed, augment_fn=fn, resample=False, input_context=context))
+                                             seeds=seeds, augment_fn=fn, resample=resample,
+                                             input_context=context))
+
+
+def _epoch(seed, context=None):
+    return _epochs([seed], context)
+
+
+@pytest.mark.parametrize("resample", [False, True])
+def test_one_phase_pipeline_feeds_the_batches_of_separate_epoch_pipelines(resample):
+    seeds = [11, 12, 13]
+    phase = _epochs(seeds, resample=resample)
+    separate = [batch for seed in seeds for batch in _epochs([seed], resample=resample)]
+    assert len(phase) == len(separate) == 6
+    for joined, alone in zip(phase, separate):
+        for a, b in zip(joined, alone):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # A phase resumed at its second epoch feeds the uninterrupted phase's batches from there on.
+    for resumed, full in zip(_epochs(seeds[1:], resample=resample), phase[2:]):
+        np.testing.assert_array_equal(resumed[0].numpy(), full[0].numpy())
 
 
 def test_an_epoch_is_a_pure_function_of_its_seed():
