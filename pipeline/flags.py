@@ -94,3 +94,14 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS, **fixed) -> c
     """The PipelineConfig the parsed flags describe; `fixed`: PipelineConfig fields that are not flags
     (e.g. provenance). Fields that are not flags keep their defaults."""
     return _build(configs.PipelineConfig, flag_values, **fixed)
+
+
+def apply_sample_defaults(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, Any]:
+    """On the embedded sample, set the flags of configs.SAMPLE_RUN_DEFAULTS that the command line did not
+    give; returns what was set (nothing on any other data)."""
+    if Path(flag_values["data_dir"].value).resolve() != configs.SAMPLE_DATA_DIR.resolve():
+        return {}
+    applied = {name: value for name, value in configs.SAMPLE_RUN_DEFAULTS.items() if not flag_values[name].present}
+    for name, value in applied.items():
+        flag_values[name].value = value
+    return applied

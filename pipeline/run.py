@@ -21,16 +21,21 @@ flags.adopt_module_key_flags(pipeline_flags)  # listed by --help as this module'
 flags.DEFINE_enum("stop_after", None, list(configs.STAGES), "Stop after this stage.")
 
 
-def config_from_flags() -> configs.PipelineConfig:
-    return pipeline_flags.config_from_flags(FLAGS, provenance=provenance())
+def config_from_flags(sample_defaults: dict | None = None) -> configs.PipelineConfig:
+    return pipeline_flags.config_from_flags(FLAGS, provenance=provenance(sample_defaults or {}))
 
 
-def provenance() -> tuple[tuple[str, str], ...]:
-    """The exact command, seed and code version, for the report."""
+def provenance(sample_defaults: dict) -> tuple[tuple[str, str], ...]:
+    """The exact command, seed and code version (and the embedded sample's own defaults), for the report."""
     return (("command", " ".join(["python", "-m", "pipeline.run", *sys.argv[1:]])),
+            *((("embedded-sample defaults", _as_flags(sample_defaults)),) if sample_defaults else ()),
             ("seed", str(FLAGS.seed)),
             ("git commit", git_commit()),
             ("machine", f"{platform.machine()}, {os.cpu_count()} CPU cores, TensorFlow {_tf_version()}"))
+
+
+def _as_flags(values: dict) -> str:
+    return " ".join(f"--{k}={v}" for k, v in values.items())
 
 
 def _tf_version() -> str:
@@ -41,7 +46,11 @@ def _tf_version() -> str:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines would bury the progress
-    config = config_from_flags()
+    sample_defaults = pipeline_flags.apply_sample_defaults(FLAGS)
+    if sample_defaults:
+        print(f"note: the embedded sample: {_as_flags(sample_defaults)} instead of the study's defaults "
+              "(give a flag to override)")
+    config = config_from_flags(sample_defaults)
     if config.train.strategy == "multi_worker":  # must exist before TensorFlow runs any op
         from components.train import strategy
         strategy.get_strategy("multi_worker")

@@ -228,6 +228,7 @@ class _FoldRun:
         self.state = json.loads(state_path.read_text()) if state_path.is_file() else _new_state()
         self.timings = self.state["timings"]
         self.last_checkpoint = time.monotonic()
+        self.live = outputs.LiveScalars(work_dir / outputs.LIVE_TENSORBOARD_DIR) if self.chief else None
 
     def save_state(self) -> None:
         if self.chief:
@@ -249,6 +250,8 @@ class _FoldRun:
                 lr, curve = lr_sweep(self.session, phase, batches.epochs(f"lr_{phase}", range(1), self.p.lr_finder_steps),
                                      self.p)
             self.state["lr"][phase] = {"suggestion": lr, "steps_run": len(curve["lrs"]), "curve": curve}
+            if self.live:
+                self.live.lr_curve(phase, curve)
             self.log(f"fold {self.fold}: LR finder ({phase}) suggests {lr:.3g} after {len(curve['lrs'])} steps")
             self.save_state()
         return self.state["lr"][phase]["suggestion"]
@@ -277,6 +280,8 @@ class _FoldRun:
             row = _epoch_row(self.p, phase, epoch, lr_max, losses, fed_labels, fed_logits, counter, validation)
             self.state["history"].append(row)
             self.on_epoch(row)
+            if self.live:
+                self.live.epoch(row)
             if epoch + 1 == epochs or time.monotonic() - self.last_checkpoint >= self.p.checkpoint_every_s:
                 self.checkpoint(phase, epoch)
 
@@ -327,6 +332,7 @@ class _FoldRun:
         """The fold's outputs and `done.json`; the last checkpoint is no longer needed."""
         if not self.chief:
             return
+        self.live.close()
         state = self.state
         outputs.write_fold(self.work_dir / outputs.RESULT_DIR, self.fold, self.session.model, state["history"],
                            {phase: entry["curve"] for phase, entry in state["lr"].items()},

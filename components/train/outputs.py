@@ -13,7 +13,10 @@ timings, the parameters) and one `fold_<k>/` folder per fold:
     fold.json                       the fold's result record
 
 A fold writes this folder as `result/` inside its work folder; the stage links
-it into the artifact as `fold_<k>/`. Downstream stages (evaluate, export, the
+it into the artifact as `fold_<k>/`. While it trains, the same scalars go,
+epoch by epoch, to `tensorboard_live/` in its work folder (`tensorboard
+--logdir <output_dir>/train/work` follows a run; a resumed fold appends the
+epochs it re-runs in a new events file). Downstream stages (evaluate, export, the
 study) read it only through the functions here.
 """
 
@@ -40,6 +43,7 @@ PREDICTIONS_CSV = "predictions.csv"
 PREDICTIONS_JSON = "predictions.json"
 LR_FIND_PREFIX = "lr_find_"
 TENSORBOARD_DIR = "tensorboard"
+LIVE_TENSORBOARD_DIR = "tensorboard_live"  # inside a fold's work folder, written during training
 FOLD_RECORD = "fold.json"
 PREDICTION_COLUMNS = ("source_id", "patient", "label", "label_source", "probability")
 
@@ -96,19 +100,48 @@ def _scalar(tag: str, value: float, step: int) -> None:
     tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=metadata.SerializeToString())
 
 
+def _epoch_scalars(row: Mapping[str, Any]) -> None:
+    for key, value in row.items():
+        if isinstance(value, float) and math.isfinite(value):
+            _scalar(key, value, row["global_epoch"])
+
+
+def _lr_curve_scalars(phase: str, curve: Mapping[str, Any]) -> None:
+    for i, loss in enumerate(curve["losses"]):
+        if math.isfinite(loss):
+            _scalar(f"{LR_FIND_PREFIX}{phase}/smoothed_loss", loss, i)
+
+
 def _write_tensorboard(folder: Path, history: Sequence[Mapping[str, Any]], lr_curves: Mapping[str, Mapping]) -> None:
     import tensorflow as tf
     writer = tf.summary.create_file_writer(str(folder))
     with writer.as_default():
         for row in history:
-            for key, value in row.items():
-                if isinstance(value, float) and math.isfinite(value):
-                    _scalar(key, value, row["global_epoch"])
+            _epoch_scalars(row)
         for phase, curve in lr_curves.items():
-            for i, (lr, loss) in enumerate(zip(curve["lrs"], curve["losses"])):
-                if math.isfinite(loss):
-                    _scalar(f"{LR_FIND_PREFIX}{phase}/smoothed_loss", loss, i)
+            _lr_curve_scalars(phase, curve)
     writer.close()
+
+
+class LiveScalars:
+    """TensorBoard scalars of a fold as it trains: each LR curve and epoch row flushed when it is known."""
+
+    def __init__(self, folder: Path):
+        import tensorflow as tf
+        self.writer = tf.summary.create_file_writer(str(folder))
+
+    def epoch(self, row: Mapping[str, Any]) -> None:
+        with self.writer.as_default():
+            _epoch_scalars(row)
+        self.writer.flush()
+
+    def lr_curve(self, phase: str, curve: Mapping[str, Any]) -> None:
+        with self.writer.as_default():
+            _lr_curve_scalars(phase, curve)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def write_fold(out: Path, fold: int, model, history: Sequence[Mapping[str, Any]], lr_curves: Mapping[str, Mapping],

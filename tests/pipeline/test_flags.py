@@ -38,7 +38,7 @@ def test_the_flags_are_the_ones_the_command_line_always_had():
     names = [item.name for item in pipeline_flags.flag_fields()]
     assert {"data_dir", "output_dir", "variant", "seed", "num_shards", "max_offset_days", "weights", "augment",
             "max_zoom", "p_lighting", "threshold", "export_members", "serving_dir", "tta_views"} <= set(names)
-    assert len(set(names)) == 43  # pipeline.run adds --stop_after; pipeline.study --variants, --archs, --results_dir
+    assert len(set(names)) == 44  # pipeline.run adds --stop_after; pipeline.study --variants, --archs, --results_dir
     shared = {name: [".".join(item.path) for item in pipeline_flags.flag_fields() if item.name == name]
               for name in names if names.count(name) > 1}
     assert shared == {"seed": ["impute.seed", "train.seed", "evaluate.seed"],
@@ -89,3 +89,20 @@ def test_pipeline_run_defines_them_for_study_too():
         assert run.FLAGS[item.name].default == _flag_default(item.field.default)
     assert run.FLAGS["stop_after"].default is None
     assert {"variants", "archs", "results_dir"} <= set(run.FLAGS)
+
+
+def _sample_flags(*argv: str):
+    flag_values = flags.FlagValues()
+    pipeline_flags.define_flags(flag_values)
+    flag_values(["run", *argv])
+    return pipeline_flags.apply_sample_defaults(flag_values), pipeline_flags.config_from_flags(flag_values)
+
+
+def test_the_embedded_sample_takes_its_own_defaults_unless_a_flag_is_given(tmp_path):
+    applied, config = _sample_flags()
+    assert applied == configs.SAMPLE_RUN_DEFAULTS
+    assert (config.train.folds, config.train.lr_finder_steps) == (3, 30)
+    applied, config = _sample_flags("--folds=5")
+    assert applied == {"lr_finder_steps": 30} and config.train.folds == 5
+    applied, config = _sample_flags(f"--data_dir={tmp_path}")
+    assert applied == {} and config.train == configs.TrainConfig()

@@ -34,6 +34,18 @@ def _summary(out):
     return summary, [json.loads((path.parent / f"fold_{k}" / "history.json").read_text()) for k in range(2)]
 
 
+def _scalars(folder):
+    """{tag: {step: value}} of every scalar in the TensorBoard event files under `folder`."""
+    import tensorflow as tf
+
+    found = {}
+    for path in folder.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                found.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return found
+
+
 @pytest.fixture(scope="module")
 def unbroken(tmp_path_factory):
     out = tmp_path_factory.mktemp("unbroken")
@@ -58,12 +70,17 @@ def test_sigkill_mid_fold_then_resume_equals_an_unbroken_run(unbroken, tmp_path)
     proc.wait(timeout=30)
     assert killed, "the run finished or stalled before it could be killed mid-fold"
     assert not list((out / "train").glob("*/artifact.json"))  # nothing looks finished
+    (unfinished,) = [p for p in work.glob("fold-*") if not (p / "done.json").exists()]
+    live = _scalars(unfinished / "tensorboard_live")  # TensorBoard saw the fold while it trained
+    assert live["train_loss"] and live["lr_find_frozen/smoothed_loss"]
 
     log = _run(out)
     assert "reused finished fold" in log and "resumed from ckpt-" in log
     summary, histories = _summary(out)
     expected_summary, expected_histories = unbroken
     assert histories == expected_histories  # every epoch's losses and metrics, bit for bit
+    live = _scalars(unfinished / "tensorboard_live")  # the epochs before the kill, and those re-run after
+    assert live["train_loss"] == {row["global_epoch"]: pytest.approx(row["train_loss"]) for row in histories[1]}
     assert summary["mean_final_metrics"] == expected_summary["mean_final_metrics"]
     assert [f["lr"] for f in summary["folds"]] == [f["lr"] for f in expected_summary["folds"]]
 
