@@ -136,3 +136,27 @@ def test_committed_results_still_load(train_dir):
 
 def test_there_are_committed_results_to_load():
     assert len(COMMITTED) >= 10
+
+
+def test_tensorboard_reads_the_scalars_of_a_fold_as_it_trains(tmp_path):
+    import tensorflow as tf
+    from tensorboard.backend.event_processing import plugin_event_accumulator
+
+    def scalars(tag):  # as TensorBoard's scalars dashboard finds and reads them
+        return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in reader.Tensors(tag)]
+
+    live = outputs.LiveScalars(tmp_path)
+    history, curve = _history(0), _curve(1.0)
+    live.lr_curve("frozen", curve)
+    live.epoch(history[0])
+    reader = plugin_event_accumulator.EventAccumulator(str(tmp_path))  # before close: flushed as written
+    reader.Reload()
+    tags = reader.PluginTagToContent("scalars")
+    assert {"train_loss", "val_loss", "lr_max", "lr_find_frozen/smoothed_loss"} <= set(tags)
+    assert "val_auc" not in tags  # NaN is not plotted
+    assert scalars("train_loss") == [(0, pytest.approx(0.7))]
+    assert len(scalars("lr_find_frozen/smoothed_loss")) == sum(map(math.isfinite, curve["losses"]))
+    live.epoch(history[1])
+    live.close()
+    reader.Reload()
+    assert scalars("train_loss") == [(0, pytest.approx(0.7)), (1, pytest.approx(0.6))]
