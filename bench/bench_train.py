@@ -12,15 +12,21 @@
    sweeps, frozen, unfrozen, validation) of a finished run, its training
    images/s and the ratio to the bf16 model-only peak measured in the same
    process.
+4. `--mode=profile --tfrecords=DIR`: fold 0's epochs as the pipeline runs
+   them (LR sweeps given), then one unfrozen LR sweep, each under cProfile:
+   where the main thread waits (train step, next batch, validation,
+   checkpoint writes) and the ratio to the model-only peak.
 
-usage: python -m bench.bench_train --mode=peak|sweep|summary [--tfrecords=DIR] [--summary=FILE]
+usage: python -m bench.bench_train --mode=peak|sweep|summary|profile [--tfrecords=DIR] [--summary=FILE]
 """
 
+import cProfile
 import dataclasses
 import json
 import math
 import os
 import pathlib
+import pstats
 import tempfile
 import time
 
@@ -31,12 +37,13 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import models  # noqa: E402
+from bench import timing  # noqa: E402
 from common import files  # noqa: E402
 from components.train import (augment, fold as fold_lib, input_pipeline, loop, rebalance, splits,  # noqa: E402
                               strategy as strat)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "peak", ["peak", "sweep", "summary"], "What to measure.")
+flags.DEFINE_enum("mode", "peak", ["peak", "sweep", "summary", "profile"], "What to measure.")
 flags.DEFINE_string("tfrecords", None, "tfrecords artifact folder (sweep mode).")
 flags.DEFINE_string("summary", None, "train_summary.json of a finished run (summary mode).")
 flags.DEFINE_string("weights", None, "Pretrained body for sweep mode.")
@@ -45,6 +52,8 @@ flags.DEFINE_list("sweep_seeds", ["1", "2"], "Batch seeds: each length is swept 
 flags.DEFINE_list("folds", ["0", "1", "2"], "Folds to sweep (sweep mode).")
 flags.DEFINE_list("precisions", ["fp32", "bf16"], "Precisions for peak mode.")
 flags.DEFINE_integer("steps", 4, "Timed steps per peak measurement.")
+flags.DEFINE_list("profile_epochs", ["2", "8"], "Frozen, unfrozen epochs of the profiled fold (profile mode).")
+flags.DEFINE_integer("profile_sweep_steps", 20, "Steps of the profiled LR sweep (profile mode).")
 
 
 def peak(precision, frozen, steps=None, batch=64, size=224):
@@ -94,15 +103,15 @@ def _sweep(session, phase, examples, p, steps, seed):
     return curve, time.perf_counter() - t
 
 
-def _train_frozen_phase(session, fold, train, val, frozen_curve):
-    """The frozen phase as the pipeline runs it, at the learning rate `frozen_curve` suggested."""
+def _run_fold_with(session, fold, train, val, curves):
+    """`fold_lib.run_fold` as the pipeline runs it, the LR sweeps of `curves` ({phase: curve}) already done;
+    returns the fold's result record."""
+    state = fold_lib.new_state()
+    state["lr"] = {phase: {"suggestion": curve["suggestion"], "steps_run": len(curve["lrs"]), "curve": curve}
+                   for phase, curve in curves.items()}
     with tempfile.TemporaryDirectory() as work:
-        files.write_json_atomic(pathlib.Path(work) / fold_lib.STATE, {  # the frozen LR, already found
-            "completed": {"frozen": 0, "unfrozen": 0}, "checkpoint": None, "history": [],
-            "fed_counts": [0, 0], "timings": {}, "train_images": 0,
-            "lr": {"frozen": {"suggestion": frozen_curve["suggestion"],
-                              "steps_run": len(frozen_curve["lrs"]), "curve": frozen_curve}}})
-        fold_lib.run_fold(session, fold, train, val, pathlib.Path(work), log=lambda *a: None)
+        files.write_json_atomic(pathlib.Path(work) / fold_lib.STATE, state)
+        return fold_lib.run_fold(session, fold, train, val, pathlib.Path(work), log=lambda *a: None)
 
 
 def mode_sweep():
@@ -124,7 +133,7 @@ def mode_sweep():
         session.reset(1)
         for phase in fold_lib.PHASES:
             if phase == "unfrozen":
-                _train_frozen_phase(session, fold, train, val, curves[(fold, "frozen", *reference)])
+                _run_fold_with(session, fold, train, val, {"frozen": curves[(fold, "frozen", *reference)]})
             session.set_phase(phase)
             for n in lengths:
                 for seed in seeds:
@@ -166,9 +175,67 @@ def mode_summary():
     print(f"RATIO run / model-only peak (epoch-weighted) = {rate / blended:.3f}")
 
 
+def _print_profile(profile: cProfile.Profile, seconds: float, what: str) -> None:
+    """The calls of ours and of TensorFlow's entry points that took the time, by cumulative seconds."""
+    stats = pstats.Stats(profile)
+    rows = []
+    for (path, line, name), (_, calls, _, cumulative, _) in stats.stats.items():
+        ours = "/components/" in path or "/models/" in path
+        entry = name in ("__call__", "__next__", "numpy", "savez", "write_json_atomic") and "/keras/" not in path
+        if (ours or entry) and cumulative >= 0.01 * seconds:
+            rows.append((cumulative, calls, f"{pathlib.Path(path).name}:{line}({name})"))
+    print(f"{what}: {seconds:.1f} s wall; calls taking >= 1% of it (cumulative s, % of wall, calls):")
+    for cumulative, calls, where in sorted(rows, reverse=True)[:25]:
+        print(f"  {cumulative:8.2f} s {100 * cumulative / seconds:5.1f}%  {calls:6d}  {where}")
+
+
+def mode_profile():
+    """Fold 0 as the pipeline trains it, LR sweeps given (so the epochs alone), under cProfile; then one LR
+    sweep of `--profile_sweep_steps` steps. Prints where the main thread spent the time and the phases'
+    images/s against the model-only peak measured in the same process."""
+    p = fold_lib.TrainParams(weights=FLAGS.weights, precision="auto", epochs_frozen=FLAGS.profile_epochs[0],
+                             epochs_unfrozen=FLAGS.profile_epochs[1])
+    precision = strat.resolve_precision(p.precision)
+    examples = input_pipeline.load_examples(FLAGS.tfrecords, p.labels, p.image_size)
+    train_idx, val_idx = splits.make_folds(examples.labels, examples.patients, p.split, p.folds, p.seed)[0]
+    train, val = examples.subset(train_idx), examples.subset(val_idx)
+    session = fold_lib.Session(p, strat.get_strategy("auto"), precision)
+    curve = {"lrs": [1e-3], "losses": [0.7], "suggestion": 1e-3}  # the LR finder's part is profiled below
+    profile = cProfile.Profile()
+    start = time.perf_counter()
+    profile.enable()
+    result = _run_fold_with(session, 0, train, val, {"frozen": curve, "unfrozen": {**curve, "suggestion": 1e-4}})
+    profile.disable()
+    _print_profile(profile, time.perf_counter() - start,
+                   f"fold 0, {p.epochs_frozen} frozen + {p.epochs_unfrozen} unfrozen epochs of "
+                   f"{result['steps_per_epoch']} step(s) x {result['global_batch']} images, {precision}")
+    timings = result["timings"]
+    for phase, frozen in (("frozen", True), ("unfrozen", False)):
+        epochs = p.epochs_frozen if frozen else p.epochs_unfrozen
+        rate = epochs * result["steps_per_epoch"] * result["global_batch"] / timings[phase]
+        peak_rate, _ = peak(precision, frozen)
+        print(f"{phase:9s} epochs: {timings[phase]:6.1f} s, {rate:5.1f} img/s; model-only peak {peak_rate:5.1f} "
+              f"img/s; RATIO {timing.format_ratio(rate, peak_rate, 3)}")
+    print(f"validation {timings['validation']:.1f} s over {p.epochs_frozen + p.epochs_unfrozen} epochs")
+
+    session.reset(1)
+    session.set_phase("unfrozen")
+    profile = cProfile.Profile()
+    start = time.perf_counter()
+    profile.enable()
+    curve, _ = _sweep(session, "unfrozen", train, p, FLAGS.profile_sweep_steps, seed=1)
+    profile.disable()
+    seconds = time.perf_counter() - start
+    _print_profile(profile, seconds, f"unfrozen LR sweep, {len(curve['lrs'])} steps x {p.batch_size} images")
+    peak_rate, _ = peak(precision, False)
+    rate = len(curve["lrs"]) * p.batch_size / seconds
+    print(f"unfrozen sweep: {rate:5.1f} img/s; model-only peak {peak_rate:5.1f} img/s; "
+          f"RATIO {timing.format_ratio(rate, peak_rate, 3)}")
+
+
 def main(argv):
     del argv
-    {"peak": mode_peak, "sweep": mode_sweep, "summary": mode_summary}[FLAGS.mode]()
+    {"peak": mode_peak, "sweep": mode_sweep, "summary": mode_summary, "profile": mode_profile}[FLAGS.mode]()
 
 
 if __name__ == "__main__":

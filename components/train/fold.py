@@ -182,7 +182,7 @@ class _FoldBatches:
                 target=self.target)))
 
 
-def _new_state() -> dict[str, Any]:
+def new_state() -> dict[str, Any]:
     return {"completed": {phase: 0 for phase in PHASES}, "lr": {}, "checkpoint": None, "history": [],
             "fed_counts": [0, 0], "timings": {}, "train_images": 0}
 
@@ -225,7 +225,7 @@ class _FoldRun:
         self.work_dir, self.on_epoch, self.log = work_dir, on_epoch, log
         self.chief = strat.is_chief(session.strategy)
         state_path = work_dir / STATE
-        self.state = json.loads(state_path.read_text()) if state_path.is_file() else _new_state()
+        self.state = json.loads(state_path.read_text()) if state_path.is_file() else new_state()
         self.timings = self.state["timings"]
         self.last_checkpoint = time.monotonic()
         self.live = outputs.LiveScalars(work_dir / outputs.LIVE_TENSORBOARD_DIR) if self.chief else None
