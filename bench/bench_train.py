@@ -103,15 +103,20 @@ def _sweep(session, phase, examples, p, steps, seed):
     return curve, time.perf_counter() - t
 
 
-def _run_fold_with(session, fold, train, val, curves):
+def _run_fold_with(session, fold, train, val, curves, **epochs):
     """`fold_lib.run_fold` as the pipeline runs it, the LR sweeps of `curves` ({phase: curve}) already done;
-    returns the fold's result record."""
+    `epochs`: epochs_frozen / epochs_unfrozen instead of the session's. Returns the fold's result record."""
     state = fold_lib.new_state()
     state["lr"] = {phase: {"suggestion": curve["suggestion"], "steps_run": len(curve["lrs"]), "curve": curve}
                    for phase, curve in curves.items()}
-    with tempfile.TemporaryDirectory() as work:
-        files.write_json_atomic(pathlib.Path(work) / fold_lib.STATE, state)
-        return fold_lib.run_fold(session, fold, train, val, pathlib.Path(work), log=lambda *a: None)
+    params = session.p
+    session.p = dataclasses.replace(params, **epochs)
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            files.write_json_atomic(pathlib.Path(work) / fold_lib.STATE, state)
+            return fold_lib.run_fold(session, fold, train, val, pathlib.Path(work), log=lambda *a: None)
+    finally:
+        session.p = params
 
 
 def mode_sweep():
@@ -175,17 +180,13 @@ def mode_summary():
     print(f"RATIO run / model-only peak (epoch-weighted) = {rate / blended:.3f}")
 
 
-def _print_profile(profile: cProfile.Profile, seconds: float, what: str) -> None:
-    """The calls of ours and of TensorFlow's entry points that took the time, by cumulative seconds."""
+def _print_profile(profile: cProfile.Profile, seconds: float, what: str, top: int = 30) -> None:
+    """The `top` functions by cumulative seconds on the main thread (ours and TensorFlow's)."""
     stats = pstats.Stats(profile)
-    rows = []
-    for (path, line, name), (_, calls, _, cumulative, _) in stats.stats.items():
-        ours = "/components/" in path or "/models/" in path
-        entry = name in ("__call__", "__next__", "numpy", "savez", "write_json_atomic") and "/keras/" not in path
-        if (ours or entry) and cumulative >= 0.01 * seconds:
-            rows.append((cumulative, calls, f"{pathlib.Path(path).name}:{line}({name})"))
-    print(f"{what}: {seconds:.1f} s wall; calls taking >= 1% of it (cumulative s, % of wall, calls):")
-    for cumulative, calls, where in sorted(rows, reverse=True)[:25]:
+    rows = sorted(((cumulative, calls, f"{pathlib.Path(path).name}:{line}({name})")
+                   for (path, line, name), (_, calls, _, cumulative, _) in stats.stats.items()), reverse=True)
+    print(f"{what}: {seconds:.1f} s wall; top {top} functions (cumulative s, % of wall, calls):")
+    for cumulative, calls, where in rows[:top]:
         print(f"  {cumulative:8.2f} s {100 * cumulative / seconds:5.1f}%  {calls:6d}  {where}")
 
 
@@ -193,18 +194,22 @@ def mode_profile():
     """Fold 0 as the pipeline trains it, LR sweeps given (so the epochs alone), under cProfile; then one LR
     sweep of `--profile_sweep_steps` steps. Prints where the main thread spent the time and the phases'
     images/s against the model-only peak measured in the same process."""
-    p = fold_lib.TrainParams(weights=FLAGS.weights, precision="auto", epochs_frozen=FLAGS.profile_epochs[0],
-                             epochs_unfrozen=FLAGS.profile_epochs[1])
+    epochs_frozen, epochs_unfrozen = map(int, FLAGS.profile_epochs)
+    p = fold_lib.TrainParams(weights=FLAGS.weights, precision="auto", epochs_frozen=epochs_frozen,
+                             epochs_unfrozen=epochs_unfrozen)
     precision = strat.resolve_precision(p.precision)
     examples = input_pipeline.load_examples(FLAGS.tfrecords, p.labels, p.image_size)
     train_idx, val_idx = splits.make_folds(examples.labels, examples.patients, p.split, p.folds, p.seed)[0]
     train, val = examples.subset(train_idx), examples.subset(val_idx)
     session = fold_lib.Session(p, strat.get_strategy("auto"), precision)
     curve = {"lrs": [1e-3], "losses": [0.7], "suggestion": 1e-3}  # the LR finder's part is profiled below
+    curves = {"frozen": curve, "unfrozen": {**curve, "suggestion": 1e-4}}
+    # Untimed: one epoch of each phase traces the steps, as the first fold's LR sweeps do in a run.
+    _run_fold_with(session, 0, train, val, curves, epochs_frozen=1, epochs_unfrozen=1)
     profile = cProfile.Profile()
     start = time.perf_counter()
     profile.enable()
-    result = _run_fold_with(session, 0, train, val, {"frozen": curve, "unfrozen": {**curve, "suggestion": 1e-4}})
+    result = _run_fold_with(session, 0, train, val, curves)
     profile.disable()
     _print_profile(profile, time.perf_counter() - start,
                    f"fold 0, {p.epochs_frozen} frozen + {p.epochs_unfrozen} unfrozen epochs of "
