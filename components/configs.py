@@ -96,6 +96,9 @@ class TrainConfig:
     """The study's schedule and its settings (components/train/fold.py documents each)."""
 
     arch: str = flag("resnet18", "Architecture from models.ARCHITECTURES.")
+    method: str = flag("fine_tune", "fine_tune: the study's schedule; linear_probe: L2 logistic regression on the "
+                       "frozen body's pooled stage 1-3 features, C by an inner patient-grouped CV of each training "
+                       "fold (components/train/linear_probe.py).", choices=("fine_tune", "linear_probe"))
     image_size: int = flag(224, "Training image size (pixels, square).")
     weights: str | None = flag(None, "Pretrained body: torchvision .pth/.safetensors/.npz or Keras .weights.h5. "
                                "Default: none (training from scratch, which the run says).", absolute=True)

@@ -1,4 +1,5 @@
-"""The train stage: the study's 5-fold cross-validated fine-tuning for one variant.
+"""The train stage: the study's 5-fold cross-validated fine-tuning for one variant (or, with
+`--method=linear_probe`, a logistic regression on the frozen body's features: `linear_probe`).
 
 Inputs: the tfrecords artifact. Outputs: one folder per fold (model, history,
 out-of-fold predictions, LR-finder curves and plots, TensorBoard scalars) and
@@ -28,10 +29,11 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
+import models
 from common import files
 from common.errors import PipelineError
 from components import base
-from components.train import fold as fold_lib, input_pipeline, outputs, splits, strategy as strat
+from components.train import fold as fold_lib, input_pipeline, linear_probe, outputs, splits, strategy as strat
 
 # Parameters that must not change what a fold computes; they stay out of its key.
 NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "eval_batch_size", "weights",
@@ -88,6 +90,8 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
             done_epochs += epochs_per_fold
         elif state.is_file():
             done_epochs += sum(json.loads(state.read_text())["completed"].values())
+    if p.method == "linear_probe":
+        return _run_probes(p, plan, examples, out_dir)
     session = None
     results = []
     bar = tqdm.tqdm(total=len(plan) * epochs_per_fold, initial=done_epochs, unit="epoch", desc="train",
@@ -98,7 +102,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
                 session = fold_lib.Session(p, strategy, precision)
                 tqdm.tqdm.write(f"train: {p.variant}, split={p.split}, precision={precision}, "
                                 f"strategy={type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s)), "
-                                f"{len(examples)} rows\n  {fold_lib.weights_description(session)}")
+                                f"{len(examples)} rows\n  {fold_lib.weights_description(session.report)}")
             bar.set_description(f"train fold {k + 1}/{len(plan)}")
 
             def on_epoch(row, k=k):
@@ -118,6 +122,24 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     summary = _summarise(p, precision, strategy, results, examples)
     outputs.write_summary(out_dir, summary)
     return {k: v for k, v in summary["counts"].items()}
+
+
+def _run_probes(p: fold_lib.TrainParams, plan, examples, out_dir: Path) -> Mapping[str, Any]:
+    """Every fold's linear probe on the body's frozen features (float32, no augmentation)."""
+    classifier, report = models.build_classifier(p.arch, p.image_size, weights=p.weights, weights_mode=p.weights_mode)
+    extractor = linear_probe.feature_model(classifier)
+    weights = fold_lib.weights_description(report)
+    tqdm.tqdm.write(f"train: {p.variant}, split={p.split}, linear probe ({linear_probe.SEARCH_RULE}), "
+                    f"{len(examples)} rows\n  {weights}")
+    results = []
+    for k, train, val, wd in tqdm.tqdm(plan, desc="linear probe", unit="fold", file=sys.stdout):
+        result = linear_probe.run_fold(classifier, extractor, k, train, val, p, wd, weights)
+        tqdm.tqdm.write(f"fold {k}: C = {result['c']:.3g}, validation AUC {result['final']['val_auc']:.3f}")
+        _link_tree(wd / outputs.RESULT_DIR, outputs.fold_dir(out_dir, k))
+        results.append({**result, "work_dir": str(wd)})
+    summary = _summarise(p, "fp32", tf.distribute.get_strategy(), results, examples)
+    outputs.write_summary(out_dir, summary)
+    return dict(summary["counts"])
 
 
 def _summarise(p, precision, strategy, results, examples) -> dict[str, Any]:

@@ -326,7 +326,7 @@ class _FoldRun:
                 "lr_steps_run": {k: v["steps_run"] for k, v in state["lr"].items()},
                 "final": final, "batch_norm_layers_recomputed": recomputed, "fed_counts": state["fed_counts"],
                 "timings": self.timings, "train_images": state["train_images"],
-                "weights": weights_description(self.session)}
+                "weights": weights_description(self.session.report)}
 
     def finish(self, result: Mapping[str, Any], val_logits: np.ndarray) -> None:
         """The fold's outputs and `done.json`; the last checkpoint is no longer needed."""
@@ -371,8 +371,8 @@ def validation_metrics(val: input_pipeline.Examples, logits: np.ndarray, label_s
     return out
 
 
-def weights_description(session) -> str:
-    """What the body started from, as every report must quote it."""
-    if session.report is None:
+def weights_description(report) -> str:
+    """What the body started from (a WeightLoadReport, None without weights), as every report must quote it."""
+    if report is None:
         return "no pretrained weights (--weights not given): training from scratch"
-    return session.report.summary()
+    return report.summary()
