@@ -33,7 +33,8 @@ import models
 from common import files
 from common.errors import PipelineError
 from components import base
-from components.train import fold as fold_lib, input_pipeline, linear_probe, outputs, splits, strategy as strat
+from components.train import (fold as fold_lib, input_pipeline, linear_probe, outputs, probe_fold, splits,
+                              strategy as strat)
 
 # Parameters that must not change what a fold computes; they stay out of its key.
 NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "eval_batch_size", "weights",
@@ -82,7 +83,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         key = fold_key(p, precision, train, val, k)
         plan.append((k, train, val, work_dir / f"fold-{key[:16]}"))
 
-    epochs_per_fold = p.epochs_frozen + p.epochs_unfrozen
+    epochs_per_fold = sum(fold_lib.phase_epochs(p, phase) for phase in fold_lib.PHASES)
     done_epochs = 0
     for _, _, _, wd in plan:
         state = wd / fold_lib.STATE
@@ -133,7 +134,7 @@ def _run_probes(p: fold_lib.TrainParams, plan, examples, out_dir: Path) -> Mappi
                     f"{len(examples)} rows\n  {weights}")
     results = []
     for k, train, val, wd in tqdm.tqdm(plan, desc="linear probe", unit="fold", file=sys.stdout):
-        result = linear_probe.run_fold(classifier, extractor, k, train, val, p, wd, weights)
+        result = probe_fold.run_fold(classifier, extractor, k, train, val, p, wd, weights)
         tqdm.tqdm.write(f"fold {k}: C = {result['c']:.3g}, validation AUC {result['final']['val_auc']:.3f}")
         _link_tree(wd / outputs.RESULT_DIR, outputs.fold_dir(out_dir, k))
         results.append({**result, "work_dir": str(wd)})

@@ -41,8 +41,8 @@ import tensorflow as tf
 import models
 from common import files
 from components import configs
-from components.train import (augment, batch_norm_stats, input_pipeline, loop, lr_finder, metrics, outputs, rebalance,
-                              schedule, strategy as strat)
+from components.train import (augment, batch_norm_stats, input_pipeline, linear_probe, loop, lr_finder, metrics,
+                              outputs, rebalance, schedule, strategy as strat)
 
 PHASES = ("frozen", "unfrozen")
 STATE = "state.json"
@@ -85,7 +85,11 @@ class Session:
         with strategy.scope(), strat.precision_policy(precision):
             self.model, self.report = models.build_classifier(p.arch, p.image_size, weights=p.weights,
                                                               weights_mode=p.weights_mode)
-        self.fresh = tuple(self.report.fresh_layers) if self.report else ()
+            if p.method == "lp_ft":  # the probe's network: stages 1-3 pooled, one linear layer
+                self.model = linear_probe.probe_classifier(self.model)
+                self.features = linear_probe.feature_model(self.model)
+        body = {layer.name for layer in models.classifier.get_backbone(self.model).layers}
+        self.fresh = tuple(name for name in self.report.fresh_layers if name in body) if self.report else ()
         self.initial = loop.snapshot(self.model.variables)
         self.groups, self.steps = {}, {}
         for phase in PHASES:
@@ -187,8 +191,11 @@ def new_state() -> dict[str, Any]:
             "fed_counts": [0, 0], "timings": {}, "train_images": 0}
 
 
-def _phase_epochs(p: TrainParams, phase: str) -> int:
-    return p.epochs_frozen if phase == "frozen" else p.epochs_unfrozen
+def phase_epochs(p: TrainParams, phase: str) -> int:
+    """LP-FT has no frozen phase: its linear probe is what the frozen phase's head training stands for."""
+    if phase == "frozen":
+        return 0 if p.method == "lp_ft" else p.epochs_frozen
+    return p.epochs_unfrozen
 
 
 def _train_epoch(session: Session, phase: str, batches: Iterator, cycle: schedule.OneCycle, first_step: int):
@@ -209,7 +216,8 @@ def _train_epoch(session: Session, phase: str, batches: Iterator, cycle: schedul
 def _epoch_row(p: TrainParams, phase: str, epoch: int, lr_max: float, losses, fed_labels, fed_logits,
                counter: rebalance.FedCounter, validation: Mapping[str, float]) -> dict[str, Any]:
     """The history row of one epoch: training loss and metrics of what was fed, then validation."""
-    return {"phase": phase, "epoch": epoch, "global_epoch": epoch + (p.epochs_frozen if phase == "unfrozen" else 0),
+    offset = phase_epochs(p, "frozen") if phase == "unfrozen" else 0
+    return {"phase": phase, "epoch": epoch, "global_epoch": epoch + offset,
             "lr_max": lr_max, "train_loss": float(np.mean(losses)),
             "fed_positive_fraction": counter.positive_fraction,
             **{k: v for k, v in metrics.binary_metrics(fed_labels, fed_logits, "train").items() if k != "train_loss"},
@@ -235,20 +243,31 @@ class _FoldRun:
             files.write_json_atomic(self.work_dir / STATE, self.state)
 
     def resume(self, fold_seed: int) -> None:
-        """The fold's initial model, then the last checkpoint's variables if there is one."""
+        """The fold's initial model (LP-FT: its head from the fold's probe), then the last checkpoint's
+        variables if there is one."""
         self.session.reset(fold_seed)
         checkpoint = self.state["checkpoint"]
+        if self.p.method == "lp_ft" and not checkpoint:
+            self.init_head_from_probe()
         if checkpoint:
             phase_of_ckpt = checkpoint.split("-")[1]
             _load_checkpoint(self.work_dir / checkpoint, self.session.state_variables(phase_of_ckpt))
             self.log(f"fold {self.fold}: resumed from {checkpoint}")
 
+    def init_head_from_probe(self) -> None:
+        """LP-FT's start: the linear probe of this fold's training rows (linear_probe's rule for C) as the head."""
+        x = linear_probe.features(self.session.features, self.train.images, self.p.eval_batch_size)
+        probe = linear_probe.fit(x, self.train.labels, self.train.patients, self.p.rebalance, self.p.seed + self.fold)
+        linear_probe.set_head(self.session.model, probe)
+        self.state["probe"] = probe.record()
+        self.log(f"fold {self.fold}: LP-FT head from the linear probe (C = {probe.c:.3g})")
+
     def find_lr(self, phase: str, batches: _FoldBatches) -> float:
         """The phase's learning rate: swept once (on its own batches), then kept in the state."""
         if phase not in self.state["lr"]:
             with _Timer(self.timings, f"lr_sweep_{phase}"):
-                lr, curve = lr_sweep(self.session, phase, batches.epochs(f"lr_{phase}", range(1), self.p.lr_finder_steps),
-                                     self.p)
+                sweep_batches = batches.epochs(f"lr_{phase}", range(1), self.p.lr_finder_steps)
+                lr, curve = lr_sweep(self.session, phase, sweep_batches, self.p)
             self.state["lr"][phase] = {"suggestion": lr, "steps_run": len(curve["lrs"]), "curve": curve}
             if self.live:
                 self.live.lr_curve(phase, curve)
@@ -258,7 +277,7 @@ class _FoldRun:
 
     def train_phase(self, phase: str, batches: _FoldBatches) -> None:
         """The phase's remaining epochs of its one-cycle schedule (nothing when it is complete)."""
-        epochs = _phase_epochs(self.p, phase)
+        epochs = phase_epochs(self.p, phase)
         if self.state["completed"][phase] >= epochs:
             return
         self.session.set_phase(phase)
@@ -326,7 +345,8 @@ class _FoldRun:
                 "lr_steps_run": {k: v["steps_run"] for k, v in state["lr"].items()},
                 "final": final, "batch_norm_layers_recomputed": recomputed, "fed_counts": state["fed_counts"],
                 "timings": self.timings, "train_images": state["train_images"],
-                "weights": weights_description(self.session.report)}
+                "weights": weights_description(self.session.report),
+                **({"probe": state["probe"]} if "probe" in state else {})}
 
     def finish(self, result: Mapping[str, Any], val_logits: np.ndarray) -> None:
         """The fold's outputs and `done.json`; the last checkpoint is no longer needed."""

@@ -14,16 +14,13 @@ resampling to 50/50 weighs the classes equally in expectation), `none` none.
 
 The fitted probe is saved as a Keras classifier (same input, one logit out) so evaluation, test-time
 augmentation, Grad-CAM (on the stage-3 map, the first output of its `backbone`) and export treat it as
-any fold model.
+any fold model (`probe_fold` runs a fold); the same network, head initialised from the fold's probe, is
+what `--method=lp_ft` fine-tunes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
-from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
@@ -34,8 +31,6 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.preprocessing import StandardScaler
 
 import models
-from common import files
-from components.train import fold as fold_lib, input_pipeline, metrics, outputs
 
 # Outputs of ResNet-18's (torchvision names) stages 1-3, deepest first: Grad-CAM reads the first.
 TAPS = ("layer3_1_relu2", "layer2_1_relu2", "layer1_1_relu2")
@@ -55,6 +50,11 @@ class Probe:
     intercept: float
     c: float
     inner_auc: dict[float, float]
+
+    def record(self) -> dict:
+        """C, the rule that chose it and the inner scores, for the fold's record."""
+        rule = SEARCH_RULE if self.inner_auc else f"fallback C = {FALLBACK_C:g}: a class has < 2 patients"
+        return {"c": self.c, "c_rule": rule, "inner_auc": {f"{c:.3g}": v for c, v in self.inner_auc.items()}}
 
 
 def _pooled(classifier: keras.Model):
@@ -122,37 +122,20 @@ def fit(x: np.ndarray, y: np.ndarray, patients: np.ndarray, rebalance: str, seed
                  c=c, inner_auc=inner)
 
 
-def probe_classifier(classifier: keras.Model, probe: Probe) -> keras.Model:
-    """The probe as a Keras classifier: images in [0, 255] -> one float32 logit (log-odds of death)."""
+def probe_classifier(classifier: keras.Model, probe: Probe | None = None) -> keras.Model:
+    """The probe as a Keras classifier: images in [0, 255] -> one float32 logit (log-odds of death). The
+    standardisation is folded into the one Dense layer (w / scale, b - w . mean / scale), so the same model
+    is also LP-FT's network; without `probe` the head starts at zero (`set_head` fills it per fold)."""
     images, pooled = _pooled(classifier)
-    standardised = layers.Normalization(mean=probe.mean, variance=probe.scale ** 2, name="probe_standardise",
-                                        dtype="float32")(pooled)
-    logit_layer = layers.Dense(1, dtype="float32", name="logit")
-    logit = logit_layer(standardised)
-    logit_layer.set_weights([probe.coef[:, None].astype(np.float32), np.array([probe.intercept], np.float32)])
-    return keras.Model(images, logit, name="linear_probe")
+    model = keras.Model(images, layers.Dense(1, dtype="float32", kernel_initializer="zeros", name="logit")(pooled),
+                        name="linear_probe")
+    if probe is not None:
+        set_head(model, probe)
+    return model
 
 
-def run_fold(classifier: keras.Model, extractor: keras.Model, fold: int, train: input_pipeline.Examples,
-             val: input_pipeline.Examples, p, work_dir: Path, weights: str) -> dict[str, Any]:
-    """One fold's probe (or the finished one from `work_dir`): fit on `train`, predict `val`, write the
-    fold's outputs as a fine-tuned fold does; returns its record."""
-    done = work_dir / fold_lib.DONE
-    if done.is_file():
-        return json.loads(done.read_text())
-    work_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    x_train = features(extractor, train.images, p.eval_batch_size)
-    probe = fit(x_train, train.labels, train.patients, p.rebalance, p.seed + fold)
-    model = probe_classifier(classifier, probe)
-    logits = features(model, val.images, p.eval_batch_size)[:, 0]
-    seconds = time.perf_counter() - start
-    result = {"fold": fold, "method": "linear_probe", "num_train": len(train), "num_val": len(val),
-              "c": probe.c, "c_rule": SEARCH_RULE if probe.inner_auc else f"fallback C = {FALLBACK_C:g}: too few patients", "inner_auc": {f"{c:.3g}": s for c, s in probe.inner_auc.items()},
-              "final": fold_lib.validation_metrics(val, logits, p.labels),
-              "fed_counts": np.bincount(train.labels, minlength=2).tolist(), "timings": {"linear_probe": seconds},
-              "train_images": 0, "weights": weights}
-    outputs.write_fold(work_dir / outputs.RESULT_DIR, fold, model, [], {},
-                       outputs.prediction_rows(val, metrics.sigmoid(logits)), result)
-    files.write_json_atomic(done, result)
-    return result
+def set_head(model: keras.Model, probe: Probe) -> None:
+    """Put `probe` (standardisation folded in) into the model's `logit` layer."""
+    kernel = probe.coef / probe.scale
+    bias = probe.intercept - float(np.dot(kernel, probe.mean))
+    model.get_layer("logit").set_weights([kernel[:, None].astype(np.float32), np.array([bias], np.float32)])

@@ -9,7 +9,7 @@ import pytest
 
 import models
 from components import configs
-from components.train import fold as fold_lib, input_pipeline, linear_probe, splits
+from components.train import fold as fold_lib, input_pipeline, linear_probe, probe_fold, splits
 from pipeline import local_runner
 from pipeline.pipeline import create_pipeline
 
@@ -62,11 +62,11 @@ def _params(**changes):
 def test_poisoning_the_outer_validation_fold_leaves_c_and_the_probe_unchanged(sample, tmp_path):
     train, val, classifier = sample
     extractor = linear_probe.feature_model(classifier)
-    clean = linear_probe.run_fold(classifier, extractor, 0, train, val, _params(), tmp_path / "clean", "none")
+    clean = probe_fold.run_fold(classifier, extractor, 0, train, val, _params(), tmp_path / "clean", "none")
     poisoned_val = dataclasses.replace(val, labels=1 - val.labels,
                                        images=np.random.default_rng(0).uniform(0, 255, val.images.shape)
                                        .astype(np.float32))
-    poisoned = linear_probe.run_fold(classifier, extractor, 0, train, poisoned_val, _params(), tmp_path / "poisoned",
+    poisoned = probe_fold.run_fold(classifier, extractor, 0, train, poisoned_val, _params(), tmp_path / "poisoned",
                                      "none")
     assert poisoned["c"] == clean["c"] and poisoned["inner_auc"] == clean["inner_auc"]
     fold_model = lambda run: keras.models.load_model(tmp_path / run / "result" / "model.keras")  # noqa: E731
@@ -107,3 +107,33 @@ def test_the_train_stage_runs_probes_that_evaluation_reads(tmp_path):
     assert (artifacts["evaluate"].path / "evaluation.json").is_file()
     again = local_runner.run_pipeline(create_pipeline(config), "train", log=lambda _: None)
     assert again["train"].path == artifacts["train"].path  # cached
+
+
+def test_lp_ft_starts_from_the_folds_probe_and_then_fine_tunes_the_body(sample, tmp_path):
+    import tensorflow as tf
+
+    from components.train import strategy as strat
+
+    train, val, _ = sample
+    p = _params(method="lp_ft", epochs_unfrozen=1, lr_finder_steps=3, batch_size=8, precision="fp32")
+    session = fold_lib.Session(p, tf.distribute.get_strategy(), strat.resolve_precision("fp32"))
+    assert session.model.name == "linear_probe"
+    logs = []
+    result = fold_lib.run_fold(session, 0, train, val, tmp_path / "fold", log=logs.append)
+    assert result["probe"]["c"] in linear_probe.C_GRID + (linear_probe.FALLBACK_C,)
+    assert any("LP-FT head from the linear probe" in line for line in logs)
+    assert list(result["lr"]) == ["unfrozen"]  # no frozen phase
+    history = json.loads((tmp_path / "fold" / "result" / "history.json").read_text())
+    assert [(row["phase"], row["global_epoch"]) for row in history] == [("unfrozen", 0)]
+
+    # Before any training step, the network is the probe: the head fit on the training rows' features.
+    session.reset(0)
+    run = fold_lib._FoldRun(session, 0, train, val, tmp_path / "again", lambda row: None, lambda line: None)
+    run.init_head_from_probe()
+    features = linear_probe.features(session.features, train.images, 16)
+    probe = linear_probe.fit(features, train.labels, train.patients, p.rebalance, p.seed)
+    expected = ((features - probe.mean) / probe.scale) @ probe.coef + probe.intercept
+    np.testing.assert_allclose(np.asarray(session.model(train.images))[:, 0], expected, rtol=1e-3, atol=1e-3)
+    trained = keras.models.load_model(tmp_path / "fold" / "result" / "model.keras")
+    head = session.model.get_layer("logit").get_weights()[0]
+    assert not np.allclose(trained.get_layer("logit").get_weights()[0], head)  # the head fine-tuned too
