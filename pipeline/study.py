@@ -57,9 +57,10 @@ def table_rows(runs: Sequence[Mapping[str, Any]], table: str) -> list[dict[str, 
             ours[name] = metrics[name]["mean"]
             ours[f"{name}_ci"] = f"{metrics[name]['ci_low']:.3f}-{metrics[name]['ci_high']:.3f}"
         rows.append(ours)
-        paper = published_rows(run["variant"], run["arch"], table).get("test", {})
-        rows.append({"source": "paper", "variant": run["variant"], "arch": run["arch"], "split": "image",
-                     **{name: float(paper[name]) if paper.get(name) else None for name in COLUMNS}})
+        paper = published_rows(run["variant"], run["arch"], table).get("test")
+        if paper:  # the paper ran no probe, LP-FT or stage-3 model
+            rows.append({"source": "paper", "variant": run["variant"], "arch": run["arch"], "split": "image",
+                         **{name: float(paper[name]) if paper.get(name) else None for name in COLUMNS}})
     return rows
 
 
@@ -235,9 +236,10 @@ def main(argv):
             print(f"error: {error}", file=sys.stderr)
             return 2
         evaluation = json.loads((artifacts["evaluate"].path / EVALUATION_NAME).read_text())
-        _keep_small_files(artifacts, results_dir / f"{variant}_{arch}_{config.train.split}")
+        model = arch if config.train.method == "fine_tune" else f"{arch}+{config.train.method}"
+        _keep_small_files(artifacts, results_dir / f"{variant}_{model}_{config.train.split}")
         data = data_provenance(artifacts)
-        runs.append({"variant": variant, "arch": arch, "split": config.train.split, "evaluation": evaluation,
+        runs.append({"variant": variant, "arch": model, "split": config.train.split, "evaluation": evaluation,
                      "wall_seconds_this_invocation": round(time.time() - started, 1),
                      "train_seconds": artifacts["train"].record.get("seconds"),
                      "artifacts": {k: str(a.path) for k, a in artifacts.items() if k != "data"}})

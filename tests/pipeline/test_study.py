@@ -35,6 +35,11 @@ def _set(auc, low, high):
     return {"fold_mean": {"roc_auc": {"mean": auc}}, "bootstrap": {"intervals": {"roc_auc": {"low": low, "high": high}}}}
 
 
+def test_a_model_the_paper_did_not_run_has_no_paper_row():
+    rows = study.table_rows([_run("original_weights", arch="resnet18+linear_probe")], "1")
+    assert [row["source"] for row in rows] == ["ours"]
+
+
 def test_beyond_table_shows_each_computed_set_and_leaves_the_others_empty():
     sets = {study.OBSERVED: {**_set(0.7, 0.5, 0.8), "calibration": {"ece": 0.21, "brier": 0.19, "base_rate": 0.2}},
             study.PATIENT_LEVEL: _set(0.75, 0.55, 0.9), study.EARLY_IMAGES: _set(0.65, 0.4, 0.85)}
