@@ -130,6 +130,10 @@ class TrainConfig:
     strategy: str = flag("auto", "auto: MirroredStrategy on GPUs, default on CPU; multi_worker reads TF_CONFIG.",
                          choices=("auto", "default", "mirrored", "multi_worker"))
     deterministic: bool = flag(True, "Enable TF op determinism (exact resume).")
+    memory_budget_gb: float = flag(8.0, "Decoded training images (float32) up to this size stay in memory; past it "
+                                   "they are streamed from the TFRecords and decoded on every pass.")
+    shuffle_buffer: int = flag(10_000, "Rows in the shuffle buffer of streamed images (memory: this many encoded "
+                               "images); at least the rows of a fold, streaming feeds the in-memory batches.")
     checkpoint_every_s: float = flag(60.0, "Least seconds between a fold's resume checkpoints (a phase's last epoch "
                                      "always writes one; 0 = every epoch). A kill re-runs the epochs since the last.")
     eval_batch_size: int = 64

@@ -26,8 +26,9 @@ weighted wrongly; no model here shares one.
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
+
+from components.train import input_pipeline
 
 
 def trainable_batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
@@ -35,7 +36,7 @@ def trainable_batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNo
             if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
 
 
-def recompute(model: keras.Model, images: np.ndarray, batch_size: int) -> int:
+def recompute(model: keras.Model, images, batch_size: int) -> int:
     """Set the moving statistics of `model`'s trainable batch-norm layers from `images`; returns
     the number of layers recomputed. Eager: each layer reads its momentum when called, so a momentum
     of seen / (seen + batch) turns its moving average into a running mean over the batches. Batches are
@@ -49,7 +50,9 @@ def recompute(model: keras.Model, images: np.ndarray, batch_size: int) -> int:
         layer.moving_variance.assign(tf.ones_like(layer.moving_variance))
     seen = 0
     try:
-        for batch in np.array_split(images, -(-len(images) // batch_size)):
+        splits = -(-len(images) // batch_size)  # np.array_split's sizes: equal, +-1
+        sizes = [len(images) // splits + (i < len(images) % splits) for i in range(splits)]
+        for batch in input_pipeline.image_batches(images, sizes):
             for layer in layers:
                 layer.momentum = seen / (seen + len(batch))
             model(tf.constant(batch), training=True)

@@ -38,11 +38,18 @@ from components.train import (fold as fold_lib, input_pipeline, linear_probe, ou
 
 # Parameters that must not change what a fold computes; they stay out of its key.
 NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "eval_batch_size", "weights",
-                   "checkpoint_every_s")
+                   "checkpoint_every_s", "memory_budget_gb", "shuffle_buffer")
 
 
 def _weights_sha(path: str | None) -> str | None:
     return files.sha256_file(Path(path)) if path else None
+
+
+def _shuffle_buffer(p: fold_lib.TrainParams, train: input_pipeline.Examples) -> int:
+    """What decides the batches: all the rows (in memory, or streamed through a buffer that holds them all),
+    or the smaller buffer they streamed through."""
+    streamed = isinstance(train.images, input_pipeline.StreamedImages)
+    return min(len(train), p.shuffle_buffer) if streamed else len(train)
 
 
 def fold_key(p: fold_lib.TrainParams, precision: str, train: input_pipeline.Examples,
@@ -50,6 +57,7 @@ def fold_key(p: fold_lib.TrainParams, precision: str, train: input_pipeline.Exam
     params = {k: v for k, v in dataclasses.asdict(p).items() if k not in NOT_IN_FOLD_KEY}
     payload = {
         "code": SPEC.code_version(), "params": params, "precision": precision, "fold": fold,
+        "shuffle_buffer": _shuffle_buffer(p, train),
         "weights_sha256": _weights_sha(p.weights),
         "train": sorted(zip(train.source_ids.tolist(), train.sha256.tolist(), train.labels.tolist())),
         "val": sorted(zip(val.source_ids.tolist(), val.sha256.tolist(), val.labels.tolist(),
@@ -74,7 +82,11 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         tf.config.experimental.enable_op_determinism()
     strategy = strat.get_strategy(p.strategy)
     precision = strat.resolve_precision(p.precision)
-    examples = input_pipeline.load_examples(inputs["tfrecords"].path, p.labels, p.image_size)
+    examples = input_pipeline.load_examples(inputs["tfrecords"].path, p.labels, p.image_size, p.memory_budget_gb,
+                                            p.shuffle_buffer)
+    if isinstance(examples.images, input_pipeline.StreamedImages):
+        tqdm.tqdm.write(f"train: {len(examples)} images past --memory_budget_gb={p.memory_budget_gb:g} as float32: "
+                        f"streamed from the TFRecords (shuffle buffer {p.shuffle_buffer})")
     # Observed-label rows stratify on their label; imputed rows on the label they train on.
     folds = splits.make_folds(examples.labels, examples.patients, p.split, p.folds, p.seed)
     plan = []

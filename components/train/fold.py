@@ -171,7 +171,8 @@ class _FoldBatches:
         self.steps = input_pipeline.steps_per_epoch(len(train), p.batch_size)
         self.global_batch = (p.batch_size if len(train) >= p.batch_size
                              else len(train) - len(train) % strategy.num_replicas_in_sync)
-        self.images = tf.constant(train.images)
+        streamed = isinstance(train.images, input_pipeline.StreamedImages)
+        self.images = train.images if streamed else tf.constant(train.images)
         self.augment_fn = augment.make_augment_fn(p.augmentation, fold_seed % 100_000)
         self.resample = p.rebalance == "resample"
         self.target = (1 - p.resample_target, p.resample_target)

@@ -1,11 +1,13 @@
-"""TFRecords -> decoded 224 px images in memory -> per-epoch tf.data streams.
+"""TFRecords -> decoded 224 px images (in memory, or streamed past a memory budget) -> tf.data streams.
 
 The shards are verified against their manifest first (a corrupted shard stops
-training before it starts). Every selected image is decoded once through the
-one shared preprocessing (`images.preprocessing.preprocess`, parallel map)
-and kept in memory as float32: at most a few hundred images, and decoding a
-full-size X-ray costs far more than a training step's share, so caching the
-224 px result is what keeps the input pipeline off the critical path.
+training before it starts). When the selected images fit `memory_budget_gb`
+as float32, every one is decoded once through the one shared preprocessing
+(`images.preprocessing.preprocess`, parallel map) and kept in memory: decoding
+a full-size X-ray costs far more than a training step's share, so caching the
+224 px result keeps the input pipeline off the critical path. Past the budget
+the images are `StreamedImages`: read from the shards (in their order) and
+decoded on every pass, so memory no longer grows with the data set.
 
 A training epoch is a pure function of (seed, fold, phase, epoch): the index
 stream is shuffled with that seed, optionally rejection-resampled, sharded per
@@ -13,7 +15,11 @@ input pipeline (multi-worker), batched (drop_remainder, as fastai's training
 loader), then gathered and augmented batch-wise in a parallel map whose random
 numbers derive from (epoch seed, batch index). One pipeline serves all the
 epochs of a phase; a resumed phase builds it from its next epoch, so it feeds
-exactly the same batches, with no iterator state to save.
+exactly the same batches, with no iterator state to save. Streamed rows are
+shuffled in a buffer of `min(rows, shuffle_buffer)`: while that holds every
+row, TensorFlow's shuffle permutes positions exactly as it permutes the
+in-memory indices, so streaming feeds the same batches; a smaller buffer (a
+data set past it) gives other, equally seeded, batches.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -33,11 +39,66 @@ from tfrecords import schema, writer
 LABEL_SETS = {"observed": ("observed",), "observed+imputed": ("observed", "imputed")}
 
 
+class StreamedImages:
+    """Some rows' images, read from the shards and decoded on every pass; nothing is held in memory."""
+
+    def __init__(self, tfrecords_dir: Path, source_ids: np.ndarray, image_size: int, shuffle_buffer: int):
+        self.tfrecords_dir, self.source_ids = Path(tfrecords_dir), np.asarray(source_ids)
+        self.image_size, self.shuffle_buffer = image_size, shuffle_buffer
+
+    def __len__(self):
+        return len(self.source_ids)
+
+    def __getitem__(self, indices) -> "StreamedImages":
+        return StreamedImages(self.tfrecords_dir, self.source_ids[indices], self.image_size, self.shuffle_buffer)
+
+    def encoded_rows(self) -> tf.data.Dataset:
+        """(position among these rows, encoded image) for each row, in shard order (= the rows' order)."""
+        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(self.source_ids.astype(str)), tf.range(len(self), dtype=tf.int64)), default_value=-1)
+        records = tf.data.TFRecordDataset(writer.shard_paths(self.tfrecords_dir)).map(
+            schema.parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return (records.map(lambda r: (table.lookup(r["image/source_id"]), r["image/encoded"]))
+                .filter(lambda position, _: position >= 0))
+
+    def decode(self, encoded: tf.Tensor) -> tf.Tensor:
+        """A batch of encoded images -> (B, S, S, 3) float32, through the one shared preprocessing."""
+        return tf.map_fn(lambda e: preprocessing.preprocess(e, self.image_size), encoded,
+                         fn_output_signature=tf.TensorSpec((self.image_size, self.image_size, 3), tf.float32))
+
+    def batches(self, sizes: Sequence[int]) -> Iterator[np.ndarray]:
+        decoded = (self.encoded_rows().batch(32).map(lambda _, e: self.decode(e), num_parallel_calls=tf.data.AUTOTUNE,
+                                                     deterministic=True).unbatch().batch(max(sizes)))
+        pending = np.zeros((0, self.image_size, self.image_size, 3), np.float32)
+        stream = iter(decoded)
+        for size in sizes:
+            while len(pending) < size:
+                pending = np.concatenate([pending, next(stream).numpy()])
+            yield pending[:size]
+            pending = pending[size:]
+
+
+def image_batches(images: "np.ndarray | StreamedImages", sizes: Sequence[int]) -> Iterator[np.ndarray]:
+    """Consecutive batches of `sizes` images, in row order, from memory or from the shards."""
+    if isinstance(images, StreamedImages):
+        yield from images.batches(sizes)
+        return
+    start = 0
+    for size in sizes:
+        yield images[start:start + size]
+        start += size
+
+
+def batch_sizes(count: int, batch_size: int) -> list[int]:
+    """Batches of `batch_size`, the last one smaller: how predictions walk the rows."""
+    return [min(batch_size, count - start) for start in range(0, count, batch_size)]
+
+
 @dataclasses.dataclass
 class Examples:
-    """The selected rows, images decoded, in TFRecord order."""
+    """The selected rows, images decoded (or streamed), in TFRecord order."""
 
-    images: np.ndarray          # (N, S, S, 3) float32 in [0, 255]
+    images: "np.ndarray | StreamedImages"  # (N, S, S, 3) float32 in [0, 255]
     labels: np.ndarray          # (N,) int: the label the variant trains on
     label_sources: np.ndarray   # (N,) 'observed' | 'imputed'
     source_ids: np.ndarray
@@ -51,30 +112,30 @@ class Examples:
         return Examples(*(getattr(self, f.name)[indices] for f in dataclasses.fields(self)))
 
 
-def load_examples(tfrecords_dir: Path, label_set: str, image_size: int) -> Examples:
-    """Verify the shards, keep the rows of `label_set`, decode their images once."""
+def load_examples(tfrecords_dir: Path, label_set: str, image_size: int, memory_budget_gb: float = float("inf"),
+                  shuffle_buffer: int = 10_000) -> Examples:
+    """Verify the shards, keep the rows of `label_set`; decode their images once if they fit
+    `memory_budget_gb` as float32, else stream them (`StreamedImages`)."""
     writer.verify(tfrecords_dir)
     sources = tf.constant(LABEL_SETS[label_set])
     records = (tf.data.TFRecordDataset(writer.shard_paths(tfrecords_dir))
                .map(schema.parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
                .filter(lambda r: tf.reduce_any(tf.equal(r["label/source"], sources))))
-
-    def decode(record):
-        meta = {k: record[k] for k in ("label/mortality", "label/source", "image/source_id", "patient/id",
-                                       "image/key/sha256")}
-        return preprocessing.preprocess(record["image/encoded"], image_size), meta
-
-    images, meta = [], {}
-    for image, row in records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(32):
-        images.append(image.numpy())
+    keys = ("label/mortality", "label/source", "image/source_id", "patient/id", "image/key/sha256")
+    meta: dict[str, list] = {}
+    for row in records.map(lambda r: {k: r[k] for k in keys}).batch(256):
         for key, value in row.items():
             meta.setdefault(key, []).append(value.numpy())
-    if not images:
+    if not meta:
         raise ValueError(f"{tfrecords_dir}: no rows with label source in {LABEL_SETS[label_set]}")
     col = {k: np.concatenate(v) for k, v in meta.items()}
     text = lambda key: np.array([v.decode() for v in col[key]])  # noqa: E731
-    return Examples(images=np.concatenate(images).astype(np.float32), labels=col["label/mortality"].astype(np.int64),
-                    label_sources=text("label/source"), source_ids=text("image/source_id"),
+    source_ids = text("image/source_id")
+    images = StreamedImages(tfrecords_dir, source_ids, image_size, shuffle_buffer)
+    if len(source_ids) * image_size * image_size * 3 * 4 <= memory_budget_gb * 2 ** 30:
+        images = np.concatenate(list(images.batches(batch_sizes(len(images), 256))))
+    return Examples(images=images, labels=col["label/mortality"].astype(np.int64),
+                    label_sources=text("label/source"), source_ids=source_ids,
                     patients=text("patient/id"), sha256=text("image/key/sha256"))
 
 
@@ -84,7 +145,8 @@ def epoch_seed(seed: int, fold: int, phase: str, epoch: int) -> int:
     return int(digest.generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def train_dataset(images: tf.Tensor, labels: np.ndarray, weights: np.ndarray, *, global_batch: int, steps: int,
+def train_dataset(images: "tf.Tensor | StreamedImages", labels: np.ndarray, weights: np.ndarray, *,
+                  global_batch: int, steps: int,
                   seeds: Sequence[int], augment_fn, resample: bool,
                   input_context: tf.distribute.InputContext | None = None, target=(0.5, 0.5)) -> tf.data.Dataset:
     """`steps` batches of (images, labels float32, weights float32) per epoch seed, epoch after epoch.
@@ -101,22 +163,28 @@ def train_dataset(images: tf.Tensor, labels: np.ndarray, weights: np.ndarray, *,
     labels_t = tf.constant(labels, tf.int64)
     weights_t = tf.constant(weights, tf.float32)
 
+    streamed = isinstance(images, StreamedImages)
+    # Each row as (position, payload): the payload is its encoded image when streamed, else the position.
+    rows = images.encoded_rows() if streamed else tf.data.Dataset.range(n).map(lambda i: (i, i))
+    buffer = min(n, images.shuffle_buffer) if streamed else n
+
     def epoch_indices(seed: int) -> tf.data.Dataset:
-        indices = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
+        indices = rows.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
         if resample:
-            indices = rebalance.resample(indices, lambda i: tf.gather(labels_t, i), labels, target, seed=seed)
+            indices = rebalance.resample(indices, lambda i, _: tf.gather(labels_t, i), labels, target, seed=seed)
         if num_pipelines > 1:
             indices = indices.shard(num_pipelines, pipeline_id)
         batches = indices.take(per_pipeline).batch(batch, drop_remainder=True).enumerate()
-        return batches.map(lambda batch_index, index: (tf.constant(seed, tf.int64), batch_index, index))
+        return batches.map(lambda batch_index, row: (tf.constant(seed, tf.int64), batch_index, *row))
 
     if not seeds:
         raise ValueError("train_dataset needs at least one epoch seed")
     indices = functools.reduce(tf.data.Dataset.concatenate, map(epoch_indices, seeds))
 
-    def load(seed, batch_index, index):
+    def load(seed, batch_index, index, payload):
         batch_seed = tf.stack([seed, batch_index + 1_000_000 * pipeline_id])
-        picked = augment_fn(tf.gather(images, index), batch_seed)
+        pixels = images.decode(payload) if streamed else tf.gather(images, index)
+        picked = augment_fn(pixels, batch_seed)
         return picked, tf.cast(tf.gather(labels_t, index), tf.float32), tf.gather(weights_t, index)
 
     return indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)

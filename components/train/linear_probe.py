@@ -31,6 +31,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.preprocessing import StandardScaler
 
 import models
+from components.train import input_pipeline
 
 # Outputs of ResNet-18's (torchvision names) stages 1-3, deepest first: Grad-CAM reads the first.
 TAPS = ("layer3_1_relu2", "layer2_1_relu2", "layer1_1_relu2")
@@ -76,9 +77,10 @@ def feature_model(classifier: keras.Model) -> keras.Model:
     return keras.Model(images, layers.Activation("linear", dtype="float32")(features))
 
 
-def features(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.concatenate([np.asarray(model(images[i:i + batch_size], training=False), np.float64)
-                           for i in range(0, len(images), batch_size)])
+def features(model: keras.Model, images, batch_size: int) -> np.ndarray:
+    """`model`'s outputs (float64) for `images`, an array or input_pipeline.StreamedImages."""
+    return np.concatenate([np.asarray(model(batch, training=False), np.float64) for batch in
+                           input_pipeline.image_batches(images, input_pipeline.batch_sizes(len(images), batch_size))])
 
 
 def class_weight(rebalance: str) -> str | None:

@@ -29,6 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from components.train import input_pipeline
+
 
 class ParamGroup:
     """An AdamW optimizer over `variables`, lr = multiplier x the schedule's lr."""
@@ -98,8 +100,10 @@ def make_predict(model: keras.Model):
     return predict
 
 
-def predict_logits(predict, images: np.ndarray, batch_size: int) -> np.ndarray:
-    out = [predict(tf.constant(images[i:i + batch_size])).numpy() for i in range(0, len(images), batch_size)]
+def predict_logits(predict, images, batch_size: int) -> np.ndarray:
+    """Logits of `images` (an array or input_pipeline.StreamedImages), `batch_size` at a time."""
+    out = [predict(tf.constant(batch)).numpy()
+           for batch in input_pipeline.image_batches(images, input_pipeline.batch_sizes(len(images), batch_size))]
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 

@@ -29,12 +29,13 @@ def test_an_lr_sweep_restores_the_model_and_optimizer_and_repeats_exactly(sessio
     session.reset(7)
     batches = fold._FoldBatches(session, 0, train, fold_seed=7)
     before = loop.snapshot(session.state_variables(phase))
-    lr, curve = fold.lr_sweep(session, phase, batches.epochs(f"lr_{phase}", range(1), session.p.lr_finder_steps), session.p)
+    sweep_batches = lambda: batches.epochs(f"lr_{phase}", range(1), session.p.lr_finder_steps)  # noqa: E731
+    lr, curve = fold.lr_sweep(session, phase, sweep_batches(), session.p)
     assert lr == curve["suggestion"] and 1 <= len(curve["lrs"]) <= session.p.lr_finder_steps
     assert curve["lrs"][0] == pytest.approx(session.p.lr_finder_start)
     for a, b in zip(before, loop.snapshot(session.state_variables(phase))):
         np.testing.assert_array_equal(a, b)
-    again = fold.lr_sweep(session, phase, batches.epochs(f"lr_{phase}", range(1), session.p.lr_finder_steps), session.p)
+    again = fold.lr_sweep(session, phase, sweep_batches(), session.p)
     assert again[0] == lr
     for key in ("lrs", "losses", "raw_losses"):
         np.testing.assert_array_equal(again[1][key], curve[key])
@@ -53,3 +54,20 @@ def test_a_checkpoint_is_written_whole_and_loads_back(session, tmp_path):
     for a, b in zip(saved, loop.snapshot(variables)):
         np.testing.assert_array_equal(a, b)
     assert not any(p.name.startswith(files.TMP_PREFIX) for p in tmp_path.iterdir())
+
+
+def test_a_streamed_fold_trains_exactly_as_the_in_memory_one(sample_tfrecords, tmp_path):
+    import dataclasses
+
+    p = fold.TrainParams(image_size=IMAGE_SIZE, batch_size=8, lr_finder_steps=4, precision="fp32", epochs_frozen=1,
+                         epochs_unfrozen=1, recompute_batch_norm=True)
+    session = fold.Session(p, strat.get_strategy("default"), "fp32")
+    results = {}
+    for budget in (float("inf"), 0.0):
+        examples = input_pipeline.load_examples(sample_tfrecords, "observed", IMAGE_SIZE, memory_budget_gb=budget)
+        train, val = examples.subset(np.arange(0, 24)), examples.subset(np.arange(24, len(examples)))
+        result = fold.run_fold(session, 0, train, val, tmp_path / str(budget), log=lambda line: None)
+        results[budget] = {k: v for k, v in result.items() if k != "timings"}
+    assert isinstance(val.images, input_pipeline.StreamedImages)
+    assert results[0.0] == results[float("inf")]  # LRs, every metric of the last epoch, after recomputed BN
+    assert dataclasses.asdict(p)["memory_budget_gb"] == 8.0

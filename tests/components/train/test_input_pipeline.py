@@ -79,3 +79,58 @@ def test_steps_per_epoch_drops_the_last_partial_batch():
     assert input_pipeline.steps_per_epoch(126, 64) == 1
     assert input_pipeline.steps_per_epoch(341, 64) == 5
     assert input_pipeline.steps_per_epoch(20, 64) == 1
+
+
+@pytest.fixture(scope="module")
+def both(sample_tfrecords):
+    """The sample's rows decoded in memory, and the same rows streamed (a budget nothing fits)."""
+    in_memory = input_pipeline.load_examples(sample_tfrecords, "observed+imputed", 32)
+    streamed = input_pipeline.load_examples(sample_tfrecords, "observed+imputed", 32, memory_budget_gb=0)
+    assert isinstance(streamed.images, input_pipeline.StreamedImages) and isinstance(in_memory.images, np.ndarray)
+    return in_memory, streamed
+
+
+def test_streamed_rows_are_the_in_memory_rows(both):
+    in_memory, streamed = both
+    for name in ("labels", "label_sources", "source_ids", "patients", "sha256"):
+        np.testing.assert_array_equal(getattr(streamed, name), getattr(in_memory, name))
+    rows = np.array([1, 4, 5, 9, 30])
+    sizes = [2, 3]
+    batches = list(input_pipeline.image_batches(streamed.subset(rows).images, sizes))
+    assert [len(b) for b in batches] == sizes
+    np.testing.assert_array_equal(np.concatenate(batches), in_memory.images[rows])
+
+
+@pytest.mark.parametrize("resample", [False, True])
+def test_streaming_feeds_the_in_memory_batches_while_the_buffer_holds_every_row(both, resample):
+    in_memory, streamed = both
+    rows = np.arange(3, 30)
+    fn = augment.make_augment_fn(configs.AugmentConfig(), 0)
+
+    def batches(images, labels):
+        return list(input_pipeline.train_dataset(images, labels, np.ones(len(labels), np.float32), global_batch=8,
+                                                 steps=3, seeds=[5, 6], augment_fn=fn, resample=resample))
+
+    expected = batches(tf.constant(in_memory.images[rows]), in_memory.labels[rows])
+    got = batches(streamed.subset(rows).images, streamed.labels[rows])
+    assert len(got) == len(expected) == 6
+    for a, b in zip(got, expected):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x.numpy(), y.numpy())
+
+
+def test_a_smaller_shuffle_buffer_streams_other_batches_of_the_same_rows(sample_tfrecords, both):
+    in_memory, _ = both
+    small = input_pipeline.load_examples(sample_tfrecords, "observed+imputed", 32, memory_budget_gb=0,
+                                         shuffle_buffer=4)
+    fn = augment.make_augment_fn(configs.AugmentConfig(method="none"), 0)
+    n = len(small)
+
+    def labels_fed(images):
+        return np.concatenate([b[1].numpy() for b in input_pipeline.train_dataset(
+            images, small.labels, np.ones(n, np.float32), global_batch=n, steps=1, seeds=[5], augment_fn=fn,
+            resample=False)])
+
+    streamed, held = labels_fed(small.images), labels_fed(tf.constant(in_memory.images))
+    assert sorted(streamed) == sorted(held) == sorted(small.labels.astype(float))  # each row once per epoch
+    assert not np.array_equal(streamed, held)
