@@ -1,6 +1,6 @@
 """The study's figures: loss curves per fold, mean ROC and PR curves over folds, confusion matrix and
-Grad-CAM overlays, plus a reliability diagram and decision curves (the LR-finder figure is `components.train.lr_finder.plot`,
-shared with the train stage). Each function writes one PNG and returns its path."""
+Grad-CAM overlays, plus a reliability diagram and decision curves (the LR-finder figure is
+`components.train.lr_finder.plot`, shared with the train stage). Each function writes one PNG and returns its path."""
 
 from __future__ import annotations
 

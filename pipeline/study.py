@@ -93,8 +93,9 @@ def beyond_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             row["image_minus_age_sex_ci"] = f"{gain['low']:+.3f} to {gain['high']:+.3f}"
         calibration = sets[OBSERVED]["calibration"]
         row.update({name: calibration[name] for name in CALIBRATION_COLUMNS})
-        row.update({f"{name}_ci": f"{calibration['intervals'][name]['low']:.3f} to "
-                                  f"{calibration['intervals'][name]['high']:.3f}" for name in ("ece", "slope", "intercept")})
+        intervals = calibration["intervals"]
+        row.update({f"{name}_ci": f"{intervals[name]['low']:.3f} to {intervals[name]['high']:.3f}"
+                    for name in ("ece", "slope", "intercept")})
         rows.append(row)
     return rows
 

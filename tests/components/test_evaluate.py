@@ -240,7 +240,8 @@ def test_every_pooled_estimate_lies_inside_its_own_interval():
             assert interval["low"] <= summary["pooled"][metric] <= interval["high"], (name, metric)
     calibration = record["sets"][evaluate.OBSERVED]["calibration"]
     for metric in ("ece", "slope", "intercept"):
-        assert calibration["intervals"][metric]["low"] <= calibration[metric] <= calibration["intervals"][metric]["high"]
+        interval = calibration["intervals"][metric]
+        assert interval["low"] <= calibration[metric] <= interval["high"], metric
     headline = record["metrics"]["precision"]
     assert headline["estimate"] == record["sets"][evaluate.OBSERVED]["pooled"]["precision"]
     assert headline["fold_mean"] == record["sets"][evaluate.OBSERVED]["fold_mean"]["precision"]["mean"]
@@ -249,7 +250,7 @@ def test_every_pooled_estimate_lies_inside_its_own_interval():
 def test_row_facts_name_an_image_ingest_does_not_list():
     rows = _rows([(0, "a", 1, "observed", 0.9), (0, "b", 0, "observed", 0.2)])
     examples = {rows["source_id"][0]: {"offset": "3", "age": ">80", "sex": "F"}}
-    with pytest.raises(evaluate.PipelineError, match=r"1 predicted image\(s\) not in ingest's table, e\.g\. 'b-1\.png'"):
+    with pytest.raises(evaluate.PipelineError, match=r"1 predicted image\(s\) not in ingest's table, e\.g\. 'b-1\.png"):
         evaluate.with_row_facts(rows, examples)
     facts = evaluate.with_row_facts({k: v[:1] for k, v in rows.items()}, examples)
     assert (facts["offset_days"][0], facts["age"][0], facts["sex"][0]) == (3.0, 81.0, 0.0)

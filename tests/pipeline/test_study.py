@@ -41,7 +41,8 @@ def _set(auc, low, high):
 def test_beyond_table_shows_each_computed_set_and_leaves_the_others_empty():
     interval = {"low": 0.1, "high": 0.3}
     calibration = {"ece": 0.21, "slope": 0.4, "intercept": -0.5, "brier": 0.19, "base_rate": 0.2,
-                   "intervals": {"ece": interval, "slope": {"low": 0.2, "high": 0.7}, "intercept": {"low": -1, "high": 0}}}
+                   "intervals": {"ece": interval, "slope": {"low": 0.2, "high": 0.7},
+                                 "intercept": {"low": -1, "high": 0}}}
     sets = {study.OBSERVED: {**_set(0.7, 0.5, 0.8), "calibration": calibration},
             study.PATIENT_LEVEL: _set(0.75, 0.55, 0.9), study.EARLY_IMAGES: _set(0.65, 0.4, 0.85),
             study.AGE_SEX: _set(0.6, 0.45, 0.75)}
