@@ -45,12 +45,24 @@ def _examples(provenance: Mapping[str, Any], output_dir: Path) -> dict[str, dict
     return evaluate.examples_by_source_id(artifacts["ingest"])
 
 
-def _check_unchanged(run_dir: Path, stored: Mapping[str, Any], record: Mapping[str, Any]) -> None:
-    """The stored headline (fold means; summed-confusion rates) must be what the new record computes beside."""
+def _stored_numbers(stored: Mapping[str, Any]) -> dict[tuple[str, str], float]:
+    """(metric, key in the new headline) -> value of a stored headline: a re-summarised one's estimate and fold
+    mean, or the first summary's `mean` (the fold mean of a score, the summed-confusion rate of TPR-FNR)."""
+    numbers = {}
     for name, value in stored["metrics"].items():
-        new = record["metrics"][name]["fold_mean" if name in evaluate_metrics.SCORES else "estimate"]
-        if not (math.isclose(value["mean"], new, abs_tol=1e-12) or (math.isnan(value["mean"]) and math.isnan(new))):
-            raise PipelineError(f"{run_dir}: {name} was {value['mean']} and is now {new}: not the same predictions")
+        if "estimate" in value:
+            numbers.update({(name, "estimate"): value["estimate"], (name, "fold_mean"): value["fold_mean"]})
+        else:
+            numbers[name, "fold_mean" if name in evaluate_metrics.SCORES else "estimate"] = value["mean"]
+    return numbers
+
+
+def _check_unchanged(run_dir: Path, stored: Mapping[str, Any], record: Mapping[str, Any]) -> None:
+    """What the stored headline holds must be what the new record computes."""
+    for (name, key), value in _stored_numbers(stored).items():
+        new = record["metrics"][name][key]
+        if not (math.isclose(value, new, abs_tol=1e-12) or (math.isnan(value) and math.isnan(new))):
+            raise PipelineError(f"{run_dir}: {name} ({key}) was {value} and is now {new}: not the same predictions")
 
 
 def resummarize_run(run_dir: Path, examples: Mapping[str, Mapping[str, str]], seed: int) -> dict[str, Any]:
