@@ -67,12 +67,13 @@ def test_a_results_folder_is_rewritten_from_its_predictions(ingested, tmp_path, 
     record = json.loads((run_dir / evaluate.EVALUATION_NAME).read_text())
     assert "estimate" in record["metrics"]["roc_auc"] and evaluate.AGE_SEX in record["sets"]
     assert record["sets"][evaluate.OBSERVED]["bootstrap"]["resamples"] == PARAMS["bootstrap_resamples"]
-    assert (run_dir / evaluate.DECISION_CURVE_NAME).is_file() and (run_dir / evaluate.DECISION_CURVE_FIGURE).is_file()
+    assert all((run_dir / name).is_file() for name in (evaluate.DECISION_CURVE_NAME, evaluate.DECISION_CURVE_FIGURE))
     page = (run_dir / report.REPORT_NAME).read_text()
     assert "old metrics" not in page and "Fold mean ± sd" in page and "Decision curves" in page
     assert page.endswith("<h2>Data</h2>\nthe run's own data section</body>")
     table = (tmp_path / "table1_patient.md").read_text()
-    assert f"| original | resnet18 | ours (patient split) | {record['metrics']['balanced_accuracy']['estimate']:.3f} (" in table
+    balanced_accuracy = record["metrics"]["balanced_accuracy"]["estimate"]
+    assert f"| original | resnet18 | ours (patient split) | {balanced_accuracy:.3f} (" in table
 
 
 def test_other_predictions_or_another_snapshot_are_refused(ingested, tmp_path):
