@@ -3,8 +3,18 @@
 The first question a clinician asks of an imaging model is whether it adds anything over age.
 `out_of_fold` fits an L2 logistic regression on the training folds' rows and predicts the held-out
 fold, fold by fold, using the fold assignment of the image model's out-of-fold predictions, so both
-are judged on exactly the same rows and splits. `combined` adds the image model's out-of-fold
-log-odds as one more feature (stacking on cross-validated predictions).
+are judged on exactly the same rows and splits.
+
+`combined` is cross-fitted stacking: for held-out fold k, a logistic regression on
+[logit(image probability), age, sex] is fitted on the rows of the other folds, each carrying its
+own out-of-fold image probability (from the image model that did not train on it), and applied to
+fold k's rows with theirs. The image model's probabilities for the training rows of fold k's own
+model do not exist (they would be in-sample, too confident), so the combination never sees them.
+What is left: the other folds' image models trained on fold k's rows, so fold k's labels reach its
+combination weights at second order, through how those models score their own held-out rows, in
+two to five coefficients. Removing that needs image models trained inside each training fold
+(nested cross-validation, 20 more trainings for 5 folds), which a re-summary of the stored
+predictions cannot do.
 
 Only admission facts may be inputs. ICU admission, supplemental oxygen, intubation and extubation
 happen after admission and on the way to the outcome (the study's imputation uses them; a
@@ -80,6 +90,6 @@ def out_of_fold(features: np.ndarray, labels: Sequence[int], folds: Sequence[int
 
 def combined(image_probabilities: Sequence[float], features: np.ndarray, labels: Sequence[int],
              folds: Sequence[int], c: float = 1.0) -> np.ndarray:
-    """Image out-of-fold log-odds + admission features, fitted and predicted fold by fold."""
+    """Image out-of-fold log-odds + admission features, cross-fitted fold by fold (see the module's docstring)."""
     p = np.clip(np.asarray(image_probabilities, float), 1e-6, 1 - 1e-6)
     return out_of_fold(np.hstack([np.log(p / (1 - p))[:, None], np.asarray(features, float)]), labels, folds, c)

@@ -160,7 +160,8 @@ class ExportConfig:
     serving_dir: Path | None = flag(None, "TF Serving model base folder (default: <output_dir>/serving).",
                                     absolute=True)
     model_name: str = flag("covid_cxr_mortality", "Served model name (folder under --serving_dir).")
-    bless_min_roc_auc: float = flag(0.7, "Push only if the evaluation's fold-mean ROC AUC is at least this.")
+    bless_min_roc_auc: float = flag(0.7, "Push only if the evaluation's ROC AUC (pooled out-of-fold) is at least "
+                                    "this.")
     # Served class = 1 (died) at probability >= threshold (common.decision).
     threshold: float = flag(0.5, THRESHOLD_HELP)
     members: str = flag("all", "'all': mean of the k fold models; an integer k: fold k alone.",

@@ -1,6 +1,8 @@
 """Evaluate: the study's metrics on the out-of-fold predictions, with CIs, tables and figures.
 
-Metrics on observed labels are always computed. For imputed variants split by
+Each metric's estimate is the pooled out-of-fold value, its 95% interval the bootstrap of that same
+pooled statistic, and the fold mean +- sd stands beside them as the spread between folds
+(`evaluate_metrics`). Metrics on observed labels are always computed. For imputed variants split by
 image, the study's own way (imputed labels counted in validation) is computed
 too, under its own name, so the two can never be confused. Bootstrap CIs
 resample patients when the split kept patients apart, images otherwise.
@@ -10,13 +12,18 @@ headline (`observed_labels`, which blessing and the study tables read):
 patients ranked by the mean of their images' probabilities (patient split
 only), the calibration of the image-level probabilities, the images taken
 in the first week (`EARLY_OFFSET_DAYS`, fixed before any result was seen:
-is risk readable from the X-ray a triage decision would use?), and, with
-`tta_views`, test-time augmentation with the training augmentation.
+is risk readable from the X-ray a triage decision would use?), with
+`tta_views`, test-time augmentation with the training augmentation, the
+calibration slope and intercept and decision curves (`evaluate_decision`), and
+what is known at admission: age and sex alone, and the image model's log-odds
+with age and sex, on the same folds (`clinical_baseline`), which answers
+"does the X-ray add anything over age?".
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,7 +35,9 @@ import tensorflow as tf
 
 import models  # noqa: F401  (registers the custom layers for load_model)
 from common import files
-from components import base, evaluate_metrics, evaluate_plots, export, gradcam
+from common.errors import PipelineError
+from components import (base, clinical_baseline, evaluate_decision, evaluate_metrics, evaluate_plots, export,
+                        gradcam, ingest)
 from components.train import augment, fold as train_fold, input_pipeline, loop, lr_finder
 from components.train import outputs as train_outputs
 from components.train import metrics as train_metrics
@@ -39,13 +48,33 @@ EVALUATION_NAME = "evaluation.json"
 PER_FOLD_NAME = "metrics_per_fold.csv"
 SUMMARY_NAME = "metrics_summary.csv"
 TTA_PREDICTIONS_NAME = "predictions_tta.csv"
+DECISION_CURVE_NAME = "decision_curve.csv"
 CALIBRATION_FIGURE = "calibration.png"
+DECISION_CURVE_FIGURE = "decision_curve.png"
 OBSERVED = "observed_labels"
 STUDY_WAY = "study_way_imputed_labels_in_validation"
 PATIENT_LEVEL = "patient_level_observed_labels"
 OBSERVED_TTA = "observed_labels_tta"
 EARLY_IMAGES = "early_images_observed_labels"
+AGE_SEX = "age_sex_observed_labels"
+IMAGE_AGE_SEX = "image_plus_age_sex_observed_labels"
+MODEL_NAMES = {OBSERVED: "image model", AGE_SEX: "age + sex", IMAGE_AGE_SEX: "image + age + sex"}
+ESTIMATE = ("pooled out-of-fold predictions; 95% interval: percentile bootstrap of the same pooled statistic; "
+            "fold_mean +- fold_std: the spread over the validation folds")
 EARLY_OFFSET_DAYS = 7  # metadata `offset`: days since symptom onset or admission; negative = before it
+
+
+def with_row_facts(predictions: Mapping[str, np.ndarray],
+                   examples: Mapping[str, Mapping[str, str]]) -> dict[str, np.ndarray]:
+    """Predictions with each image's offset in days and its patient's age and sex (NaN where unknown), from
+    ingest's table (`examples`: source_id -> row); an image ingest does not list is a named error."""
+    missing = [str(sid) for sid in predictions["source_id"] if sid not in examples]
+    if missing:
+        raise PipelineError(f"evaluate: {len(missing)} predicted image(s) not in ingest's table, e.g. {missing[0]!r}")
+    rows = [examples[sid] for sid in predictions["source_id"]]
+    age, sex = clinical_baseline.admission_features(rows).T
+    return {**predictions, "offset_days": np.array([schema.number_or_nan(row["offset"]) for row in rows]),
+            "age": age, "sex": sex}
 
 
 def _observed(predictions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -89,66 +118,117 @@ def evaluation_sets(predictions: Mapping[str, np.ndarray], split: str,
         sets[EARLY_IMAGES] = early_images(observed)
     if tta is not None:
         sets[OBSERVED_TTA] = _observed(tta)
+    if "age" in observed:  # fitted fold by fold on the observed rows of the other folds, as the image model's rows
+        admission = np.column_stack([observed["age"], observed["sex"]])
+        sets[AGE_SEX] = {**observed, "probability": clinical_baseline.out_of_fold(
+            admission, observed["label"], observed["fold"])}
+        sets[IMAGE_AGE_SEX] = {**observed, "probability": clinical_baseline.combined(
+            observed["probability"], admission, observed["label"], observed["fold"])}
     return sets
+
+
+def _groups(rows: Mapping[str, np.ndarray], split: str) -> np.ndarray:
+    return rows["patient"] if split == "patient" else rows["source_id"]
 
 
 def set_metrics(rows: Mapping[str, np.ndarray], split: str, threshold: float, resamples: int,
                 seed: int) -> dict[str, Any]:
-    """Fold metrics, summed rates and bootstrap CIs of one set (patients resampled under a patient split)."""
+    """Pooled and per-fold metrics and bootstrap CIs of one set (patients resampled under a patient split)."""
     summary = evaluate_metrics.summarize(rows["fold"], rows["label"], rows["probability"], threshold)
-    groups = rows["patient"] if split == "patient" else rows["source_id"]
     summary["bootstrap"] = evaluate_metrics.bootstrap(
-        rows["label"], rows["probability"], groups, resamples, seed, threshold)
+        rows["label"], rows["probability"], _groups(rows, split), resamples, seed,
+        functools.partial(evaluate_metrics.metric_values, threshold=threshold))
     summary["bootstrap"]["unit"] = "patient" if split == "patient" else "image"
     return summary
 
 
+def calibration_statistics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """ECE and the logistic recalibration's slope and intercept: what the calibration entry bootstraps."""
+    return {"ece": evaluate_metrics.calibration(labels, probabilities)["ece"],
+            **evaluate_decision.calibration_slope_intercept(labels, probabilities)}
+
+
+def calibration_entry(rows: Mapping[str, np.ndarray], pooled_brier: float, split: str, resamples: int,
+                      seed: int) -> dict[str, Any]:
+    """Reliability bins, ECE, Brier, calibration slope and intercept of the pooled probabilities, with the
+    bootstrap intervals of ECE, slope and intercept (the same resamples as the set's metrics)."""
+    labels, probabilities = rows["label"], rows["probability"]
+    intervals = evaluate_metrics.bootstrap(labels, probabilities, _groups(rows, split), resamples, seed,
+                                           calibration_statistics)["intervals"]
+    return {**evaluate_metrics.calibration(labels, probabilities), "brier": pooled_brier,
+            **evaluate_decision.calibration_slope_intercept(labels, probabilities), "intervals": intervals}
+
+
+def admission_comparison(sets: Mapping[str, Mapping[str, np.ndarray]], split: str, resamples: int,
+                         seed: int) -> dict[str, Any]:
+    """Pooled ROC AUC of the image model and of image + age/sex, each minus that of age/sex alone, with
+    paired bootstrap intervals: does the X-ray add anything over what is known at admission?"""
+    rows = sets[OBSERVED]
+    baseline, groups = sets[AGE_SEX]["probability"], _groups(rows, split)
+    return {"rows": int(len(rows["label"])), "rows_with_age": int(np.isfinite(rows["age"]).sum()),
+            "rows_with_sex": int(np.isfinite(rows["sex"]).sum()), "columns": list(clinical_baseline.ADMISSION_COLUMNS),
+            "image_minus_age_sex": evaluate_metrics.paired_auc_difference(
+                rows["label"], baseline, rows["probability"], groups, resamples, seed),
+            "image_plus_age_sex_minus_age_sex": evaluate_metrics.paired_auc_difference(
+                rows["label"], baseline, sets[IMAGE_AGE_SEX]["probability"], groups, resamples, seed)}
+
+
 def evaluate(predictions: Mapping[str, np.ndarray], split: str, threshold: float, resamples: int,
              seed: int, tta: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
-    """Every set's metrics; the same seed for each, so the sets are compared on the same resamples."""
+    """Every set's metrics, the calibration of the observed set, the decision curves and, when age and sex are
+    known, the admission comparison; one seed for all, so everything is compared on the same resamples."""
     sets = evaluation_sets(predictions, split, tta)
     results = {name: set_metrics(rows, split, threshold, resamples, seed) for name, rows in sets.items()}
+    results[OBSERVED]["calibration"] = calibration_entry(sets[OBSERVED], results[OBSERVED]["pooled"]["brier"],
+                                                         split, resamples, seed)
+    curves = {name: evaluate_decision.decision_curve(sets[name]["label"], sets[name]["probability"])
+              for name in (OBSERVED, AGE_SEX, IMAGE_AGE_SEX) if name in sets}
+    comparison = admission_comparison(sets, split, resamples, seed) if AGE_SEX in sets else None
+    return {"sets": results, "decision_curves": curves, "admission_comparison": comparison}
+
+
+def headline(sets: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """On observed labels, each metric's pooled estimate and its interval, the fold mean and sd beside them:
+    what reports, the study tables and blessing read."""
     observed = sets[OBSERVED]
-    results[OBSERVED]["calibration"] = {
-        **evaluate_metrics.calibration(observed["label"], observed["probability"]),
-        "brier": results[OBSERVED]["pooled"]["brier"]}
-    return results
-
-
-def headline(results: Mapping[str, Any]) -> dict[str, dict[str, float]]:
-    """Fold means with the bootstrap interval, on observed labels: what reports and blessing read."""
-    observed = results[OBSERVED]
     intervals = observed["bootstrap"]["intervals"]
-    table = {name: {**observed["fold_mean"][name], "ci_low": intervals[name]["low"], "ci_high": intervals[name]["high"]}
-             for name in evaluate_metrics.FOLD_METRICS}
-    table.update({name: {"mean": observed["rates_summed"][name], "ci_low": intervals[name]["low"],
-                         "ci_high": intervals[name]["high"]} for name in evaluate_metrics.RATES})
-    return table
+    return {name: {"estimate": observed["pooled"][name], "ci_low": intervals[name]["low"],
+                   "ci_high": intervals[name]["high"], "fold_mean": observed["fold_mean"][name]["mean"],
+                   "fold_std": observed["fold_mean"][name]["std"], "folds": observed["fold_mean"][name]["folds"]}
+            for name in evaluate_metrics.METRICS}
 
 
-def _write_tables(out_dir: Path, results: Mapping[str, Any]) -> None:
-    with open(out_dir / PER_FOLD_NAME, "w", newline="") as handle:
-        fields = ["set", "fold", *evaluate_metrics.FOLD_METRICS, "tp", "fn", "tn", "fp"]
+def _write_tables(out_dir: Path, record: Mapping[str, Any]) -> None:
+    results = record["sets"]
+    with files.atomic_open(out_dir / PER_FOLD_NAME, "w", newline="") as handle:
+        fields = ["set", "fold", *evaluate_metrics.METRICS, "tp", "fn", "tn", "fp"]
         table = csv.DictWriter(handle, fieldnames=fields)
         table.writeheader()
         for name, summary in results.items():
             for fold, values in summary["per_fold"].items():
                 table.writerow({"set": name, "fold": fold, **values})
-    with open(out_dir / SUMMARY_NAME, "w", newline="") as handle:
+    with files.atomic_open(out_dir / SUMMARY_NAME, "w", newline="") as handle:
         table = csv.writer(handle)
-        table.writerow(["set", "metric", "value", "fold_std", "ci_low", "ci_high", "how"])
+        table.writerow(["set", "metric", "estimate", "ci_low", "ci_high", "fold_mean", "fold_std", "folds"])
         for name, summary in results.items():
             intervals = summary["bootstrap"]["intervals"]
-            for metric in evaluate_metrics.FOLD_METRICS:
-                value = summary["fold_mean"][metric]
-                table.writerow([name, metric, value["mean"], value["std"], intervals[metric]["low"],
-                                intervals[metric]["high"], "mean over folds"])
-            for metric in evaluate_metrics.RATES:
-                table.writerow([name, metric, summary["rates_summed"][metric], "", intervals[metric]["low"],
-                                intervals[metric]["high"], "summed confusion matrix"])
+            for metric in evaluate_metrics.METRICS:
+                spread = summary["fold_mean"][metric]
+                table.writerow([name, metric, summary["pooled"][metric], intervals[metric]["low"],
+                                intervals[metric]["high"], spread["mean"], spread["std"], spread["folds"]])
             if "calibration" in summary:
-                table.writerow([name, "ece", summary["calibration"]["ece"], "", "", "",
-                                f"pooled, {evaluate_metrics.CALIBRATION_BINS} equal-width bins"])
+                calibration = summary["calibration"]
+                for metric in ("ece", "slope", "intercept"):
+                    interval = calibration["intervals"][metric]
+                    table.writerow([name, f"calibration_{metric}", calibration[metric], interval["low"],
+                                    interval["high"], "", "", ""])
+    curves = record["decision_curves"]
+    with files.atomic_open(out_dir / DECISION_CURVE_NAME, "w", newline="") as handle:
+        table = csv.writer(handle)
+        table.writerow(["threshold", "treat_all", "treat_none", *(f"net_benefit_{name}" for name in curves)])
+        for i, row in enumerate(curves[OBSERVED]["rows"]):
+            table.writerow([row["threshold"], row["treat_all"], row["treat_none"],
+                            *(curve["rows"][i]["model"] for curve in curves.values())])
 
 
 def _from_records(tfrecords_dir: Path, source_ids: np.ndarray, extract) -> list:
@@ -169,11 +249,6 @@ def validation_images(tfrecords_dir: Path, source_ids: np.ndarray, image_size: i
     """The images of `source_ids`, in that order, through the one preprocessing training used."""
     return np.stack(_from_records(tfrecords_dir, source_ids,
                                   lambda parsed: preprocessing.preprocess(parsed["image/encoded"], image_size).numpy()))
-
-
-def image_offsets(tfrecords_dir: Path, source_ids: np.ndarray) -> np.ndarray:
-    """Days from symptom onset or admission to each image of `source_ids` (NaN where the metadata has none)."""
-    return np.array(_from_records(tfrecords_dir, source_ids, lambda parsed: float(parsed["image/offset_days"])))
 
 
 def _gradcam_examples(train: base.Artifact, tfrecords_dir: Path, predictions, count: int, image_size: int):
@@ -237,39 +312,69 @@ def _write_tta_predictions(path: Path, predictions: Mapping[str, np.ndarray],
                             predictions["probability"][i], tta["probability"][i]])
 
 
+def read_tta_predictions(path: Path, predictions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`predictions` with the test-time-augmented probabilities of a stored `predictions_tta.csv`; its rows
+    must be `predictions`' own (same images, same stored probabilities), else a named error."""
+    with open(path, newline="") as handle:
+        rows = {row["source_id"]: row for row in csv.DictReader(handle)}
+    for source_id, probability in zip(predictions["source_id"], predictions["probability"]):
+        row = rows.get(source_id)
+        if row is None or abs(float(row["probability_stored"]) - probability) > 1e-12:
+            raise PipelineError(f"{path}: image {str(source_id)!r} is missing or has another stored probability than "
+                                "the fold predictions: not the same run")
+    return {**predictions, "probability": np.array([float(rows[sid]["probability_tta"])
+                                                    for sid in predictions["source_id"]])}
+
+
 def evaluation_record(predictions: Mapping[str, np.ndarray], variant: str, split: str, weights: str | None,
                       params: Mapping[str, Any], tta: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     results = evaluate(predictions, split, params["threshold"], params["bootstrap_resamples"], params["seed"], tta)
     if tta is not None:
-        results[OBSERVED_TTA]["tta_views"] = params["tta_views"]
+        results["sets"][OBSERVED_TTA]["tta_views"] = params["tta_views"]
     return {"variant": variant, "split": split, "threshold": params["threshold"], "positive_class": "died",
-            "weights": weights, "metrics": headline(results), "sets": results}
+            "weights": weights, "estimate": ESTIMATE, "metrics": headline(results["sets"]), **results}
+
+
+def summary_figures(out_dir: Path, record: Mapping[str, Any]) -> None:
+    """The figures drawn from the summary alone: confusion matrix, reliability diagram, decision curves."""
+    observed = record["sets"][OBSERVED]
+    evaluate_plots.confusion_matrix(observed["confusion"], out_dir / "confusion.png")
+    evaluate_plots.reliability_diagram(observed["calibration"], out_dir / CALIBRATION_FIGURE)
+    evaluate_plots.decision_curves({MODEL_NAMES[name]: curve for name, curve in record["decision_curves"].items()},
+                                   out_dir / DECISION_CURVE_FIGURE)
+
+
+def write_summary(out_dir: Path, record: Mapping[str, Any]) -> None:
+    """`evaluation.json`, the metric tables and the summary figures of one evaluation record."""
+    files.write_json_atomic(out_dir / EVALUATION_NAME, record)
+    _write_tables(out_dir, record)
+    summary_figures(out_dir, record)
 
 
 def write_figures(out_dir: Path, record: Mapping[str, Any], predictions, histories, lr_curves) -> None:
     observed = _observed(predictions)
     evaluate_plots.roc_curves(observed["fold"], observed["label"], observed["probability"], out_dir / "roc.png")
     evaluate_plots.pr_curves(observed["fold"], observed["label"], observed["probability"], out_dir / "pr.png")
-    evaluate_plots.confusion_matrix(record["sets"][OBSERVED]["confusion_summed"], out_dir / "confusion.png")
-    evaluate_plots.reliability_diagram(record["sets"][OBSERVED]["calibration"], out_dir / CALIBRATION_FIGURE)
     evaluate_plots.loss_curves(histories, out_dir / "loss.png")
     if lr_curves:
         lr_finder.plot(lr_curves, out_dir / "lr_finder.png", "LR finder, every fold (dotted: suggestion)")
 
 
+def examples_by_source_id(artifact: base.Artifact) -> dict[str, dict[str, str]]:
+    return {row["source_id"]: row for row in ingest.read_examples(artifact)}
+
+
 def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
     train = inputs["train"]
     summary = train_outputs.read_summary(train.path)
-    predictions = train_outputs.read_predictions(train.path)
-    predictions["offset_days"] = image_offsets(inputs["tfrecords"].path, predictions["source_id"])
+    predictions = with_row_facts(train_outputs.read_predictions(train.path), examples_by_source_id(inputs["examples"]))
     tta = None
     if params["tta_views"]:
         tta = tta_predictions(train.path, inputs["tfrecords"].path, predictions, summary["params"],
                               params["tta_views"], params["seed"])
         _write_tta_predictions(out_dir / TTA_PREDICTIONS_NAME, predictions, tta)
     record = evaluation_record(predictions, summary["variant"], summary["split"], summary["weights"], params, tta)
-    files.write_json_atomic(out_dir / EVALUATION_NAME, record)
-    _write_tables(out_dir, record["sets"])
+    write_summary(out_dir, record)
     write_figures(out_dir, record, predictions, train_outputs.read_histories(train.path),
                   train_outputs.read_lr_curves(train.path))
     if params["gradcam_images"]:
@@ -278,7 +383,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
                                      summary["params"]["image_size"])
         if examples:
             evaluate_plots.gradcam_grid(*examples, out_dir / "gradcam.png")
-    return {name: round(value["mean"], 4) for name, value in record["metrics"].items()}
+    return {name: round(value["estimate"], 4) for name, value in record["metrics"].items()}
 
 
 def _summary(artifact: base.Artifact) -> str:
@@ -287,10 +392,11 @@ def _summary(artifact: base.Artifact) -> str:
 
     def show(name):
         m = metrics[name]
-        return f"{name} {m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+        return f"{name} {m['estimate']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
 
     return (f"observed labels, {record['split']} split: " + ", ".join(
-        show(n) for n in ("balanced_accuracy", "roc_auc", "precision", "recall", "f1")) + " (fold mean [95% CI])")
+        show(n) for n in ("balanced_accuracy", "roc_auc", "precision", "recall", "f1"))
+        + " (pooled out-of-fold [95% CI])")
 
 
 SPEC = base.ComponentSpec(

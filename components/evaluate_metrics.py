@@ -1,28 +1,31 @@
-"""The study's metrics, computed the study's way, with bootstrap confidence intervals.
+"""The study's metrics on out-of-fold predictions, with bootstrap confidence intervals.
 
-Positive class = died. Balanced accuracy, ROC AUC, precision, recall and F1
-are means over folds (as the study reports them); TPR/TNR/FPR/FNR come from
-the confusion matrix summed over folds. PR AUC (average precision) and the
-Brier score are added. Confidence intervals resample the pooled out-of-fold
-predictions: whole patients when the split kept patients apart, images
-otherwise, so the interval reflects the unit that was held out. Calibration
-(reliability bins and expected calibration error) judges the probabilities
-themselves, which the ranking metrics do not.
+Positive class = died. Every metric (balanced accuracy, ROC AUC, precision, recall, F1, PR AUC,
+Brier, and the rates TPR/TNR/FPR/FNR) is computed twice: on the pooled out-of-fold predictions
+(the estimate, one number for all validation rows) and per fold (mean and sd: how much the folds
+spread; the study reported fold means). The interval is the percentile bootstrap of the pooled
+statistic itself, resampling whole patients when the split kept patients apart, images otherwise,
+so estimate and interval describe the same quantity. At a fixed threshold the pooled confusion
+matrix is the sum of the folds', so the pooled rates are those of the summed matrix. Calibration
+(reliability bins and expected calibration error) judges the probabilities themselves, which the
+ranking metrics do not.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from sklearn import metrics as skm
 
 from common.decision import called_died
 
-FOLD_METRICS = ("balanced_accuracy", "roc_auc", "precision", "recall", "f1", "pr_auc", "brier")
+SCORES = ("balanced_accuracy", "roc_auc", "precision", "recall", "f1", "pr_auc", "brier")
 RATES = ("tpr", "tnr", "fpr", "fnr")
+METRICS = (*SCORES, *RATES)
 CALIBRATION_BINS = 10
 
 
@@ -41,7 +44,7 @@ def rates(counts: Mapping[str, int]) -> dict[str, float]:
 
 
 def metric_values(labels: Sequence[int], probabilities: Sequence[float], threshold: float = 0.5) -> dict[str, float]:
-    """All fold metrics; those undefined on one class (ROC/PR AUC, recall...) are NaN, not 0."""
+    """Every metric of `METRICS`; those undefined on one class (ROC/PR AUC, recall...) are NaN, not 0."""
     labels = np.asarray(labels, int)
     probabilities = np.asarray(probabilities, float)
     predicted = called_died(probabilities, threshold).astype(int)
@@ -57,6 +60,7 @@ def metric_values(labels: Sequence[int], probabilities: Sequence[float], thresho
             "recall": skm.recall_score(labels, predicted) if labels.any() else math.nan,
             "f1": skm.f1_score(labels, predicted, zero_division=0) if labels.any() else math.nan,
             "brier": skm.brier_score_loss(labels, probabilities, pos_label=1) if len(labels) else math.nan,
+            **rates(confusion(labels, predicted)),
         }
     return {name: float(value) for name, value in values.items()}
 
@@ -70,21 +74,17 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
 
 def summarize(folds: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
               threshold: float = 0.5) -> dict[str, Any]:
-    """Per-fold metrics, their means (+- std) and the rates of the summed confusion matrix."""
+    """The pooled metrics and confusion matrix, and per-fold metrics with their means (+- sd)."""
     per_fold = {}
-    total = {"tp": 0, "fn": 0, "tn": 0, "fp": 0}
     for fold in sorted(np.unique(folds)):
         mask = folds == fold
-        per_fold[int(fold)] = metric_values(labels[mask], probabilities[mask], threshold)
-        counts = confusion(labels[mask], called_died(probabilities[mask], threshold))
-        per_fold[int(fold)].update(counts)
-        total = {k: total[k] + counts[k] for k in total}
+        per_fold[int(fold)] = {**metric_values(labels[mask], probabilities[mask], threshold),
+                               **confusion(labels[mask], called_died(probabilities[mask], threshold))}
     return {
-        "per_fold": per_fold,
-        "fold_mean": {name: _mean_std([m[name] for m in per_fold.values()]) for name in FOLD_METRICS},
-        "confusion_summed": total,
-        "rates_summed": rates(total),
         "pooled": metric_values(labels, probabilities, threshold),
+        "confusion": confusion(labels, called_died(probabilities, threshold)),
+        "per_fold": per_fold,
+        "fold_mean": {name: _mean_std([m[name] for m in per_fold.values()]) for name in METRICS},
         "n": int(len(labels)), "positives": int(np.sum(labels)),
     }
 
@@ -98,25 +98,26 @@ def group_resamples(groups: np.ndarray, resamples: int, seed: int):
         yield np.concatenate([members[g] for g in rng.integers(0, len(unique), len(unique))])
 
 
-def bootstrap(labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray, resamples: int, seed: int,
-              threshold: float = 0.5, level: float = 0.95) -> dict[str, dict[str, float]]:
-    """Percentile intervals of the pooled metrics, resampling whole groups with replacement."""
-    draws: dict[str, list[float]] = {name: [] for name in (*FOLD_METRICS, *RATES)}
-    for chosen in group_resamples(groups, resamples, seed):
-        values = metric_values(labels[chosen], probabilities[chosen], threshold)
-        values.update(rates(confusion(labels[chosen], called_died(probabilities[chosen], threshold))))
-        for name in draws:
-            draws[name].append(values[name])
+def percentile_interval(samples: Sequence[float], level: float) -> dict[str, float]:
+    """{'low', 'high', 'valid_resamples'} of the finite `samples` (NaN when there are none)."""
+    finite = np.array([s for s in samples if not math.isnan(s)])
     tail = (1 - level) / 2 * 100
-    result = {}
-    for name, samples in draws.items():
-        finite = np.array([s for s in samples if not math.isnan(s)])
-        result[name] = {
-            "low": float(np.percentile(finite, tail)) if len(finite) else math.nan,
+    return {"low": float(np.percentile(finite, tail)) if len(finite) else math.nan,
             "high": float(np.percentile(finite, 100 - tail)) if len(finite) else math.nan,
-            "valid_resamples": int(len(finite)),
-        }
-    return {"level": level, "resamples": resamples, "unit_count": int(len(np.unique(groups))), "intervals": result}
+            "valid_resamples": int(len(finite))}
+
+
+def bootstrap(labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray, resamples: int, seed: int,
+              statistic: Callable[[np.ndarray, np.ndarray], Mapping[str, float]] = metric_values,
+              level: float = 0.95) -> dict[str, Any]:
+    """Percentile intervals of each value `statistic(labels, probabilities)` returns on the pooled rows,
+    resampling whole groups with replacement; the same seed draws the same resamples for any statistic."""
+    draws: dict[str, list[float]] = collections.defaultdict(list)
+    for chosen in group_resamples(groups, resamples, seed):
+        for name, value in statistic(labels[chosen], probabilities[chosen]).items():
+            draws[name].append(value)
+    return {"level": level, "resamples": resamples, "unit_count": int(len(np.unique(groups))),
+            "intervals": {name: percentile_interval(samples, level) for name, samples in draws.items()}}
 
 
 def paired_auc_difference(labels: np.ndarray, first: np.ndarray, second: np.ndarray, groups: np.ndarray,
@@ -129,13 +130,10 @@ def paired_auc_difference(labels: np.ndarray, first: np.ndarray, second: np.ndar
         if len(np.unique(labels[chosen])) == 2:
             differences.append(skm.roc_auc_score(labels[chosen], second[chosen])
                                - skm.roc_auc_score(labels[chosen], first[chosen]))
-    tail = (1 - level) / 2 * 100
     auc_first, auc_second = skm.roc_auc_score(labels, first), skm.roc_auc_score(labels, second)
     return {"roc_auc_first": float(auc_first), "roc_auc_second": float(auc_second),
-            "difference": float(auc_second - auc_first),
-            "low": float(np.percentile(differences, tail)), "high": float(np.percentile(differences, 100 - tail)),
-            "level": level, "resamples": resamples, "valid_resamples": len(differences),
-            "unit_count": int(len(np.unique(groups)))}
+            "difference": float(auc_second - auc_first), **percentile_interval(differences, level),
+            "level": level, "resamples": resamples, "unit_count": int(len(np.unique(groups)))}
 
 
 def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The study's figures: loss curves per fold, mean ROC and PR curves over folds, confusion matrix and
-Grad-CAM overlays, plus a reliability diagram (the LR-finder figure is `components.train.lr_finder.plot`,
-shared with the train stage). Each function writes one PNG and returns its path."""
+Grad-CAM overlays, plus a reliability diagram and decision curves (the LR-finder figure is
+`components.train.lr_finder.plot`, shared with the train stage). Each function writes one PNG and returns its path."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def pr_curves(folds: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, 
 
 
 def confusion_matrix(counts: Mapping[str, int], path: Path) -> Path:
-    """The confusion matrix summed over folds, positive class = died."""
+    """The confusion matrix of the pooled out-of-fold predictions (the folds' matrices summed), positive = died."""
     matrix = np.array([[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]])
     figure, axis = plt.subplots(figsize=(3.6, 3.2))
     axis.imshow(matrix, cmap="Blues")
@@ -103,7 +103,7 @@ def confusion_matrix(counts: Mapping[str, int], path: Path) -> Path:
                   color="white" if value > matrix.max() / 2 else "black", fontsize=13)
     axis.set_xticks([0, 1], ["survived", "died"])
     axis.set_yticks([0, 1], ["survived", "died"])
-    axis.set(xlabel="predicted", ylabel="actual", title="Summed over folds")
+    axis.set(xlabel="predicted", ylabel="actual", title="Pooled out-of-fold")
     return _save(figure, path)
 
 
@@ -116,7 +116,8 @@ def reliability_diagram(calibration: Mapping, path: Path) -> Path:
     figure, axis = plt.subplots(figsize=(4.6, 4.4))
     axis.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="perfectly calibrated")
     axis.plot(predicted, observed, marker="o", color="tab:purple",
-              label=f"{len(calibration['bins'])} equal-width bins (ECE {calibration['ece']:.3f})")
+              label=f"{len(calibration['bins'])} equal-width bins (ECE {calibration['ece']:.3f}, "
+                    f"slope {calibration['slope']:.2f}, intercept {calibration['intercept']:.2f})")
     for bin_, x, y in zip(filled, predicted, observed):
         axis.annotate(f"n={bin_['count']}", (x, y), textcoords="offset points", xytext=(0, -12 if y > 0.5 else 6),
                       ha="center", fontsize=7)
@@ -125,6 +126,24 @@ def reliability_diagram(calibration: Mapping, path: Path) -> Path:
     axis.set(xlabel="mean predicted probability of death", ylabel="observed fraction died",
              title="Calibration, observed labels", xlim=(0, 1), ylim=(-0.02, 1.02))
     axis.legend(loc="upper left", fontsize=8)
+    return _save(figure, path)
+
+
+def decision_curves(curves: Mapping[str, Mapping], path: Path) -> Path:
+    """Net benefit against threshold probability of each model in `curves` (legend label -> curve as
+    `evaluate_decision.decision_curve` returns it), beside treat-all and treat-none."""
+    figure, axis = plt.subplots(figsize=(5.6, 4.4))
+    first_curve = next(iter(curves.values()))  # every curve is on the same rows, so one prevalence and treat-all
+    first = first_curve["rows"]
+    thresholds = [row["threshold"] for row in first]
+    axis.plot(thresholds, [row["treat_all"] for row in first], color="0.5", lw=1, label="treat all")
+    axis.axhline(0.0, color="0.2", lw=1, ls=":", label="treat none")
+    for (label, curve), color in zip(curves.items(), ("tab:blue", "tab:green", "tab:orange")):
+        axis.plot(thresholds, [row["model"] for row in curve["rows"]], color=color, lw=2, label=label)
+    prevalence = first_curve["prevalence"]
+    axis.set(xlabel="threshold probability of death", ylabel="net benefit", title="Decision curves, observed labels",
+             ylim=(min(-0.05, -prevalence / 4), prevalence + 0.05))
+    axis.legend(loc="upper right", fontsize=8)
     return _save(figure, path)
 
 

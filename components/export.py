@@ -9,7 +9,7 @@ TFX's Evaluator + Pusher in one stage:
    test image (within 1e-5), so a broken graph is never pushed;
 3. the model is "blessed" when every metric of the evaluation meets its
    threshold (`bless_thresholds`, e.g. {"roc_auc": 0.7} against
-   `evaluation.json`'s `metrics.roc_auc.mean`); a missing or NaN metric does
+   `evaluation.json`'s `metrics.roc_auc.estimate`, the pooled out-of-fold value); a missing or NaN metric does
    not bless;
 4. only a blessed model is copied to `<serving_dir>/<model_name>/<version>/`,
    TF Serving's layout, with version = largest existing + 1, atomically
@@ -103,7 +103,7 @@ def as_float32(model):
 
 # ---------------------------------------------------------------- blessing
 def read_metrics(evaluation_dir: Path) -> dict[str, float]:
-    """`evaluation.json`'s metrics as {name: value}, taking `mean` where a metric has one."""
+    """`evaluation.json`'s metrics as {name: value}, taking the `estimate` where a metric has one."""
     path = Path(evaluation_dir) / EVALUATION_JSON
     if not path.is_file():
         raise PipelineError(f"export: {path} does not exist")
@@ -111,7 +111,7 @@ def read_metrics(evaluation_dir: Path) -> dict[str, float]:
     flat = {}
     for name, value in metrics.items():
         if isinstance(value, Mapping):
-            value = value.get("mean")
+            value = value.get("estimate")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             flat[name] = float(value)
     return flat

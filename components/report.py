@@ -1,9 +1,11 @@
 """Report: one self-contained `report.html` a clinician can read at a glance.
 
 It gathers what the other stages recorded: data counts, the imputation's
-quality, the weights used, the metrics with their confidence intervals beside
-the study's published numbers, the figures (embedded), what goes beyond the
-study (patient-level ranking, calibration, test-time augmentation), the exact
+quality, the weights used, the metrics (pooled out-of-fold estimate, its
+bootstrap interval, the fold mean +- sd) beside the study's published numbers,
+the figures (embedded), what goes beyond the study (patient-level ranking,
+calibration, decision curves, age and sex with and without the X-ray,
+test-time augmentation), the exact
 command line, seed, git commit and timings, and the notice that this is
 research software, not a medical device.
 """
@@ -14,11 +16,13 @@ import base64
 import html
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 from components import base, evaluate, export, impute, ingest
-from components.evaluate_metrics import CALIBRATION_BINS, FOLD_METRICS, RATES
+from components.evaluate_decision import DECISION_THRESHOLDS
+from components.evaluate_metrics import CALIBRATION_BINS, METRICS, SCORES
 from components.published import published_rows
 
 REPORT_NAME = "report.html"
@@ -26,10 +30,12 @@ STUDY_CITATION = ("Olowolayemo et al., Covid-19 Mortality Risk Prediction Using 
                   "Artificial Intelligence and Applications, DOI 10.47852/bonviewAIA3202819")
 NOTICE = ("Research use only. This is not a medical device and must not be used to make decisions about "
           "patients. The data set is a small public collection of case reports, not a clinical cohort.")
+STUDY_NOTE = (f'<p class="muted">Study: {html.escape(STUDY_CITATION)}; its numbers come from a later snapshot of '
+              "the data (169 labelled images) and split by image, so patients can sit on both sides.</p>")
 FIGURES = (  # file, caption, shown full width
     ("roc.png", "ROC curves: each fold faint, their mean bold", False),
     ("pr.png", "Precision-recall curves: each fold faint, their mean bold", False),
-    ("confusion.png", "Confusion matrix summed over the folds", False),
+    ("confusion.png", "Confusion matrix of the pooled out-of-fold predictions (the folds' summed)", False),
     ("lr_finder.png", "Learning-rate finder sweeps", False),
     ("loss.png", "Training and validation loss per fold (grey: body frozen)", True),
     ("gradcam.png", "Grad-CAM: where the model looked (validation images of each class)", True),
@@ -38,6 +44,10 @@ NAMES = {"balanced_accuracy": "Balanced accuracy", "roc_auc": "ROC AUC", "precis
          "recall": "Recall (sensitivity)", "f1": "F1", "pr_auc": "PR AUC", "brier": "Brier score",
          "tpr": "TPR", "tnr": "TNR (specificity)", "fpr": "FPR", "fnr": "FNR"}
 BEYOND_METRICS = ("roc_auc", "pr_auc", "balanced_accuracy", "recall", "brier")
+RESULTS_TITLE = "Results on observed labels"
+BEYOND_TITLE = "Beyond the study (observed labels only)"
+FIGURES_TITLE = "Figures"
+DECISION_ROWS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)  # the thresholds the report's table shows
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;
@@ -71,41 +81,92 @@ def _image(path: Path, caption: str, wide: bool) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+def _interval(interval: Mapping[str, float], digits: int = 3) -> str:
+    return f"{_fmt(interval['low'], digits)} – {_fmt(interval['high'], digits)}"
+
+
 def metrics_section(evaluation: Mapping[str, Any], published: Mapping[str, Mapping[str, str]]) -> str:
     metrics = evaluation["metrics"]
     study = published.get("test", {})
-    rows = []
-    for name in (*FOLD_METRICS, *RATES):
-        m = metrics[name]
-        how = "fold mean ± sd" if name in FOLD_METRICS else "summed confusion"
-        ours = _fmt(m["mean"]) + (f" ± {_fmt(m['std'])}" if name in FOLD_METRICS else "")
-        rows.append([NAMES[name], ours, f"{_fmt(m['ci_low'])} – {_fmt(m['ci_high'])}", _fmt(study.get(name), 3),
-                     f'<span class="muted">{how}</span>'])
+    rows = [[NAMES[name], _fmt(metrics[name]["estimate"]), _interval({"low": metrics[name]["ci_low"],
+                                                                       "high": metrics[name]["ci_high"]}),
+             f'{_fmt(metrics[name]["fold_mean"])} ± {_fmt(metrics[name]["fold_std"])}', _fmt(study.get(name), 3)]
+            for name in METRICS]
     unit = evaluation["sets"][evaluate.OBSERVED]["bootstrap"]["unit"]
-    text = _table(["Metric (positive = died)", "Ours", f"95% CI (bootstrap over {unit}s)", "Study (test)", ""], rows)
+    text = _table(["Metric (positive = died)", "Ours, pooled out-of-fold", f"95% CI (bootstrap over {unit}s)",
+                   "Fold mean ± sd", "Study (test)"], rows)
+    text += ("<p class=muted>Each estimate is computed once on every validation row pooled; its interval "
+             "resamples the same pooled rows, so it brackets the same statistic. The fold mean ± sd shows how "
+             "much the folds disagree (the study reported fold means).</p>")
     if evaluate.STUDY_WAY in evaluation["sets"]:
-        study_way = evaluation["sets"][evaluate.STUDY_WAY]["fold_mean"]
+        study_way = evaluation["sets"][evaluate.STUDY_WAY]["pooled"]
         text += "<p>The study's way, counting imputed labels in validation (not comparable to a clinical truth): "
-        text += ", ".join(f"{NAMES[n]} {_fmt(study_way[n]['mean'])}" for n in FOLD_METRICS[:5]) + ".</p>"
+        text += ", ".join(f"{NAMES[n]} {_fmt(study_way[n])}" for n in SCORES[:5]) + " (pooled).</p>"
     return text
 
 
-def _mean_and_interval(summary: Mapping[str, Any], name: str) -> str:
+def _estimate_and_interval(summary: Mapping[str, Any], name: str) -> str:
     interval = summary["bootstrap"]["intervals"][name]
-    return f"{_fmt(summary['fold_mean'][name]['mean'])} [{_fmt(interval['low'])}, {_fmt(interval['high'])}]"
+    return f"{_fmt(summary['pooled'][name])} [{_fmt(interval['low'])}, {_fmt(interval['high'])}]"
+
+
+def _difference(effect: Mapping[str, float]) -> str:
+    return f"{effect['difference']:+.3f} ({effect['low']:+.3f} to {effect['high']:+.3f})"
+
+
+def admission_section(evaluation: Mapping[str, Any]) -> str:
+    """Age and sex alone, the image model, and both, on the same rows and folds."""
+    comparison, sets = evaluation.get("admission_comparison"), evaluation["sets"]
+    if not comparison:
+        return "<p><b>Age and sex</b>: not computed (the evaluation had no admission facts).</p>"
+    shown = (evaluate.AGE_SEX, evaluate.OBSERVED, evaluate.IMAGE_AGE_SEX)
+    rows = [[NAMES[metric], *(_estimate_and_interval(sets[name], metric) for name in shown)]
+            for metric in ("roc_auc", "pr_auc", "brier")]
+    text = (f"<p><b>Does the X-ray add anything over age and sex?</b> ROC AUC of the image model minus age and "
+             f"sex alone: {_difference(comparison['image_minus_age_sex'])}; image + age + sex minus age and sex: "
+             f"{_difference(comparison['image_plus_age_sex_minus_age_sex'])} (paired bootstrap, the same resamples "
+             f"for both). Age is known for {comparison['rows_with_age']} and sex for {comparison['rows_with_sex']} "
+             f"of the {comparison['rows']} images. Both baselines are L2 logistic regressions fitted fold by fold "
+             "on the other folds' observed rows (missing values: the training folds' median plus a missing "
+             "indicator); the combination is fitted on the other folds' out-of-fold image log-odds, so no row's "
+             "own image prediction is fitted on itself.</p>")
+    return text + _table(["Pooled out-of-fold [95% CI]", *(evaluate.MODEL_NAMES[name] for name in shown)], rows)
+
+
+def decision_section(evaluation: Mapping[str, Any], figures_dir: Path) -> str:
+    """Net benefit at a few threshold probabilities, and the figure over 5-50%."""
+    curves = evaluation["decision_curves"]
+    names = list(curves)
+    by_threshold = [{row["threshold"]: row for row in curves[name]["rows"]} for name in names]
+    first = by_threshold[0]
+    rows = [[f"{t:.0%}", _fmt(first[t]["treat_all"]), _fmt(0.0), *(_fmt(curve[t]["model"]) for curve in by_threshold)]
+            for t in DECISION_ROWS if t in first]
+    beats = curves[evaluate.OBSERVED]["thresholds_where_model_beats_both"]
+    text = (f"<p><b>Decision curves</b>: net benefit = TP/n − FP/n · t/(1 − t) of treating every case with "
+            f"p ≥ t, at threshold probabilities t from {DECISION_THRESHOLDS[0]:.0%} to {DECISION_THRESHOLDS[-1]:.0%} "
+            "(Vickers & Elkin 2006), against treating all and treating none. The image model beats both at "
+            + (f"{len(beats)} of the {len(DECISION_THRESHOLDS)} thresholds (lowest {beats[0]:.0%}, highest "
+               f"{beats[-1]:.0%})."
+               if beats else "none of the thresholds.") + "</p>")
+    text += _table(["Threshold", "Treat all", "Treat none", *(evaluate.MODEL_NAMES[name] for name in names)], rows)
+    figure = figures_dir / evaluate.DECISION_CURVE_FIGURE
+    if figure.is_file():
+        text += _image(figure, "Decision curves: net benefit against threshold probability", False)
+    return text
 
 
 def beyond_study_section(evaluation: Mapping[str, Any], figures_dir: Path) -> str:
-    """Patient-level ranking, first-week images, calibration and test-time augmentation, each on observed labels
-    only."""
+    """Patient-level ranking, first-week images, test-time augmentation, calibration, decision curves and the
+    age/sex baseline, each on observed labels only."""
     sets = evaluation["sets"]
     columns = {evaluate.OBSERVED: "Images (headline)", evaluate.PATIENT_LEVEL: "Patients (mean over images)",
                evaluate.EARLY_IMAGES: f"Images of the first {evaluate.EARLY_OFFSET_DAYS} days"}
     if evaluate.OBSERVED_TTA in sets:
         columns[evaluate.OBSERVED_TTA] = f"Images, TTA ({sets[evaluate.OBSERVED_TTA]['tta_views']} views)"
     shown = [name for name in columns if name in sets]
-    rows = [[NAMES[metric], *(_mean_and_interval(sets[name], metric) for name in shown)] for metric in BEYOND_METRICS]
-    text = _table(["Fold mean [95% CI], observed labels", *(columns[name] for name in shown)], rows)
+    rows = [[NAMES[metric], *(_estimate_and_interval(sets[name], metric) for name in shown)]
+            for metric in BEYOND_METRICS]
+    text = _table(["Pooled out-of-fold [95% CI], observed labels", *(columns[name] for name in shown)], rows)
     if evaluate.PATIENT_LEVEL in sets:
         text += (f"<p><b>Patient level</b> ({sets[evaluate.PATIENT_LEVEL]['n']} patients): each patient's "
                  "probability is the mean of their images' probabilities. This answers \"how well are patients, "
@@ -127,15 +188,44 @@ def beyond_study_section(evaluation: Mapping[str, Any], figures_dir: Path) -> st
     else:
         text += "<p><b>Test-time augmentation</b>: off (<code>--tta_views</code>).</p>"
     calibration = sets[evaluate.OBSERVED]["calibration"]
+    intervals = calibration["intervals"]
     text += (f"<p><b>Calibration</b> of the image-level probabilities: expected calibration error "
-             f"{_fmt(calibration['ece'])} ({CALIBRATION_BINS} equal-width bins), Brier score "
+             f"{_fmt(calibration['ece'])} [{_interval(intervals['ece'])}] ({CALIBRATION_BINS} equal-width bins), "
+             f"calibration slope {_fmt(calibration['slope'], 2)} [{_interval(intervals['slope'], 2)}] (1 = ideal; "
+             f"below 1, risks too extreme), intercept {_fmt(calibration['intercept'], 2)} "
+             f"[{_interval(intervals['intercept'], 2)}] (0 = ideal; negative, risks overestimated), Brier score "
              f"{_fmt(calibration['brier'])}, base rate {_fmt(calibration['base_rate'])}. No recalibration is fitted: "
-             "ROC AUC only ranks, and a monotone recalibration leaves it unchanged.</p>")
+             "slope and intercept only describe, ROC AUC only ranks, and a monotone recalibration leaves it "
+             "unchanged.</p>")
     figure = figures_dir / evaluate.CALIBRATION_FIGURE
     if figure.is_file():
         text += _image(figure, "Reliability diagram: observed died fraction against mean predicted probability, "
                                "bin counts beside the points", False)
-    return text
+    return text + decision_section(evaluation, figures_dir) + admission_section(evaluation)
+
+
+def figures_section(figures_dir: Path) -> str:
+    return "".join(_image(figures_dir / name, caption, wide) for name, caption, wide in FIGURES
+                   if (figures_dir / name).is_file())
+
+
+def summary_sections(evaluation: Mapping[str, Any], published: Mapping[str, Mapping[str, str]],
+                     figures_dir: Path) -> dict[str, str]:
+    """{section title: body} of the sections drawn from the evaluation alone."""
+    return {RESULTS_TITLE: metrics_section(evaluation, published) + STUDY_NOTE,
+            BEYOND_TITLE: beyond_study_section(evaluation, figures_dir), FIGURES_TITLE: figures_section(figures_dir)}
+
+
+def replace_sections(page: str, sections: Mapping[str, str]) -> str:
+    """`page` with the body of each titled section (from its `<h2>` to the next `<h2>`) replaced: a report
+    re-summarised from stored predictions keeps what the run itself recorded (data, imputation, provenance)."""
+    for title, body in sections.items():
+        heading = f"<h2>{html.escape(title)}</h2>"
+        match = re.search(re.escape(heading) + r"\n(.*?)(?=\n<h2>)", page, flags=re.S)
+        if match is None:
+            raise ValueError(f"report: no section {title!r} followed by another section")
+        page = page[:match.start(1)] + body + page[match.end(1):]
+    return page
 
 
 def render(context: Mapping[str, Any], figures_dir: Path) -> str:
@@ -156,16 +246,14 @@ def render(context: Mapping[str, Any], figures_dir: Path) -> str:
     elif "scratch" in weights.lower() or weights.startswith("none"):
         parts.append('<div class="warn">No pretrained weights: the model was trained from random initialisation, '
                      "unlike the study's ImageNet start.</div>")
+    sections = summary_sections(evaluation, context["published"], figures_dir)
     parts += [
-        "<h2>Results on observed labels</h2>",
-        metrics_section(evaluation, context["published"]),
-        f'<p class="muted">Study: {html.escape(STUDY_CITATION)}; its numbers come from a later snapshot of the '
-        "data (169 labelled images) and split by image, so patients can sit on both sides.</p>",
-        "<h2>Beyond the study (observed labels only)</h2>",
-        beyond_study_section(evaluation, figures_dir),
-        "<h2>Figures</h2>",
-        "".join(_image(figures_dir / name, caption, wide) for name, caption, wide in FIGURES
-                if (figures_dir / name).is_file()),
+        f"<h2>{RESULTS_TITLE}</h2>",
+        sections[RESULTS_TITLE],
+        f"<h2>{html.escape(BEYOND_TITLE)}</h2>",
+        sections[BEYOND_TITLE],
+        f"<h2>{FIGURES_TITLE}</h2>",
+        sections[FIGURES_TITLE],
         "<h2>Data</h2>",
         f"<p>{html.escape(ingest_report['summary'])}</p>",
         _table(["Step", "Images", "Patients"], [

@@ -45,8 +45,9 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
         Node(train.SPEC, {"tfrecords": "tfrecords"},
              {**dataclasses.asdict(config.train), "variant": config.variant,
               "labels": VARIANTS[config.variant][0], "rebalance": VARIANTS[config.variant][1]}),
-        # The study's metrics on out-of-fold predictions, bootstrap CIs, figures, Grad-CAM.
-        Node(evaluate.SPEC, {"train": "train", "tfrecords": "tfrecords"}, dataclasses.asdict(config.evaluate)),
+        # The study's metrics on out-of-fold predictions, bootstrap CIs, figures, Grad-CAM; age/sex baseline.
+        Node(evaluate.SPEC, {"train": "train", "tfrecords": "tfrecords", "examples": "ingest"},
+             dataclasses.asdict(config.evaluate)),
         # One SavedModel averaging the fold models; pushed to TF Serving's layout only when blessed.
         Node(export.SPEC, {"model": "train", "evaluation": "evaluate"},
              {"serving_dir": str(config.export.serving_dir or Path(config.output_dir) / "serving"),

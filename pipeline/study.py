@@ -2,8 +2,10 @@
 
 Runs the pipeline once per variant (and per `--archs` entry) with every other
 flag of `pipeline.run`, reusing cached stages and finished folds, then writes
-`table1_<split>.csv/.md` (or `table2_<split>.*`), `beyond_table1_<split>.*` (patient-level
-ROC AUC, first-week images, test-time augmentation, calibration), `imputation_effect_<split>.*`
+`table1_<split>.csv/.md` (or `table2_<split>.*`: each metric's pooled out-of-fold estimate, its
+bootstrap interval and the fold mean +- sd), `beyond_table1_<split>.*` (patient-level ROC AUC,
+first-week images, test-time augmentation, age and sex with and without the X-ray, calibration),
+`imputation_effect_<split>.*`
 (each imputed variant against its original on the same observed labels, when both ran) and
 `provenance.json` into `--results_dir`.
 Nothing is tuned here: each cell is what its run produced.
@@ -30,8 +32,8 @@ from absl import app, flags
 from components import evaluate_metrics
 from common.errors import PipelineError
 from common.files import atomic_open, sha256_file, write_json_atomic, write_text_atomic
-from components.evaluate import (EARLY_IMAGES, EARLY_OFFSET_DAYS, EVALUATION_NAME, OBSERVED, OBSERVED_TTA,
-                                 PATIENT_LEVEL)
+from components.evaluate import (AGE_SEX, EARLY_IMAGES, EARLY_OFFSET_DAYS, EVALUATION_NAME, IMAGE_AGE_SEX,
+                                 OBSERVED, OBSERVED_TTA, PATIENT_LEVEL)
 from components.train import outputs as train_outputs
 from components import configs
 from components.published import published_rows
@@ -54,8 +56,9 @@ def table_rows(runs: Sequence[Mapping[str, Any]], table: str) -> list[dict[str, 
         metrics = run["evaluation"]["metrics"]
         ours = {"source": "ours", "variant": run["variant"], "arch": run["arch"], "split": run["split"]}
         for name in COLUMNS:
-            ours[name] = metrics[name]["mean"]
+            ours[name] = metrics[name]["estimate"]
             ours[f"{name}_ci"] = f"{metrics[name]['ci_low']:.3f}-{metrics[name]['ci_high']:.3f}"
+            ours[f"{name}_folds"] = f"{metrics[name]['fold_mean']:.3f}±{metrics[name]['fold_std']:.3f}"
         rows.append(ours)
         paper = published_rows(run["variant"], run["arch"], table).get("test")
         if paper:  # the paper ran no probe, LP-FT or stage-3 model
@@ -66,35 +69,49 @@ def table_rows(runs: Sequence[Mapping[str, Any]], table: str) -> list[dict[str, 
 
 BEYOND_SETS = {  # evaluation set -> column title; each on observed labels only
     OBSERVED: "images (headline)", PATIENT_LEVEL: "patients (mean of their images)",
-    EARLY_IMAGES: f"images of the first {EARLY_OFFSET_DAYS} days", OBSERVED_TTA: "images, TTA"}
+    EARLY_IMAGES: f"images of the first {EARLY_OFFSET_DAYS} days", OBSERVED_TTA: "images, TTA",
+    AGE_SEX: "age + sex alone", IMAGE_AGE_SEX: "image + age + sex"}
+CALIBRATION_COLUMNS = ("ece", "slope", "intercept", "brier", "base_rate")
 
 
 def beyond_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """What goes beyond the study, per run: ROC AUC of images, of patients, of first-week images and with
-    test-time augmentation, and the calibration of the image-level probabilities; a set the run did not compute
-    stays empty."""
+    """What goes beyond the study, per run: pooled ROC AUC of images, of patients, of first-week images, with
+    test-time augmentation, of age and sex alone and with the image, the X-ray's gain over age and sex, and the
+    calibration of the image-level probabilities; a set the run did not compute stays empty."""
     rows = []
     for run in runs:
-        sets = run["evaluation"]["sets"]
+        evaluation = run["evaluation"]
+        sets = evaluation["sets"]
         row = {"variant": run["variant"], "arch": run["arch"], "split": run["split"]}
         for name in BEYOND_SETS:
             if name in sets:
                 interval = sets[name]["bootstrap"]["intervals"]["roc_auc"]
-                row[f"roc_auc_{name}"] = sets[name]["fold_mean"]["roc_auc"]["mean"]
+                row[f"roc_auc_{name}"] = sets[name]["pooled"]["roc_auc"]
                 row[f"roc_auc_{name}_ci"] = f"{interval['low']:.3f}-{interval['high']:.3f}"
+        if evaluation.get("admission_comparison"):
+            gain = evaluation["admission_comparison"]["image_minus_age_sex"]
+            row["image_minus_age_sex"] = gain["difference"]
+            row["image_minus_age_sex_ci"] = f"{gain['low']:+.3f} to {gain['high']:+.3f}"
         calibration = sets[OBSERVED]["calibration"]
-        row.update(ece=calibration["ece"], brier=calibration["brier"], base_rate=calibration["base_rate"])
+        row.update({name: calibration[name] for name in CALIBRATION_COLUMNS})
+        intervals = calibration["intervals"]
+        row.update({f"{name}_ci": f"{intervals[name]['low']:.3f} to {intervals[name]['high']:.3f}"
+                    for name in ("ece", "slope", "intercept")})
         rows.append(row)
     return rows
 
 
 def beyond_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    titles = [f"ROC AUC, {title}" for title in BEYOND_SETS.values()] + ["ECE", "Brier", "base rate"]
+    titles = ([f"ROC AUC, {title}" for title in BEYOND_SETS.values()]
+              + ["image - age/sex", "ECE", "calibration slope", "calibration intercept", "Brier", "base rate"])
     lines = ["| variant | arch | split | " + " | ".join(titles) + " |", "|" + "---|" * (3 + len(titles))]
     for row in rows:
         cells = [f"{row[f'roc_auc_{n}']:.3f} ({row[f'roc_auc_{n}_ci']})" if f"roc_auc_{n}" in row else "–"
                  for n in BEYOND_SETS]
-        cells += [f"{row[name]:.3f}" for name in ("ece", "brier", "base_rate")]
+        cells.append(f"{row['image_minus_age_sex']:+.3f} ({row['image_minus_age_sex_ci']})"
+                     if "image_minus_age_sex" in row else "–")
+        cells += [f"{row[name]:.3f} ({row[f'{name}_ci']})" for name in ("ece", "slope", "intercept")]
+        cells += [f"{row[name]:.3f}" for name in ("brier", "base_rate")]
         lines.append(f"| {row['variant']} | {row['arch']} | {row['split']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -153,14 +170,15 @@ def imputation_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     header = "| variant | arch | source | " + " | ".join(COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (3 + len(COLUMNS))]
+    lines = ["Ours: pooled out-of-fold estimate (95% bootstrap interval; folds: mean±sd over the validation folds).",
+             "", header, "|" + "---|" * (3 + len(COLUMNS))]
     for row in rows:
         cells = []
         for name in COLUMNS:
             value = row.get(name)
             text = "–" if value is None else f"{value:.3f}"
             if row.get(f"{name}_ci"):
-                text += f" ({row[f'{name}_ci']})"
+                text += f" ({row[f'{name}_ci']}; folds {row[f'{name}_folds']})"
             cells.append(text)
         source = "ours" if row["source"] == "ours" else "paper"
         lines.append(f"| {row['variant']} | {row['arch']} | {source} ({row['split']} split) | " + " | ".join(cells) + " |")
@@ -176,11 +194,25 @@ def _write_table(path_stem: Path, rows, render=markdown) -> None:
     write_text_atomic(path_stem.with_suffix(".md"), render(rows))
 
 
+def write_tables(results_dir: Path, table: str, split: str, runs: Sequence[Mapping[str, Any]], resamples: int,
+                 seed: int) -> Path:
+    """Table 1 or 2, the beyond-the-study table and, when pairs ran, the imputation's effect; returns the
+    table's path stem."""
+    stem = results_dir / f"table{table}_{split}"
+    _write_table(stem, table_rows(runs, table))
+    _write_table(results_dir / f"beyond_table{table}_{split}", beyond_rows(runs), beyond_markdown)
+    effect = imputation_effect(runs, resamples, seed)
+    if effect:
+        _write_table(results_dir / f"imputation_effect_{split}", effect, imputation_markdown)
+    return stem
+
+
 def _keep_small_files(artifacts, folder: Path) -> None:
     """The report, metrics and figures of one run, copied beside the tables (no models, no images)."""
     folder.mkdir(parents=True, exist_ok=True)
     sources = {"report": ["report.html"], "evaluate": ["evaluation.json", "metrics_per_fold.csv",
-                                                      "metrics_summary.csv", "predictions_tta.csv", "*.png"],
+                                                      "metrics_summary.csv", "decision_curve.csv",
+                                                      "predictions_tta.csv", "*.png"],
                "train": [train_outputs.SUMMARY, train_outputs.fold_glob(train_outputs.PREDICTIONS_CSV),
                          train_outputs.fold_glob(train_outputs.HISTORY_CSV)]}
     for stage, patterns in sources.items():
@@ -243,12 +275,8 @@ def main(argv):
                      "wall_seconds_this_invocation": round(time.time() - started, 1),
                      "train_seconds": artifacts["train"].record.get("seconds"),
                      "artifacts": {k: str(a.path) for k, a in artifacts.items() if k != "data"}})
-    stem = results_dir / f"table{table}_{base_config.train.split}"
-    _write_table(stem, table_rows(runs, table))
-    _write_table(results_dir / f"beyond_table{table}_{base_config.train.split}", beyond_rows(runs), beyond_markdown)
-    effect = imputation_effect(runs, base_config.evaluate.bootstrap_resamples, base_config.evaluate.seed)
-    if effect:
-        _write_table(results_dir / f"imputation_effect_{base_config.train.split}", effect, imputation_markdown)
+    stem = write_tables(results_dir, table, base_config.train.split, runs, base_config.evaluate.bootstrap_resamples,
+                        base_config.evaluate.seed)
     weights = base_config.train.weights
     write_json_atomic(results_dir / f"provenance_table{table}_{base_config.train.split}.json", {
         "command": " ".join([Path(sys.executable).name, "-m", "pipeline.study", *sys.argv[1:]]),

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from components import evaluate, evaluate_metrics, evaluate_plots
+from components import evaluate, evaluate_decision, evaluate_metrics, evaluate_plots
 from components.train import fold as train_fold, input_pipeline, metrics as train_metrics, splits
 from components.train import outputs as train_outputs
 from components import configs
@@ -45,6 +45,8 @@ def test_patients_are_ranked_by_the_mean_of_their_images():
     patients = record["sets"][evaluate.PATIENT_LEVEL]
     assert patients["n"] == 6 and patients["positives"] == 3  # the imputed patient g is left out
     assert patients["fold_mean"]["roc_auc"]["mean"] == pytest.approx(0.75)
+    # pooled: died a .7, d .4, f .6 against survived b .4, c .8, e .1 -> 5.5 of 9 pairs
+    assert patients["pooled"]["roc_auc"] == pytest.approx(5.5 / 9)
     assert patients["per_fold"][0]["roc_auc"] == pytest.approx(0.5)
     assert patients["bootstrap"]["unit"] == "patient" and patients["bootstrap"]["unit_count"] == 6
     rows = evaluate.patient_level(evaluate.evaluation_sets(CONSTRUCTED, "patient")[evaluate.OBSERVED])
@@ -54,7 +56,8 @@ def test_patients_are_ranked_by_the_mean_of_their_images():
     # the headline stays the image-level one
     images = evaluate.evaluation_sets(CONSTRUCTED, "patient")[evaluate.OBSERVED]
     image_auc = evaluate_metrics.summarize(images["fold"], images["label"], images["probability"])
-    assert record["metrics"]["roc_auc"]["mean"] == image_auc["fold_mean"]["roc_auc"]["mean"] != pytest.approx(0.75)
+    assert record["metrics"]["roc_auc"]["estimate"] == image_auc["pooled"]["roc_auc"] != pytest.approx(5.5 / 9)
+    assert record["metrics"]["roc_auc"]["fold_mean"] == image_auc["fold_mean"]["roc_auc"]["mean"]
 
 
 def test_patient_level_needs_a_patient_split():
@@ -112,8 +115,9 @@ def trained(tmp_path_factory):
     """The sample's TFRecords and a train artifact over them: 3 patient-split folds of tiny Keras models,
     each with the out-of-fold predictions the train stage would have written."""
     out = tmp_path_factory.mktemp("evaluate")
-    tfrecords = local_runner.run_pipeline(create_pipeline(configs.PipelineConfig(output_dir=out / "runs")),
-                                          "tfrecords", log=lambda _: None)["tfrecords"]
+    upstream = local_runner.run_pipeline(create_pipeline(configs.PipelineConfig(output_dir=out / "runs")),
+                                         "tfrecords", log=lambda _: None)
+    tfrecords = upstream["tfrecords"]
     train_dir = out / "train"
     params = train_fold.TrainParams(image_size=IMAGE_SIZE, split="patient", folds=FOLDS)
     examples = input_pipeline.load_examples(tfrecords.path, params.labels, IMAGE_SIZE)
@@ -130,7 +134,8 @@ def trained(tmp_path_factory):
             [{"phase": "unfrozen", "global_epoch": 0, "train_loss": 0.7, "val_loss": 0.69}]))
     summary = {"variant": params.variant, "split": "patient", "weights": None, "params": dataclasses.asdict(params)}
     (train_dir / "train_summary.json").write_text(json.dumps(summary))
-    return {"train": helpers.fake_artifact(train_dir, "train"), "tfrecords": tfrecords}, summary
+    return ({"train": helpers.fake_artifact(train_dir, "train"), "tfrecords": tfrecords, "examples": upstream["ingest"]},
+            summary)
 
 
 def test_one_tta_view_is_the_stored_prediction(trained):
@@ -156,26 +161,36 @@ def test_three_tta_views_give_a_named_set_of_finite_probabilities(trained, tmp_p
     np.testing.assert_array_equal(again["probability"], tta)  # seeded: the same views every time
 
     record = json.loads((tmp_path / evaluate.EVALUATION_NAME).read_text())
-    offsets = evaluate.image_offsets(inputs["tfrecords"].path, predictions["source_id"])
-    metadata = pd.read_csv(configs.SAMPLE_DATA_DIR / "metadata.csv").set_index("filename")["offset"]
-    np.testing.assert_array_equal(offsets, [metadata[sid] for sid in predictions["source_id"]])
+    facts = evaluate.with_row_facts(predictions, evaluate.examples_by_source_id(inputs["examples"]))
+    metadata = pd.read_csv(configs.SAMPLE_DATA_DIR / "metadata.csv").set_index("filename")
+    offsets = facts["offset_days"]
+    np.testing.assert_array_equal(offsets, [metadata["offset"][sid] for sid in predictions["source_id"]])
+    np.testing.assert_array_equal(facts["sex"], [{"M": 1.0, "F": 0.0}.get(metadata["sex"][sid], np.nan)
+                                                 for sid in predictions["source_id"]])
     observed = predictions["label_source"] == "observed"
     assert record["sets"][evaluate.EARLY_IMAGES]["n"] == np.sum(observed & (offsets <= 7)) > 0
     assert record["sets"][evaluate.OBSERVED_TTA]["tta_views"] == 3
     assert record["sets"][evaluate.OBSERVED_TTA]["n"] == len(rows)
     assert {evaluate.OBSERVED, evaluate.PATIENT_LEVEL, evaluate.OBSERVED_TTA} <= set(record["sets"])
     assert "ece" in record["sets"][evaluate.OBSERVED]["calibration"]
-    without_tta = evaluate.evaluation_record(predictions, summary["variant"], "patient", None, PARAMS)
+    without_tta = evaluate.evaluation_record(facts, summary["variant"], "patient", None, PARAMS)
     same = json.dumps(record["metrics"], sort_keys=True) == json.dumps(without_tta["metrics"], sort_keys=True)
     assert same  # the headline does not move
-    assert (tmp_path / evaluate.CALIBRATION_FIGURE).read_bytes()[:4] == b"\x89PNG"
+    for figure in (evaluate.CALIBRATION_FIGURE, evaluate.DECISION_CURVE_FIGURE):
+        assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG"
     with open(tmp_path / evaluate.SUMMARY_NAME, newline="") as handle:
         summary_sets = {(r["set"], r["metric"]) for r in csv.DictReader(handle)}
-    assert {(evaluate.OBSERVED_TTA, "roc_auc"), (evaluate.PATIENT_LEVEL, "roc_auc"),
-            (evaluate.OBSERVED, "ece")} <= summary_sets
+    assert {(evaluate.OBSERVED_TTA, "roc_auc"), (evaluate.PATIENT_LEVEL, "roc_auc"), (evaluate.AGE_SEX, "roc_auc"),
+            (evaluate.OBSERVED, "calibration_slope")} <= summary_sets
     with open(tmp_path / evaluate.PER_FOLD_NAME, newline="") as handle:
-        assert {r["set"] for r in csv.DictReader(handle)} == {evaluate.OBSERVED, evaluate.PATIENT_LEVEL,
-                                                             evaluate.EARLY_IMAGES, evaluate.OBSERVED_TTA}
+        assert {r["set"] for r in csv.DictReader(handle)} == {
+            evaluate.OBSERVED, evaluate.PATIENT_LEVEL, evaluate.EARLY_IMAGES, evaluate.OBSERVED_TTA,
+            evaluate.AGE_SEX, evaluate.IMAGE_AGE_SEX}
+    with open(tmp_path / evaluate.DECISION_CURVE_NAME, newline="") as handle:
+        curve = list(csv.DictReader(handle))
+    assert [float(r["threshold"]) for r in curve] == list(evaluate_decision.DECISION_THRESHOLDS)
+    assert float(curve[0]["net_benefit_observed_labels"]) == pytest.approx(
+        record["decision_curves"][evaluate.OBSERVED]["rows"][0]["model"])
 
 
 def test_negative_tta_views_is_a_named_error(trained):
@@ -184,3 +199,69 @@ def test_negative_tta_views_is_a_named_error(trained):
     with pytest.raises(ValueError, match="tta_views must be 0 .off. or at least 1, not -2"):
         evaluate.tta_predictions(inputs["train"].path, inputs["tfrecords"].path, predictions, summary["params"],
                                  views=-2, seed=0)
+
+
+def _cohort(patients=120, seed=0):
+    """Two images per patient; death follows age; the image model's probability is noise around 0.4."""
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(30, 95, patients)
+    died = (rng.random(patients) < 1 / (1 + np.exp(-(age - 72) / 5))).astype(int)
+    repeat = lambda a: np.repeat(a, 2)  # noqa: E731
+    rows = {"fold": repeat(np.arange(patients) % 5), "patient": repeat(np.arange(patients).astype(str)),
+            "label": repeat(died), "label_source": np.array(["observed"] * 2 * patients),
+            "probability": np.clip(rng.normal(0.4, 0.15, 2 * patients), 0.01, 0.99),
+            "age": repeat(age), "sex": repeat(rng.integers(0, 2, patients).astype(float)),
+            "offset_days": np.tile([2.0, 10.0], patients)}
+    rows["source_id"] = np.array([f"{p}-{i}.png" for i, p in enumerate(rows["patient"])])
+    return rows
+
+
+def test_age_and_sex_are_judged_beside_the_image_on_the_same_rows_and_folds():
+    rows = _cohort()
+    record = evaluate.evaluation_record(rows, "original", "patient", None, {**PARAMS, "bootstrap_resamples": 200})
+    sets, comparison = record["sets"], record["admission_comparison"]
+    assert sets[evaluate.AGE_SEX]["n"] == sets[evaluate.OBSERVED]["n"] == 240
+    assert sets[evaluate.AGE_SEX]["pooled"]["roc_auc"] > 0.8 > 0.65 > sets[evaluate.OBSERVED]["pooled"]["roc_auc"]
+    gain = comparison["image_minus_age_sex"]  # an X-ray of noise adds nothing: it loses to age, clearly
+    assert gain["difference"] < 0 and gain["high"] < 0 and gain["unit_count"] == 120
+    assert comparison["rows_with_age"] == comparison["rows_with_sex"] == 240
+    # the combination learns to lean on age: far better than the image, close to age alone
+    combined = sets[evaluate.IMAGE_AGE_SEX]["pooled"]["roc_auc"]
+    assert combined > sets[evaluate.OBSERVED]["pooled"]["roc_auc"] + 0.15
+    assert set(record["decision_curves"]) == {evaluate.OBSERVED, evaluate.AGE_SEX, evaluate.IMAGE_AGE_SEX}
+
+
+def test_every_pooled_estimate_lies_inside_its_own_interval():
+    record = evaluate.evaluation_record(_cohort(seed=3), "original", "patient", None,
+                                        {**PARAMS, "bootstrap_resamples": 300})
+    for name, summary in record["sets"].items():
+        for metric in evaluate_metrics.METRICS:
+            interval = summary["bootstrap"]["intervals"][metric]
+            assert interval["low"] <= summary["pooled"][metric] <= interval["high"], (name, metric)
+    calibration = record["sets"][evaluate.OBSERVED]["calibration"]
+    for metric in ("ece", "slope", "intercept"):
+        interval = calibration["intervals"][metric]
+        assert interval["low"] <= calibration[metric] <= interval["high"], metric
+    headline = record["metrics"]["precision"]
+    assert headline["estimate"] == record["sets"][evaluate.OBSERVED]["pooled"]["precision"]
+    assert headline["fold_mean"] == record["sets"][evaluate.OBSERVED]["fold_mean"]["precision"]["mean"]
+
+
+def test_row_facts_name_an_image_ingest_does_not_list():
+    rows = _rows([(0, "a", 1, "observed", 0.9), (0, "b", 0, "observed", 0.2)])
+    examples = {rows["source_id"][0]: {"offset": "3", "age": ">80", "sex": "F"}}
+    with pytest.raises(evaluate.PipelineError, match=r"1 predicted image\(s\) not in ingest's table, e\.g\. 'b-1\.png"):
+        evaluate.with_row_facts(rows, examples)
+    facts = evaluate.with_row_facts({k: v[:1] for k, v in rows.items()}, examples)
+    assert (facts["offset_days"][0], facts["age"][0], facts["sex"][0]) == (3.0, 81.0, 0.0)
+
+
+def test_stored_tta_predictions_must_be_of_the_same_run(tmp_path):
+    predictions = _cohort(patients=5)
+    tta = {**predictions, "probability": predictions["probability"] / 2}
+    path = tmp_path / evaluate.TTA_PREDICTIONS_NAME
+    evaluate._write_tta_predictions(path, predictions, tta)
+    np.testing.assert_array_equal(evaluate.read_tta_predictions(path, predictions)["probability"], tta["probability"])
+    other = {**predictions, "probability": predictions["probability"] + 1e-6}
+    with pytest.raises(evaluate.PipelineError, match="another stored probability"):
+        evaluate.read_tta_predictions(path, other)

@@ -26,7 +26,7 @@ def test_undefined_metrics_are_nan_not_zero():
     assert values["precision"] == 0.0  # one positive prediction, wrong
 
 
-def test_summary_means_over_folds_and_sums_confusion():
+def test_summary_pools_the_folds_and_gives_their_spread_beside():
     folds = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     labels = np.array([1, 0, 0, 0, 1, 1, 0, 0])
     probs = np.array([0.9, 0.1, 0.2, 0.6, 0.4, 0.7, 0.3, 0.2])
@@ -34,8 +34,14 @@ def test_summary_means_over_folds_and_sums_confusion():
     fold0 = em.metric_values(labels[:4], probs[:4])
     fold1 = em.metric_values(labels[4:], probs[4:])
     assert summary["fold_mean"]["recall"]["mean"] == pytest.approx((fold0["recall"] + fold1["recall"]) / 2)
-    assert summary["confusion_summed"] == {"tp": 2, "fn": 1, "tn": 4, "fp": 1}
-    assert summary["rates_summed"] == pytest.approx({"tpr": 2 / 3, "tnr": 0.8, "fpr": 0.2, "fnr": 1 / 3})
+    # pooled: the folds' confusion matrices summed, and every metric on all eight rows at once
+    assert summary["confusion"] == {"tp": 2, "fn": 1, "tn": 4, "fp": 1}
+    assert {k: summary["pooled"][k] for k in em.RATES} == pytest.approx({"tpr": 2 / 3, "tnr": 0.8, "fpr": 0.2,
+                                                                       "fnr": 1 / 3})
+    assert summary["pooled"]["roc_auc"] == pytest.approx(em.metric_values(labels, probs)["roc_auc"])
+    # the rates per fold: fold 0 finds its one death (tpr 1), fold 1 one of two (tpr 1/2)
+    assert (summary["per_fold"][0]["tpr"], summary["per_fold"][1]["tpr"]) == (1.0, 0.5)
+    assert summary["fold_mean"]["tpr"] == pytest.approx({"mean": 0.75, "std": 0.25, "folds": 2})
 
 
 def test_fold_without_positives_is_left_out_of_auc_mean():

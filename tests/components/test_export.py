@@ -48,7 +48,7 @@ def test_blessing_compares_every_threshold():
 
 def test_metrics_are_read_from_the_evaluation(tmp_path):
     (tmp_path / "evaluation.json").write_text(json.dumps(
-        {"metrics": {"roc_auc": {"mean": 0.75, "std": 0.1}, "accuracy": 0.8, "note": "x"}}))
+        {"metrics": {"roc_auc": {"estimate": 0.75, "fold_mean": 0.7}, "accuracy": 0.8, "note": "x"}}))
     assert export.read_metrics(tmp_path) == {"roc_auc": 0.75, "accuracy": 0.8}
 
 
@@ -101,7 +101,7 @@ def test_the_pushed_model_is_the_mean_of_the_fold_models(tmp_path, train_artifac
 def test_the_evaluation_artifact_blesses_when_given(tmp_path, train_artifact):
     evaluation = tmp_path / "evaluation"
     evaluation.mkdir()
-    (evaluation / "evaluation.json").write_text(json.dumps({"metrics": {"roc_auc": {"mean": 0.95}}}))
+    (evaluation / "evaluation.json").write_text(json.dumps({"metrics": {"roc_auc": {"estimate": 0.95}}}))
     params = _params(tmp_path / "s", 0.1)  # the evaluation wins over the parameter
     artifact, _ = base.execute(export.SPEC, {"model": train_artifact,
                                              "evaluation": helpers.fake_artifact(evaluation, "eval")},

@@ -44,6 +44,7 @@ def rendered(tmp_path_factory):
     record = evaluate.evaluation_record(predictions, "imputed_weights", "image", weights, params)
     histories = {k: [{"phase": "frozen" if e < 2 else "unfrozen", "global_epoch": e, "train_loss": 1 / (e + 1),
                       "val_loss": 0.8 / (e + 1) + 0.1} for e in range(6)] for k in range(5)}
+    evaluate.summary_figures(out, record)
     evaluate.write_figures(out, record, predictions, histories, [])
     context = {
         "ingest_report": json.loads((artifacts["ingest"].path / ingest.REPORT_NAME).read_text()),
@@ -60,16 +61,23 @@ def test_the_analyses_beyond_the_study_are_shown_apart(rendered, tmp_path):
     _, _, context = rendered
     predictions = _predictions()
     predictions["offset_days"] = np.tile([3.0, 12.0], len(predictions["label"]) // 2)  # each patient's 1st image early
+    predictions["age"] = np.repeat(np.linspace(30, 90, len(predictions["label"]) // 2), 2)
+    predictions["sex"] = np.tile([1.0, 1.0, 0.0, 0.0], len(predictions["label"]) // 4)
     tta = {**predictions, "probability": np.clip(predictions["probability"] + 0.05, 0, 1)}
     params = {"threshold": 0.5, "bootstrap_resamples": 50, "seed": 0, "tta_views": 4}
     record = evaluate.evaluation_record(predictions, "original_weights", "patient", None, params, tta)
     text = report.render({**context, "evaluation": record}, tmp_path)
     section = text.split("<h2>Beyond the study (observed labels only)</h2>")[1].split("<h2>")[0]
     assert "how well are patients, not images, ranked" in section and "Images, TTA (4 views)" in section
-    patient_auc = record["sets"][evaluate.PATIENT_LEVEL]["fold_mean"]["roc_auc"]["mean"]
+    patient_auc = record["sets"][evaluate.PATIENT_LEVEL]["pooled"]["roc_auc"]
     assert f"{patient_auc:.3f}" in section
-    assert f"{record['sets'][evaluate.OBSERVED]['calibration']['ece']:.3f}" in section
-    assert "No recalibration is fitted" in section
+    calibration = record["sets"][evaluate.OBSERVED]["calibration"]
+    assert f"{calibration['ece']:.3f}" in section and "No recalibration is fitted" in section
+    assert f"calibration slope {calibration['slope']:.2f} [{calibration['intervals']['slope']['low']:.2f}" in section
+    gain = record["admission_comparison"]["image_minus_age_sex"]
+    assert "Does the X-ray add anything over age and sex?" in section and f"{gain['difference']:+.3f}" in section
+    at_20 = next(r for r in record["decision_curves"][evaluate.OBSERVED]["rows"] if r["threshold"] == 0.2)
+    assert f"<tr><td>20%</td><td>{at_20['treat_all']:.3f}</td><td>0.000</td><td>{at_20['model']:.3f}</td>" in section
     early = record["sets"][evaluate.EARLY_IMAGES]
     assert "Images of the first 7 days" in section and f"First-week images</b> ({early['n']} images" in section
     assert early["n"] == np.sum(predictions["label_source"] == "observed") // 2
@@ -81,13 +89,28 @@ def test_report_holds_metrics_beside_the_study_and_the_notices(rendered):
     assert "not a medical device" in text
     assert "ImageNet, partial" in text and "Not the study" in text
     auc = record["metrics"]["roc_auc"]
-    assert f"{auc['mean']:.3f}" in text and f"{auc['ci_low']:.3f}" in text
-    assert "<td>0.830</td>" in text  # the study's imputed + weights test ROC AUC
+    assert (f"<td>ROC AUC</td><td>{auc['estimate']:.3f}</td><td>{auc['ci_low']:.3f} – {auc['ci_high']:.3f}</td>"
+            f"<td>{auc['fold_mean']:.3f} ± {auc['fold_std']:.3f}</td><td>0.830</td>") in text
     assert "The study's way" in text  # imputed labels in validation, named apart
     assert "python -m pipeline.run --variant imputed_weights" in text
-    assert len(re.findall(r'src="data:image/png;base64,', text)) == 5  # loss, roc, pr, confusion, calibration
+    assert len(re.findall(r'src="data:image/png;base64,', text)) == 6  # + calibration, decision curves
+    assert "Age and sex</b>: not computed" in text  # no admission facts given
     assert "Patient level</b>: not computed" in text and "Test-time augmentation</b>: off" in text
     assert "First-week images" not in text  # no offsets, no set
+
+
+def test_a_resummarised_report_keeps_the_runs_own_sections(rendered, tmp_path):
+    path, record, context = rendered
+    page = path.read_text()
+    other = {**record, "metrics": {name: {**value, "estimate": 0.123456} for name, value in record["metrics"].items()}}
+    sections = report.summary_sections(other, context["published"], path.parent)
+    again = report.replace_sections(page, sections)
+    assert "<td>ROC AUC</td><td>0.123</td>" in again and "<td>ROC AUC</td><td>0.123</td>" not in page
+    after = lambda text: text[text.index("<h2>Data</h2>"):]  # noqa: E731
+    assert after(again) == after(page)  # data, imputation and provenance untouched
+    assert again.count("<h2>") == page.count("<h2>")
+    with pytest.raises(ValueError, match="no section 'Nowhere'"):
+        report.replace_sections(page, {"Nowhere": ""})
 
 
 def test_published_rows_match_the_variant():

@@ -11,7 +11,8 @@ from pipeline.pipeline import create_pipeline
 
 
 def _run(variant, arch="resnet18", auc=0.7):
-    metrics = {name: {"mean": auc, "ci_low": auc - 0.1, "ci_high": auc + 0.1} for name in study.COLUMNS}
+    metrics = {name: {"estimate": auc, "ci_low": auc - 0.1, "ci_high": auc + 0.1, "fold_mean": auc + 0.02,
+                      "fold_std": 0.05} for name in study.COLUMNS}
     return {"variant": variant, "arch": arch, "split": "patient", "evaluation": {"metrics": metrics}}
 
 
@@ -20,9 +21,10 @@ def test_each_of_our_rows_is_followed_by_the_papers():
     assert [(r["source"], r["variant"]) for r in rows] == [
         ("ours", "original"), ("paper", "original"), ("ours", "imputed_resample"), ("paper", "imputed_resample")]
     assert rows[1]["roc_auc"] == 0.90 and rows[3]["fpr"] == 0.052  # copied as printed
-    assert rows[0]["roc_auc_ci"] == "0.600-0.800"
+    assert rows[0]["roc_auc_ci"] == "0.600-0.800" and rows[0]["roc_auc_folds"] == "0.720±0.050"
     text = study.markdown(rows)
-    assert "| original | resnet18 | ours (patient split) | 0.700 (0.600-0.800)" in text
+    assert "| original | resnet18 | ours (patient split) | 0.700 (0.600-0.800; folds 0.720±0.050)" in text
+    assert text.startswith("Ours: pooled out-of-fold estimate")
     assert "| original | resnet18 | paper (image split) | 0.890 | 0.900" in text
 
 
@@ -32,7 +34,8 @@ def test_table_2_rows_carry_the_papers_numbers_for_that_architecture():
 
 
 def _set(auc, low, high):
-    return {"fold_mean": {"roc_auc": {"mean": auc}}, "bootstrap": {"intervals": {"roc_auc": {"low": low, "high": high}}}}
+    return {"pooled": {"roc_auc": auc}, "fold_mean": {"roc_auc": {"mean": auc + 0.05}},
+            "bootstrap": {"intervals": {"roc_auc": {"low": low, "high": high}}}}
 
 
 def test_a_model_the_paper_did_not_run_has_no_paper_row():
@@ -41,15 +44,22 @@ def test_a_model_the_paper_did_not_run_has_no_paper_row():
 
 
 def test_beyond_table_shows_each_computed_set_and_leaves_the_others_empty():
-    sets = {study.OBSERVED: {**_set(0.7, 0.5, 0.8), "calibration": {"ece": 0.21, "brier": 0.19, "base_rate": 0.2}},
-            study.PATIENT_LEVEL: _set(0.75, 0.55, 0.9), study.EARLY_IMAGES: _set(0.65, 0.4, 0.85)}
-    run = {**_run("original"), "evaluation": {"sets": sets}}
+    interval = {"low": 0.1, "high": 0.3}
+    calibration = {"ece": 0.21, "slope": 0.4, "intercept": -0.5, "brier": 0.19, "base_rate": 0.2,
+                   "intervals": {"ece": interval, "slope": {"low": 0.2, "high": 0.7},
+                                 "intercept": {"low": -1, "high": 0}}}
+    sets = {study.OBSERVED: {**_set(0.7, 0.5, 0.8), "calibration": calibration},
+            study.PATIENT_LEVEL: _set(0.75, 0.55, 0.9), study.EARLY_IMAGES: _set(0.65, 0.4, 0.85),
+            study.AGE_SEX: _set(0.6, 0.45, 0.75)}
+    comparison = {"image_minus_age_sex": {"difference": 0.1, "low": -0.05, "high": 0.25}}
+    run = {**_run("original"), "evaluation": {"sets": sets, "admission_comparison": comparison}}
     rows = study.beyond_rows([run])
     assert rows[0]["roc_auc_" + study.PATIENT_LEVEL] == 0.75 and "roc_auc_" + study.OBSERVED_TTA not in rows[0]
     text = study.beyond_markdown(rows)
     assert ("| original | resnet18 | patient | 0.700 (0.500-0.800) | 0.750 (0.550-0.900) | 0.650 (0.400-0.850) | – "
-            "| 0.210 | 0.190 | 0.200 |") in text
-    assert "ROC AUC, images of the first 7 days" in text
+            "| 0.600 (0.450-0.750) | – | +0.100 (-0.050 to +0.250) | 0.210 (0.100 to 0.300) | 0.400 (0.200 to 0.700) "
+            "| -0.500 (-1.000 to 0.000) | 0.190 | 0.200 |") in text
+    assert "ROC AUC, images of the first 7 days" in text and "ROC AUC, age + sex alone" in text
 
 
 def test_table2_rows_come_from_table2():

@@ -1,0 +1,91 @@
+"""pipeline.resummarize on a results folder made here from the embedded sample: rewritten from the stored
+predictions, refusing predictions or data that are not the run's."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from common.errors import PipelineError
+from components import configs, evaluate, report
+from components.train import outputs as train_outputs
+from pipeline import local_runner, resummarize
+from pipeline.pipeline import create_pipeline
+
+PARAMS = {"threshold": 0.5, "bootstrap_resamples": 30, "seed": 0, "tta_views": 0}
+OLD_PAGE = ("<h1>x</h1>\n<h2>Results on observed labels</h2>\nold metrics\n<h2>Beyond the study (observed labels only)"
+            "</h2>\nold beyond\n<h2>Figures</h2>\nold figures\n<h2>Data</h2>\nthe run's own data section</body>")
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory):
+    output = tmp_path_factory.mktemp("runs")
+    config = configs.PipelineConfig(output_dir=output)
+    return output, local_runner.run_pipeline(create_pipeline(config), "ingest", log=lambda _: None)
+
+
+def _results_folder(path, artifacts, first_summary=False):
+    """One `original` run as pipeline.study leaves it: fold predictions of the sample's labelled images,
+    train_summary.json, evaluation.json, report.html, and the provenance naming the sample."""
+    rows = [r for r in evaluate.examples_by_source_id(artifacts["ingest"]).values() if r["mortality_observed"] != "-1"]
+    patients = sorted({r["patientid"] for r in rows})
+    rng = np.random.default_rng(0)
+    run_dir = path / "original_resnet18_patient"
+    for fold in range(3):
+        folder = train_outputs.fold_dir(run_dir, fold)
+        folder.mkdir(parents=True)
+        with open(folder / train_outputs.PREDICTIONS_CSV, "w", newline="") as handle:
+            table = csv.writer(handle)
+            table.writerow(train_outputs.PREDICTION_COLUMNS)
+            for r in rows:
+                if patients.index(r["patientid"]) % 3 == fold:
+                    table.writerow([r["source_id"], r["patientid"], r["mortality_observed"], "observed", rng.random()])
+    (run_dir / train_outputs.SUMMARY).write_text(json.dumps({"variant": "original", "split": "patient",
+                                                             "weights": None}))
+    predictions = evaluate.with_row_facts(train_outputs.read_predictions(run_dir),
+                                          evaluate.examples_by_source_id(artifacts["ingest"]))
+    record = evaluate.evaluation_record(predictions, "original", "patient", None, PARAMS)
+    if first_summary:  # the first summary's headline: fold means of the scores, summed-confusion rates
+        record["metrics"] = {name: {"mean": value["fold_mean" if name in evaluate.evaluate_metrics.SCORES
+                                               else "estimate"]} for name, value in record["metrics"].items()}
+    (run_dir / evaluate.EVALUATION_NAME).write_text(json.dumps(record))
+    (run_dir / report.REPORT_NAME).write_text(OLD_PAGE)
+    (path / "provenance_table1_patient.json").write_text(json.dumps({
+        "data_dir": str(configs.SAMPLE_DATA_DIR.relative_to(configs.REPO_ROOT)), "seed": 0,
+        "data": {"fingerprint": artifacts["data"].fingerprint},
+        "runs": [{"variant": "original", "arch": "resnet18", "split": "patient"}]}))
+    return run_dir
+
+
+@pytest.mark.parametrize("first_summary", [True, False], ids=["first summary", "re-summarised"])
+def test_a_results_folder_is_rewritten_from_its_predictions(ingested, tmp_path, first_summary):
+    output, artifacts = ingested
+    run_dir = _results_folder(tmp_path, artifacts, first_summary)
+    [stem] = resummarize.resummarize_folder(tmp_path, output)
+    assert stem == tmp_path / "table1_patient" and stem.with_suffix(".md").is_file()
+    record = json.loads((run_dir / evaluate.EVALUATION_NAME).read_text())
+    assert "estimate" in record["metrics"]["roc_auc"] and evaluate.AGE_SEX in record["sets"]
+    assert record["sets"][evaluate.OBSERVED]["bootstrap"]["resamples"] == PARAMS["bootstrap_resamples"]
+    assert all((run_dir / name).is_file() for name in (evaluate.DECISION_CURVE_NAME, evaluate.DECISION_CURVE_FIGURE))
+    page = (run_dir / report.REPORT_NAME).read_text()
+    assert "old metrics" not in page and "Fold mean ± sd" in page and "Decision curves" in page
+    assert page.endswith("<h2>Data</h2>\nthe run's own data section</body>")
+    table = (tmp_path / "table1_patient.md").read_text()
+    balanced_accuracy = record["metrics"]["balanced_accuracy"]["estimate"]
+    assert f"| original | resnet18 | ours (patient split) | {balanced_accuracy:.3f} (" in table
+
+
+def test_other_predictions_or_another_snapshot_are_refused(ingested, tmp_path):
+    output, artifacts = ingested
+    run_dir = _results_folder(tmp_path, artifacts)
+    predictions = run_dir / "fold_1" / train_outputs.PREDICTIONS_CSV
+    lines = predictions.read_text().splitlines()
+    lines[1] = lines[1].rsplit(",", 1)[0] + ",0.999"
+    predictions.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PipelineError, match=r"original_resnet18_patient: \w+ \(\w+\) was .* not the same predictions"):
+        resummarize.resummarize_folder(tmp_path, output)
+    provenance = tmp_path / "provenance_table1_patient.json"
+    provenance.write_text(provenance.read_text().replace(artifacts["data"].fingerprint, "0" * 64))
+    with pytest.raises(PipelineError, match="is not the 000000000000 the results were made from"):
+        resummarize.resummarize_folder(tmp_path, output)
