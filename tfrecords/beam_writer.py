@@ -32,7 +32,8 @@ def write_shards(
     """Write `make_example(item)` for each item round-robin into `num_shards` files plus the manifest,
     as `writer.write_shards` does; `make_example` must be picklable (e.g. a module-level function or a
     functools.partial of one). `runner` names a Beam runner, `options` are Beam's command-line options."""
-    paths = [str(Path(out_dir) / writer.shard_name(prefix, i, num_shards)) for i in range(num_shards)]
+    names = [writer.shard_name(prefix, i, num_shards) for i in range(num_shards)]
+    paths = [str(Path(out_dir) / name) for name in names]
     with beam.Pipeline(runner=runner, options=PipelineOptions(list(options))) as pipeline:
         keyed = (
             pipeline
@@ -49,7 +50,6 @@ def write_shards(
             | "Write" >> beam.Map(_write_shard, paths)
         )
     counts = collections.Counter(writer.shard_of(position, num_shards) for position in range(len(items)))
-    names = [Path(path).name for path in paths]
     return writer.write_manifest(Path(out_dir), names, [counts[shard] for shard in range(num_shards)], extra)
 
 
