@@ -61,9 +61,25 @@ class ImputeConfig:
     cv_folds: int = 5
 
 
+TFRECORD_WRITERS = ("local", "beam")
+
+
 @dataclasses.dataclass(frozen=True)
 class TFRecordConfig:
     num_shards: int = flag(4, "TFRecord shards.")
+    # Both write the same bytes (tests/tfrecords/test_beam_writer.py).
+    writer: str = flag("local", "local: in this process; beam: an Apache Beam pipeline on --beam_runner "
+                       "(image reading spread over its workers).", name="tfrecord_writer", choices=TFRECORD_WRITERS)
+    # Beam 2.77's DirectRunner first tries to download the Prism runner from GitHub; FnApiRunner is the
+    # in-process engine it then falls back to.
+    beam_runner: str = flag("FnApiRunner", "Beam runner of --tfrecord_writer=beam: FnApiRunner (in this process), "
+                            "DataflowRunner, FlinkRunner, SparkRunner, PortableRunner, ...")
+    beam_options: str = flag("", "More Beam pipeline options for --tfrecord_writer=beam, as one string, e.g. "
+                             "'--project=p --region=r --temp_location=gs://b/tmp' (BUILD.md, \"Beam\").")
+
+    def __post_init__(self):
+        if self.writer not in TFRECORD_WRITERS:
+            raise ValueError(f"tfrecord writer {self.writer!r} not in {TFRECORD_WRITERS}")
 
 
 AUGMENT_METHODS = ("fused", "keras_layers", "none")

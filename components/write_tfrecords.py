@@ -3,14 +3,19 @@
 Joins ingest's table with impute's labels, re-reads each image through the
 same safe loader ingest used, and writes sharded `tf.train.Example`s plus a
 manifest (counts and sha256 per shard). Variants select rows at read time.
+`--tfrecord_writer=beam` writes the same shards, byte for byte, with an Apache Beam
+pipeline on `--beam_runner` (tfrecords/beam_writer.py).
 """
 
 from __future__ import annotations
 
 import collections
+import functools
+import shlex
 from pathlib import Path
 from typing import Any, Mapping
 
+import tensorflow as tf
 import tqdm
 
 from common.errors import PipelineError
@@ -32,18 +37,25 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     label_counts = collections.Counter(
         f"{r['label_source']}/{'died' if r['mortality'] == '1' else 'survived'}" for r in records
     )
+    extra = {"features": sorted(schema.FEATURE_SPEC), "label_counts": dict(sorted(label_counts.items()))}
+    if params["writer"] == "beam":
+        from tfrecords import beam_writer  # Beam's import (seconds, and its logging) only when asked for
 
-    def examples():
-        for record in tqdm.tqdm(records, desc="tfrecords: writing", unit="img", leave=False):
-            image = image_io.load_standard_image(image_io.resolve_inside(images_dir, record["filename"]))
-            yield schema.make_example(image.encoded, image.format, record)
-
-    manifest = writer.write_shards(examples(), out_dir, PREFIX, params["num_shards"], {
-        "features": sorted(schema.FEATURE_SPEC),
-        "label_counts": dict(sorted(label_counts.items())),
-    })
+        manifest = beam_writer.write_shards(
+            records, functools.partial(_example, images_dir), out_dir, PREFIX, params["num_shards"], extra,
+            params["beam_runner"], shlex.split(params["beam_options"]))
+    else:
+        examples = (_example(images_dir, record)
+                    for record in tqdm.tqdm(records, desc="tfrecords: writing", unit="img", leave=False))
+        manifest = writer.write_shards(examples, out_dir, PREFIX, params["num_shards"], extra)
     return {"num_examples": manifest["num_examples"], "num_shards": len(manifest["shards"]),
             **manifest["label_counts"]}
+
+
+def _example(images_dir: Path, record: Mapping[str, Any]) -> tf.train.Example:
+    """One row's image, re-read through ingest's safe loader, and its labels as an Example."""
+    image = image_io.load_standard_image(image_io.resolve_inside(images_dir, record["filename"]))
+    return schema.make_example(image.encoded, image.format, record)
 
 
 def _summary(artifact: base.Artifact) -> str:

@@ -28,6 +28,24 @@ def shard_name(prefix: str, index: int, num_shards: int) -> str:
     return f"{prefix}-{index:05d}-of-{num_shards:05d}.tfrecord"
 
 
+def shard_of(position: int, num_shards: int) -> int:
+    """Round-robin: the shard of the example at `position` in input order (the Beam writer uses it too)."""
+    return position % num_shards
+
+
+def serialize(example: tf.train.Example) -> bytes:
+    """Map entries in sorted order: protobuf's default order varies from one process to the next, so the
+    same examples would give shards with other bytes (and sha256s) on every run."""
+    return example.SerializeToString(deterministic=True)
+
+
+def write_shard(path: Path, serialized: Iterable[bytes]) -> None:
+    """One shard file holding `serialized` records in order."""
+    with tf.io.TFRecordWriter(str(path)) as shard:
+        for record in serialized:
+            shard.write(record)
+
+
 def write_shards(
     examples: Iterable[tf.train.Example], out_dir: Path, prefix: str, num_shards: int, extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -36,12 +54,18 @@ def write_shards(
     counts = [0] * num_shards
     writers = [tf.io.TFRecordWriter(str(out_dir / name)) for name in names]
     try:
-        for index, example in enumerate(examples):
-            writers[index % num_shards].write(example.SerializeToString())
-            counts[index % num_shards] += 1
+        for position, example in enumerate(examples):
+            shard = shard_of(position, num_shards)
+            writers[shard].write(serialize(example))
+            counts[shard] += 1
     finally:
         for writer in writers:
             writer.close()
+    return write_manifest(out_dir, names, counts, extra)
+
+
+def write_manifest(out_dir: Path, names: list[str], counts: list[int], extra: dict[str, Any]) -> dict[str, Any]:
+    """`manifest.json` for shards already in `out_dir`: each one's count, size and sha256, then `extra`."""
     manifest = {
         "shards": [
             {"file": name, "num_examples": count, "bytes": (out_dir / name).stat().st_size,

@@ -10,11 +10,17 @@ labels and label sources are the ones the pipeline's TFRecords hold.
     ds = tfds.load("covid_cxr", split="train", data_dir="~/tfds",
                    download_and_prepare_kwargs={"download_config": tfds.download.DownloadConfig(
                        manual_dir="path/to/covid-chestxray-dataset")})
+
+`covid_cxr_beam` is the same data set built by an Apache Beam pipeline, for a cluster: pass
+`beam_runner=` and `beam_options=` in the DownloadConfig (BUILD.md, "Beam"). Ingest and imputation
+still run in this process (the forest is fitted on every row); reading and checking the images is
+spread over the workers, which must see the manual_dir at the same path.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -58,21 +64,39 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         return {"train": self._generate_examples(Path(dl_manager.manual_dir))}
 
-    def _generate_examples(self, data_dir: Path):
-        defaults = configs.ImputeConfig()
-        rows = ingest.example_rows(ingest.ingest(data_dir, configs.FRONTAL_VIEWS)["examples"])
-        labels = impute.impute(rows, defaults.seed, defaults.n_estimators, defaults.cv_folds)["labels"]
+    def _generate_examples(self, data_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         images_dir = data_dir / ingest.IMAGES_DIR
-        for row, label in zip(rows, labels):
-            image = image_io.load_standard_image(image_io.resolve_inside(images_dir, row["filename"]))
-            yield row["source_id"], {
-                "image": image.encoded,
-                "source_id": row["source_id"],
-                "patient_id": row["patientid"],
-                "view": row["view"],
-                "mortality": label["mortality"],
-                "mortality_observed": label["mortality_observed"],
-                "label_source": label["label_source"],
-                "age": schema.number_or_nan(impute.parse_age(row["age"])),
-                "offset_days": schema.number_or_nan(row["offset"]),
-            }
+        return (_example(row_and_label, images_dir) for row_and_label in _rows_and_labels(data_dir))
+
+
+class CovidCxrBeam(Builder):
+    """`covid_cxr` built by Apache Beam: the same examples, with the images read on the runner's workers."""
+
+    def _generate_examples(self, data_dir: Path):
+        import apache_beam as beam  # only this builder needs Beam
+
+        return beam.Create(_rows_and_labels(data_dir)) | beam.Map(_example, data_dir / ingest.IMAGES_DIR)
+
+
+def _rows_and_labels(data_dir: Path) -> list[tuple[dict[str, str], dict[str, Any]]]:
+    """The pipeline's ingest and imputation with their default settings: each usable row and its labels."""
+    defaults = configs.ImputeConfig()
+    rows = ingest.example_rows(ingest.ingest(data_dir, configs.FRONTAL_VIEWS)["examples"])
+    labels = impute.impute(rows, defaults.seed, defaults.n_estimators, defaults.cv_folds)["labels"]
+    return list(zip(rows, labels))
+
+
+def _example(row_and_label: tuple[Mapping[str, str], Mapping[str, Any]], images_dir: Path) -> tuple[str, dict]:
+    row, label = row_and_label
+    image = image_io.load_standard_image(image_io.resolve_inside(images_dir, row["filename"]))
+    return row["source_id"], {
+        "image": image.encoded,
+        "source_id": row["source_id"],
+        "patient_id": row["patientid"],
+        "view": row["view"],
+        "mortality": label["mortality"],
+        "mortality_observed": label["mortality_observed"],
+        "label_source": label["label_source"],
+        "age": schema.number_or_nan(impute.parse_age(row["age"])),
+        "offset_days": schema.number_or_nan(row["offset"]),
+    }

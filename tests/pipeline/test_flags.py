@@ -37,8 +37,10 @@ def test_every_flag_has_its_fields_default_and_help():
 def test_the_flags_are_the_ones_the_command_line_always_had():
     names = [item.name for item in pipeline_flags.flag_fields()]
     assert {"data_dir", "output_dir", "variant", "seed", "num_shards", "max_offset_days", "weights", "augment",
-            "max_zoom", "p_lighting", "threshold", "export_members", "serving_dir", "tta_views"} <= set(names)
-    assert len(set(names)) == 47  # pipeline.run adds --stop_after; pipeline.study --variants, --archs, --results_dir
+            "max_zoom", "p_lighting", "threshold", "export_members", "serving_dir", "tta_views", "tfrecord_writer",
+            "beam_runner", "beam_options", "method", "memory_budget_gb", "shuffle_buffer",
+            "checkpoint_every_s"} <= set(names)
+    assert len(set(names)) == 50  # pipeline.run adds --stop_after; pipeline.study --variants, --archs, --results_dir
     shared = {name: [".".join(item.path) for item in pipeline_flags.flag_fields() if item.name == name]
               for name in names if names.count(name) > 1}
     assert shared == {"seed": ["impute.seed", "train.seed", "evaluate.seed"],
@@ -53,12 +55,15 @@ def test_no_flags_give_the_default_config():
 
 def test_shared_and_renamed_flags_reach_every_field_they_set():
     config = _parse("--seed=7", "--threshold=0.3", "--export_members=2", "--variant=imputed_resample",
-                    "--max_offset_days=7", "--num_shards=2", "--nodeterministic")
+                    "--max_offset_days=7", "--num_shards=2", "--nodeterministic", "--tfrecord_writer=beam",
+                    "--beam_options=--direct_num_workers=2 --job_name=x")
     assert config.impute.seed == config.train.seed == config.evaluate.seed == 7
     assert config.evaluate.threshold == config.export.threshold == 0.3
     assert config.export.members == "2"
     assert config.variant == "imputed_resample" and config.ingest.max_offset_days == 7.0
     assert config.tfrecords.num_shards == 2 and config.train.deterministic is False
+    assert config.tfrecords == dataclasses.replace(configs.TFRecordConfig(), num_shards=2, writer="beam",
+                                                   beam_options="--direct_num_workers=2 --job_name=x")
     assert config.train == dataclasses.replace(configs.TrainConfig(), seed=7, deterministic=False)
 
 

@@ -1,6 +1,10 @@
+import subprocess
+import sys
+
 import pytest
 import tensorflow as tf
 
+from components import configs
 from tfrecords import writer
 
 
@@ -52,3 +56,25 @@ def test_a_missing_shard_or_manifest_is_named(shards):
     (directory / writer.MANIFEST_NAME).unlink()
     with pytest.raises(writer.CorruptShardError, match="manifest missing"):
         writer.verify(directory)
+
+
+_WRITE_IN_A_NEW_PROCESS = """
+import sys
+from pathlib import Path
+import tensorflow as tf
+from tfrecords import writer
+example = tf.train.Example(features=tf.train.Features(feature={
+    name: tf.train.Feature(int64_list=tf.train.Int64List(value=[i])) for i, name in enumerate("abcdefghijklmnop")}))
+print(writer.write_shards([example] * 3, Path(sys.argv[1]), "x", 2, {})["shards"][0]["sha256"])
+"""
+
+
+def test_the_same_examples_give_the_same_bytes_in_every_process(tmp_path):
+    """Without deterministic serialization, protobuf writes a map's entries in an order that changes per process."""
+    digests = set()
+    for run in range(3):
+        (tmp_path / str(run)).mkdir()
+        out = subprocess.run([sys.executable, "-c", _WRITE_IN_A_NEW_PROCESS, str(tmp_path / str(run))],
+                             cwd=configs.REPO_ROOT, capture_output=True, text=True, check=True)
+        digests.add(out.stdout.split()[-1])
+    assert len(digests) == 1
