@@ -12,6 +12,9 @@ only), the calibration of the image-level probabilities, the images taken
 in the first week (`EARLY_OFFSET_DAYS`, fixed before any result was seen:
 is risk readable from the X-ray a triage decision would use?), and, with
 `tta_views`, test-time augmentation with the training augmentation.
+
+With repeated cross-validation every set above is repeat 0's (the single
+split); `evaluate_repeats` adds the mean over repeats under `repeated_cv`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import tensorflow as tf
 
 import models  # noqa: F401  (registers the custom layers for load_model)
 from common import files
-from components import base, evaluate_metrics, evaluate_plots, export, gradcam
+from components import base, evaluate_metrics, evaluate_plots, evaluate_repeats, export, gradcam
 from components.train import augment, fold as train_fold, input_pipeline, loop, lr_finder
 from components.train import outputs as train_outputs
 from components.train import metrics as train_metrics
@@ -268,6 +271,8 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
                               params["tta_views"], params["seed"])
         _write_tta_predictions(out_dir / TTA_PREDICTIONS_NAME, predictions, tta)
     record = evaluation_record(predictions, summary["variant"], summary["split"], summary["weights"], params, tta)
+    if summary["params"].get("repeats", 1) > 1:  # the sets above are repeat 0's, the single split
+        record["repeated_cv"] = evaluate_repeats.run(train.path, summary, params, out_dir)
     files.write_json_atomic(out_dir / EVALUATION_NAME, record)
     _write_tables(out_dir, record["sets"])
     write_figures(out_dir, record, predictions, train_outputs.read_histories(train.path),

@@ -3,6 +3,9 @@
 Inputs: the tfrecords artifact. Outputs: one folder per fold (model, history,
 out-of-fold predictions, LR-finder curves and plots, TensorBoard scalars) and
 the summary (fold means, fed class ratio, timings); `outputs` names every file.
+With `repeats` > 1 the K folds are drawn again for each repeat (`splits`) and
+every repeat's folds are trained; fold k of every repeat trains with fold k's
+seeds, so repeats differ in their split only.
 
 Caching is per fold: each fold trains in a persistent work folder named by
 the hash of its own parameters (the hyperparameters that change what it
@@ -34,7 +37,7 @@ from components import base
 from components.train import fold as fold_lib, input_pipeline, outputs, splits, strategy as strat
 
 # Parameters that must not change what a fold computes; they stay out of its key.
-NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "eval_batch_size", "weights")
+NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "eval_batch_size", "weights", "repeats")
 
 
 def _weights_sha(path: str | None) -> str | None:
@@ -42,7 +45,8 @@ def _weights_sha(path: str | None) -> str | None:
 
 
 def fold_key(p: fold_lib.TrainParams, precision: str, train: input_pipeline.Examples,
-             val: input_pipeline.Examples, fold: int) -> str:
+             val: input_pipeline.Examples, fold: int, repeat: int = 0) -> str:
+    """The hash naming a fold's work folder; repeat 0 leaves the repeat out, so it is the single split's key."""
     params = {k: v for k, v in dataclasses.asdict(p).items() if k not in NOT_IN_FOLD_KEY}
     payload = {
         "code": SPEC.code_version(), "params": params, "precision": precision, "fold": fold,
@@ -51,6 +55,8 @@ def fold_key(p: fold_lib.TrainParams, precision: str, train: input_pipeline.Exam
         "val": sorted(zip(val.source_ids.tolist(), val.sha256.tolist(), val.labels.tolist(),
                           val.label_sources.tolist())),
     }
+    if repeat:
+        payload["repeat"] = repeat
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -72,16 +78,17 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     precision = strat.resolve_precision(p.precision)
     examples = input_pipeline.load_examples(inputs["tfrecords"].path, p.labels, p.image_size)
     # Observed-label rows stratify on their label; imputed rows on the label they train on.
-    folds = splits.make_folds(examples.labels, examples.patients, p.split, p.folds, p.seed)
+    repeated = splits.make_repeated_folds(examples.labels, examples.patients, p.split, p.folds, p.seed, p.repeats)
     plan = []
-    for k, (train_idx, val_idx) in enumerate(folds):
-        train, val = examples.subset(train_idx), examples.subset(val_idx)
-        key = fold_key(p, precision, train, val, k)
-        plan.append((k, train, val, work_dir / f"fold-{key[:16]}"))
+    for r, folds in enumerate(repeated):
+        for k, (train_idx, val_idx) in enumerate(folds):
+            train, val = examples.subset(train_idx), examples.subset(val_idx)
+            key = fold_key(p, precision, train, val, k, r)
+            plan.append((r, k, train, val, work_dir / f"fold-{key[:16]}"))
 
     epochs_per_fold = p.epochs_frozen + p.epochs_unfrozen
     done_epochs = 0
-    for _, _, _, wd in plan:
+    for *_, wd in plan:
         state = wd / fold_lib.STATE
         if (wd / fold_lib.DONE).is_file():
             done_epochs += epochs_per_fold
@@ -92,13 +99,14 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     bar = tqdm.tqdm(total=len(plan) * epochs_per_fold, initial=done_epochs, unit="epoch", desc="train",
                     dynamic_ncols=True, file=sys.stdout, mininterval=0.5)
     try:
-        for k, train, val, wd in plan:
+        for r, k, train, val, wd in plan:
             if not (wd / fold_lib.DONE).is_file() and session is None:
                 session = fold_lib.Session(p, strategy, precision)
                 tqdm.tqdm.write(f"train: {p.variant}, split={p.split}, precision={precision}, "
                                 f"strategy={type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s)), "
                                 f"{len(examples)} rows\n  {fold_lib.weights_description(session)}")
-            bar.set_description(f"train fold {k + 1}/{len(plan)}")
+            repeat = f"repeat {r + 1}/{p.repeats} " if p.repeats > 1 else ""
+            bar.set_description(f"train {repeat}fold {k + 1}/{p.folds}")
 
             def on_epoch(row, k=k):
                 bar.update(1)
@@ -107,11 +115,11 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
 
             if (wd / fold_lib.DONE).is_file():
                 result = json.loads((wd / fold_lib.DONE).read_text())
-                tqdm.tqdm.write(f"fold {k}: reused finished fold {wd.name}")
+                tqdm.tqdm.write(f"{repeat}fold {k}: reused finished fold {wd.name}")
             else:
                 result = fold_lib.run_fold(session, k, train, val, wd, on_epoch=on_epoch, log=tqdm.tqdm.write)
-            _link_tree(wd / outputs.RESULT_DIR, outputs.fold_dir(out_dir, k))
-            results.append({**result, "work_dir": str(wd)})
+            _link_tree(wd / outputs.RESULT_DIR, outputs.fold_dir(outputs.repeat_dir(out_dir, r), k))
+            results.append({**result, "repeat": r, "work_dir": str(wd)})
     finally:
         bar.close()
     summary = _summarise(p, precision, strategy, results, examples)
@@ -137,11 +145,12 @@ def _summarise(p, precision, strategy, results, examples) -> dict[str, Any]:
         "variant": p.variant, "labels": p.labels, "rebalance": p.rebalance, "split": p.split,
         "precision": precision, "strategy": type(strategy).__name__, "weights": weights[0],
         "params": dataclasses.asdict(p), "folds": results, "mean_final_metrics": means,
+        "split_seeds": [splits.repeat_seed(p.seed, r) for r in range(p.repeats)],
         "fed_counts": fed, "fed_positive_fraction": fed[1] / max(1, sum(fed)), "resample_target": target,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "train_images_per_s": sum(r["train_images"] for r in results) / train_time if train_time else None,
         "note": "val_* = observed labels only; val_incl_imputed_* = the study's way (imputed labels in validation)",
-        "counts": {"folds": len(results), "rows": len(examples), "precision": precision,
+        "counts": {"folds": p.folds, "repeats": p.repeats, "rows": len(examples), "precision": precision,
                    **{f"mean_{k}": round(v, 4) for k, v in means.items() if k in ("val_auc", "val_bacc", "val_loss",
                                                                                  "val_incl_imputed_auc")},
                    "fed_positive_fraction": round(fed[1] / max(1, sum(fed)), 4)},
@@ -150,7 +159,8 @@ def _summarise(p, precision, strategy, results, examples) -> dict[str, Any]:
 
 def _summary(artifact: base.Artifact) -> str:
     c = artifact.counts
-    return (f"{c['folds']} folds, {c['rows']} rows, {c['precision']}: mean val AUC {c.get('mean_val_auc', math.nan):.3f}, "
+    repeats = f" x {c['repeats']} repeats" if c.get("repeats", 1) > 1 else ""
+    return (f"{c['folds']} folds{repeats}, {c['rows']} rows, {c['precision']}: mean val AUC {c.get('mean_val_auc', math.nan):.3f}, "
             f"balanced acc {c.get('mean_val_bacc', math.nan):.3f}; fed positive fraction {c['fed_positive_fraction']:.3f}")
 
 
