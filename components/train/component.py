@@ -117,7 +117,8 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
                 result = json.loads((wd / fold_lib.DONE).read_text())
                 tqdm.tqdm.write(f"{repeat}fold {k}: reused finished fold {wd.name}")
             else:
-                result = fold_lib.run_fold(session, k, train, val, wd, on_epoch=on_epoch, log=tqdm.tqdm.write)
+                result = fold_lib.run_fold(session, k, train, val, wd, on_epoch=on_epoch,
+                                           log=lambda line, prefix=repeat: tqdm.tqdm.write(prefix + line))
             _link_tree(wd / outputs.RESULT_DIR, outputs.fold_dir(outputs.repeat_dir(out_dir, r), k))
             results.append({**result, "repeat": r, "work_dir": str(wd)})
     finally:
