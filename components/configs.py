@@ -123,6 +123,9 @@ class TrainConfig:
     split: str = flag("patient", "patient: stratified group K-fold by patient; image: stratified K-fold over images "
                       "(the study's).", choices=("patient", "image"))
     folds: int = flag(5, "Cross-validation folds.")
+    # Repeat 0 is the single split; each repeat trains `folds` more fold models (components/train/splits.py).
+    repeats: int = flag(1, "Repeated cross-validation: the folds drawn anew this many times, with seeds derived "
+                        "from --seed (repeat 0 = the single split); evaluate adds the mean over repeats.")
     seed: int = flag(0, SEED_HELP)
     epochs_frozen: int = flag(5, "One-cycle epochs with the body frozen.")
     epochs_unfrozen: int = flag(30, "One-cycle epochs with the body unfrozen.")
@@ -155,6 +158,8 @@ class TrainConfig:
     eval_batch_size: int = 64
 
     def __post_init__(self):
+        if self.repeats < 1:
+            raise ValueError(f"--repeats must be at least 1, not {self.repeats}")
         # A stage's params arrive as plain dicts (dataclasses.asdict): rebuild the nested config.
         if isinstance(self.augmentation, dict):
             object.__setattr__(self, "augmentation", AugmentConfig(**self.augmentation))

@@ -18,6 +18,9 @@ calibration slope and intercept and decision curves (`evaluate_decision`), and
 what is known at admission: age and sex alone, and the image model's log-odds
 with age and sex, on the same folds (`clinical_baseline`), which answers
 "does the X-ray add anything over age?".
+
+With repeated cross-validation every set above is repeat 0's (the single
+split); `evaluate_repeats` adds the mean over repeats under `repeated_cv`.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ import tensorflow as tf
 import models  # noqa: F401  (registers the custom layers for load_model)
 from common import files
 from common.errors import PipelineError
-from components import (base, clinical_baseline, evaluate_decision, evaluate_metrics, evaluate_plots, export,
-                        gradcam, ingest)
+from components import (base, clinical_baseline, evaluate_decision, evaluate_metrics, evaluate_plots, evaluate_repeats,
+                        export, gradcam, ingest)
 from components.train import augment, fold as train_fold, input_pipeline, loop, lr_finder
 from components.train import outputs as train_outputs
 from components.train import metrics as train_metrics
@@ -374,6 +377,8 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
                               params["tta_views"], params["seed"])
         _write_tta_predictions(out_dir / TTA_PREDICTIONS_NAME, predictions, tta)
     record = evaluation_record(predictions, summary["variant"], summary["split"], summary["weights"], params, tta)
+    if summary["params"].get("repeats", 1) > 1:  # the sets above are repeat 0's, the single split
+        record["repeated_cv"] = evaluate_repeats.run(train.path, summary, params, out_dir)
     write_summary(out_dir, record)
     write_figures(out_dir, record, predictions, train_outputs.read_histories(train.path),
                   train_outputs.read_lr_curves(train.path))

@@ -8,7 +8,8 @@ their own preprocessing; ConvNeXt with depthwise layers, `models/convnext.py`)
 or keras-hub (Swin-T). Nothing is ever downloaded.
 
 Weights, always a user-supplied file:
-- `.pth` / `.safetensors` / `.npz` torchvision checkpoints: resnet18, alexnet
+- `.pth` / `.safetensors` / `.npz` torchvision checkpoints: resnet18, resnet18_stage3 (its stage 4
+  left out of the file's tensors), alexnet
   (`models/torchvision_weights.py`, modes auto/strict/partial);
 - `.weights.h5`: any architecture, a file written by `backbone.save_weights` of
   the same Keras body (for example after pretraining elsewhere), loaded strictly
@@ -55,6 +56,8 @@ def _keras_application(constructor):
 # name -> (backbone factory taking image_shape, accepts torchvision checkpoints)
 ARCHITECTURES = {
     "resnet18": (lambda shape: ResNet18Backbone(image_shape=shape), True),
+    # Cut after stage 3 (256 channels, 2.8M parameters): every layer is in the shared partial checkpoint.
+    "resnet18_stage3": (lambda shape: ResNet18Backbone(image_shape=shape, stages=3), True),
     "alexnet": (lambda shape: AlexNetBackbone(image_shape=shape), True),
     "mobilenetv3": (_keras_application(keras.applications.MobileNetV3Large), False),
     "efficientnetv2": (_keras_application(keras.applications.EfficientNetV2B0), False),

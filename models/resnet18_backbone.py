@@ -14,6 +14,12 @@ torchvision's '.' (this table is the one place the mapping is written down).
     layer{s}_0_downsample_0  layer{s}.0.downsample.0  weight (1x1 stride-2 conv, s = 2, 3, 4)
     layer{s}_0_downsample_1  layer{s}.0.downsample.1  as bn1
 
+`stages` cuts the body after that stage (keras-hub's ResNet takes its stage
+list the same way): `stages=3` ends at layer3, 256 channels at 1/16 of the
+input, 2.8M parameters instead of 11.2M, for data too small for stage 4. Its
+layer names are the full network's, so the same checkpoints load into it
+(`omitted_modules` names the stages a loader must leave out).
+
 Numerical parity with torch: explicit symmetric zero padding (Keras 'same' pads
 stride-2 convolutions asymmetrically), no convolution biases, and
 batch normalization with epsilon 1e-5 and momentum 0.9 (torch's momentum 0.1
@@ -68,9 +74,12 @@ def _basic_block(x, filters, strides, prefix):
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class ResNet18Backbone(keras.Model):
-    """Channels-last ResNet-18 body: (H, W, 3) normalised image -> (H/32, W/32, 512) features."""
+    """Channels-last ResNet-18 body: (H, W, 3) normalised image -> (H/32, W/32, 512) features,
+    or with `stages` < 4 the body cut after that stage (stages=3: (H/16, W/16, 256))."""
 
-    def __init__(self, image_shape=(None, None, 3), **kwargs):
+    def __init__(self, image_shape=(None, None, 3), stages=len(STAGE_BLOCKS), **kwargs):
+        if not 1 <= stages <= len(STAGE_BLOCKS):
+            raise ValueError(f"stages must be between 1 and {len(STAGE_BLOCKS)}, got {stages}")
         inputs = keras.Input(shape=image_shape, name="images")
         x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
         x = _conv(64, 7, 2, "conv1")(x)
@@ -78,15 +87,22 @@ class ResNet18Backbone(keras.Model):
         x = layers.ReLU(name="relu")(x)
         x = layers.ZeroPadding2D(1, name="maxpool_pad")(x)
         x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
-        for stage, (blocks, filters) in enumerate(zip(STAGE_BLOCKS, STAGE_FILTERS), start=1):
+        for stage, (blocks, filters) in enumerate(zip(STAGE_BLOCKS[:stages], STAGE_FILTERS), start=1):
             for block in range(blocks):
                 strides = 2 if stage > 1 and block == 0 else 1
                 x = _basic_block(x, filters, strides, f"layer{stage}_{block}")
         super().__init__(inputs=inputs, outputs=x, **kwargs)
         self.image_shape = tuple(image_shape)
+        self.stages = stages
+
+    @property
+    def omitted_modules(self):
+        """torchvision modules of the full ResNet-18 that this body leaves out (layer4 when stages=3)."""
+        return tuple(f"layer{stage}" for stage in range(self.stages + 1, len(STAGE_BLOCKS) + 1))
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "image_shape": self.image_shape}
+        return {"name": self.name, "trainable": self.trainable, "image_shape": self.image_shape,
+                "stages": self.stages}
 
     @classmethod
     def from_config(cls, config):

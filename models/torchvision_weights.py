@@ -6,7 +6,9 @@ torchvision '.', see `models/resnet18_backbone.py`) and converts layouts:
 convolutions OIHW -> HWIO, batch norms weight/bias/running_mean/running_var ->
 gamma/beta/moving_mean/moving_variance. `num_batches_tracked` is ignored and
 the checkpoint's 1000-class classifier (`fc.*`, AlexNet's `classifier.*`) is
-never loaded: the study puts a new head on the body.
+never loaded: the study puts a new head on the body. A body cut short
+(`omitted_modules`, e.g. layer4 of a stage-3 ResNet-18) skips those stages'
+tensors the same way, so a full or the shared partial checkpoint fills it.
 
 Modes:
 - strict: every backbone tensor must be in the file, else one error lists them;
@@ -56,7 +58,7 @@ class WeightLoadReport:
         fresh = ", ".join(self.fresh_layers) or "none"
         return (f"weights: {self.description}\n  source: {self.source} (sha256 {self.sha256})\n"
                 f"  mode: {self.mode}; loaded {len(self.loaded_keys)} tensors; "
-                f"skipped {len(self.skipped_keys)} (classifier/bookkeeping); initialised afresh: {fresh}")
+                f"skipped {len(self.skipped_keys)} (classifier/bookkeeping/stages not in the body); initialised afresh: {fresh}")
 
 
 def read_state_dict(path):
@@ -140,10 +142,12 @@ def _describe_parts(top_module, part_modules, all_modules):
     return f"{stage} ({', '.join(sorted(chosen))})"
 
 
-def describe_load(origin, layer_modules, fresh_modules):
-    """e.g. 'ImageNet, partial: conv1-layer3 + stage-4 shortcut; stage-4 3x3 convs random'."""
+def describe_load(origin, layer_modules, fresh_modules, omitted_modules=()):
+    """e.g. 'ImageNet, partial: conv1-layer3 + stage-4 shortcut; stage-4 3x3 convs random', or for a body
+    cut after stage 3, 'ImageNet, full; stage-4 not in this body'."""
+    cut = f"; {', '.join(_pretty_module(m) for m in omitted_modules)} not in this body" if omitted_modules else ""
     if not fresh_modules:
-        return f"{origin}, full"
+        return f"{origin}, full{cut}"
     top_modules = list(dict.fromkeys(module.split(".")[0] for module in layer_modules))
     loaded_parts, fresh_parts, run = [], [], []
     for top in top_modules + [None]:
@@ -163,7 +167,7 @@ def describe_load(origin, layer_modules, fresh_modules):
             loaded_parts.append(_describe_parts(top, [m for m in members if m not in fresh], members))
             fresh_parts.append(_describe_parts(top, fresh, members))
     loaded = " + ".join(loaded_parts) or "nothing"
-    return f"{origin}, partial: {loaded}; {', '.join(fresh_parts)} random"
+    return f"{origin}, partial: {loaded}; {', '.join(fresh_parts)} random{cut}"
 
 
 def load_torchvision_weights(backbone, path, mode="auto", origin="ImageNet"):
@@ -180,8 +184,11 @@ def load_torchvision_weights(backbone, path, mode="auto", origin="ImageNet"):
     state = read_state_dict(path)
     expected = expected_tensors(backbone)
 
+    # A body cut short (ResNet18Backbone(stages=3)) names the stages it leaves out; their tensors are skipped.
+    omitted = tuple(getattr(backbone, "omitted_modules", ()))
     skipped = sorted(k for k in state
-                     if k.endswith(IGNORED_SUFFIXES) or k.startswith(CLASSIFIER_PREFIXES))
+                     if k.endswith(IGNORED_SUFFIXES) or k.startswith(CLASSIFIER_PREFIXES)
+                     or k.split(".")[0] in omitted)
     present = {k: v for k, v in state.items() if k not in skipped}
     unexpected = sorted(set(present) - set(expected))
     wrong_shape = sorted(f"{k}: file {tuple(v.shape)}, model {expected[k][2]}"
@@ -222,7 +229,7 @@ def load_torchvision_weights(backbone, path, mode="auto", origin="ImageNet"):
         source=str(path), sha256=file_sha256(path), mode=mode,
         loaded_keys=tuple(sorted(present)), skipped_keys=tuple(skipped),
         fresh_layers=tuple(fresh_layers),
-        description=describe_load(origin, layer_modules, fresh_modules))
+        description=describe_load(origin, layer_modules, fresh_modules, omitted))
     if fresh_layers:
         log.warning("partial weight load: %s", report.summary())
     return report

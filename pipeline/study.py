@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from components import evaluate_metrics
+from components import evaluate_metrics, evaluate_repeats
 from common.errors import PipelineError
 from common.files import atomic_open, sha256_file, write_json_atomic, write_text_atomic
 from components.evaluate import (AGE_SEX, EARLY_IMAGES, EARLY_OFFSET_DAYS, EVALUATION_NAME, IMAGE_AGE_SEX,
@@ -212,9 +212,11 @@ def _keep_small_files(artifacts, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     sources = {"report": ["report.html"], "evaluate": ["evaluation.json", "metrics_per_fold.csv",
                                                       "metrics_summary.csv", "decision_curve.csv",
+                                                      evaluate_repeats.TABLE_NAME,
                                                       "predictions_tta.csv", "*.png"],
                "train": [train_outputs.SUMMARY, train_outputs.fold_glob(train_outputs.PREDICTIONS_CSV),
-                         train_outputs.fold_glob(train_outputs.HISTORY_CSV)]}
+                         train_outputs.fold_glob(train_outputs.HISTORY_CSV),
+                         train_outputs.repeat_fold_glob(train_outputs.PREDICTIONS_CSV)]}
     for stage, patterns in sources.items():
         for pattern in patterns:
             for path in artifacts[stage].path.glob(pattern):

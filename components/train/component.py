@@ -4,6 +4,9 @@
 Inputs: the tfrecords artifact. Outputs: one folder per fold (model, history,
 out-of-fold predictions, LR-finder curves and plots, TensorBoard scalars) and
 the summary (fold means, fed class ratio, timings); `outputs` names every file.
+With `repeats` > 1 the K folds are drawn again for each repeat (`splits`) and
+every repeat's folds are trained; fold k of every repeat trains with fold k's
+seeds, so repeats differ in their split only.
 
 Caching is per fold: each fold trains in a persistent work folder named by
 the hash of its own parameters (the hyperparameters that change what it
@@ -38,7 +41,7 @@ from components.train import (fold as fold_lib, input_pipeline, linear_probe, ou
 
 # Parameters that must not change what a fold computes; they stay out of its key.
 NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "eval_batch_size", "weights",
-                   "checkpoint_every_s", "memory_budget_gb", "shuffle_buffer")
+                   "checkpoint_every_s", "memory_budget_gb", "shuffle_buffer", "repeats")
 
 
 def _weights_sha(path: str | None) -> str | None:
@@ -53,7 +56,8 @@ def _shuffle_buffer(p: fold_lib.TrainParams, train: input_pipeline.Examples) -> 
 
 
 def fold_key(p: fold_lib.TrainParams, precision: str, train: input_pipeline.Examples,
-             val: input_pipeline.Examples, fold: int) -> str:
+             val: input_pipeline.Examples, fold: int, repeat: int = 0) -> str:
+    """The hash naming a fold's work folder; repeat 0 leaves the repeat out, so it is the single split's key."""
     params = {k: v for k, v in dataclasses.asdict(p).items() if k not in NOT_IN_FOLD_KEY}
     payload = {
         "code": SPEC.code_version(), "params": params, "precision": precision, "fold": fold,
@@ -63,6 +67,8 @@ def fold_key(p: fold_lib.TrainParams, precision: str, train: input_pipeline.Exam
         "val": sorted(zip(val.source_ids.tolist(), val.sha256.tolist(), val.labels.tolist(),
                           val.label_sources.tolist())),
     }
+    if repeat:
+        payload["repeat"] = repeat
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -88,16 +94,17 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         tqdm.tqdm.write(f"train: {len(examples)} images past --memory_budget_gb={p.memory_budget_gb:g} as float32: "
                         f"streamed from the TFRecords (shuffle buffer {p.shuffle_buffer})")
     # Observed-label rows stratify on their label; imputed rows on the label they train on.
-    folds = splits.make_folds(examples.labels, examples.patients, p.split, p.folds, p.seed)
+    repeated = splits.make_repeated_folds(examples.labels, examples.patients, p.split, p.folds, p.seed, p.repeats)
     plan = []
-    for k, (train_idx, val_idx) in enumerate(folds):
-        train, val = examples.subset(train_idx), examples.subset(val_idx)
-        key = fold_key(p, precision, train, val, k)
-        plan.append((k, train, val, work_dir / f"fold-{key[:16]}"))
+    for r, folds in enumerate(repeated):
+        for k, (train_idx, val_idx) in enumerate(folds):
+            train, val = examples.subset(train_idx), examples.subset(val_idx)
+            key = fold_key(p, precision, train, val, k, r)
+            plan.append((r, k, train, val, work_dir / f"fold-{key[:16]}"))
 
     epochs_per_fold = sum(fold_lib.phase_epochs(p, phase) for phase in fold_lib.PHASES)
     done_epochs = 0
-    for _, _, _, wd in plan:
+    for *_, wd in plan:
         state = wd / fold_lib.STATE
         if (wd / fold_lib.DONE).is_file():
             done_epochs += epochs_per_fold
@@ -110,13 +117,14 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     bar = tqdm.tqdm(total=len(plan) * epochs_per_fold, initial=done_epochs, unit="epoch", desc="train",
                     dynamic_ncols=True, file=sys.stdout, mininterval=0.5)
     try:
-        for k, train, val, wd in plan:
+        for r, k, train, val, wd in plan:
             if not (wd / fold_lib.DONE).is_file() and session is None:
                 session = fold_lib.Session(p, strategy, precision)
                 tqdm.tqdm.write(f"train: {p.variant}, split={p.split}, precision={precision}, "
                                 f"strategy={type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s)), "
                                 f"{len(examples)} rows\n  {fold_lib.weights_description(session.report)}")
-            bar.set_description(f"train fold {k + 1}/{len(plan)}")
+            repeat = f"repeat {r + 1}/{p.repeats} " if p.repeats > 1 else ""
+            bar.set_description(f"train {repeat}fold {k + 1}/{p.folds}")
 
             def on_epoch(row, k=k):
                 bar.update(1)
@@ -125,11 +133,12 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
 
             if (wd / fold_lib.DONE).is_file():
                 result = json.loads((wd / fold_lib.DONE).read_text())
-                tqdm.tqdm.write(f"fold {k}: reused finished fold {wd.name}")
+                tqdm.tqdm.write(f"{repeat}fold {k}: reused finished fold {wd.name}")
             else:
-                result = fold_lib.run_fold(session, k, train, val, wd, on_epoch=on_epoch, log=tqdm.tqdm.write)
-            _link_tree(wd / outputs.RESULT_DIR, outputs.fold_dir(out_dir, k))
-            results.append({**result, "work_dir": str(wd)})
+                result = fold_lib.run_fold(session, k, train, val, wd, on_epoch=on_epoch,
+                                           log=lambda line, prefix=repeat: tqdm.tqdm.write(prefix + line))
+            _link_tree(wd / outputs.RESULT_DIR, outputs.fold_dir(outputs.repeat_dir(out_dir, r), k))
+            results.append({**result, "repeat": r, "work_dir": str(wd)})
     finally:
         bar.close()
     summary = _summarise(p, precision, strategy, results, examples)
@@ -145,11 +154,12 @@ def _run_probes(p: fold_lib.TrainParams, plan, examples, out_dir: Path) -> Mappi
     tqdm.tqdm.write(f"train: {p.variant}, split={p.split}, linear probe ({linear_probe.SEARCH_RULE}), "
                     f"{len(examples)} rows\n  {weights}")
     results = []
-    for k, train, val, wd in tqdm.tqdm(plan, desc="linear probe", unit="fold", file=sys.stdout):
+    for r, k, train, val, wd in tqdm.tqdm(plan, desc="linear probe", unit="fold", file=sys.stdout):
         result = probe_fold.run_fold(classifier, extractor, k, train, val, p, wd, weights)
-        tqdm.tqdm.write(f"fold {k}: C = {result['c']:.3g}, validation AUC {result['final']['val_auc']:.3f}")
-        _link_tree(wd / outputs.RESULT_DIR, outputs.fold_dir(out_dir, k))
-        results.append({**result, "work_dir": str(wd)})
+        repeat = f"repeat {r + 1}/{p.repeats} " if p.repeats > 1 else ""
+        tqdm.tqdm.write(f"{repeat}fold {k}: C = {result['c']:.3g}, validation AUC {result['final']['val_auc']:.3f}")
+        _link_tree(wd / outputs.RESULT_DIR, outputs.fold_dir(outputs.repeat_dir(out_dir, r), k))
+        results.append({**result, "repeat": r, "work_dir": str(wd)})
     summary = _summarise(p, "fp32", tf.distribute.get_strategy(), results, examples)
     outputs.write_summary(out_dir, summary)
     return dict(summary["counts"])
@@ -173,11 +183,12 @@ def _summarise(p, precision, strategy, results, examples) -> dict[str, Any]:
         "variant": p.variant, "labels": p.labels, "rebalance": p.rebalance, "split": p.split,
         "precision": precision, "strategy": type(strategy).__name__, "weights": weights[0],
         "params": dataclasses.asdict(p), "folds": results, "mean_final_metrics": means,
+        "split_seeds": [splits.repeat_seed(p.seed, r) for r in range(p.repeats)],
         "fed_counts": fed, "fed_positive_fraction": fed[1] / max(1, sum(fed)), "resample_target": target,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "train_images_per_s": sum(r["train_images"] for r in results) / train_time if train_time else None,
         "note": "val_* = observed labels only; val_incl_imputed_* = the study's way (imputed labels in validation)",
-        "counts": {"folds": len(results), "rows": len(examples), "precision": precision,
+        "counts": {"folds": p.folds, "repeats": p.repeats, "rows": len(examples), "precision": precision,
                    **{f"mean_{k}": round(v, 4) for k, v in means.items() if k in ("val_auc", "val_bacc", "val_loss",
                                                                                  "val_incl_imputed_auc")},
                    "fed_positive_fraction": round(fed[1] / max(1, sum(fed)), 4)},
@@ -186,7 +197,8 @@ def _summarise(p, precision, strategy, results, examples) -> dict[str, Any]:
 
 def _summary(artifact: base.Artifact) -> str:
     c = artifact.counts
-    return (f"{c['folds']} folds, {c['rows']} rows, {c['precision']}: mean val AUC {c.get('mean_val_auc', math.nan):.3f}, "
+    repeats = f" x {c['repeats']} repeats" if c.get("repeats", 1) > 1 else ""
+    return (f"{c['folds']} folds{repeats}, {c['rows']} rows, {c['precision']}: mean val AUC {c.get('mean_val_auc', math.nan):.3f}, "
             f"balanced acc {c.get('mean_val_bacc', math.nan):.3f}; fed positive fraction {c['fed_positive_fraction']:.3f}")
 
 

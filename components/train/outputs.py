@@ -12,6 +12,10 @@ timings, the parameters) and one `fold_<k>/` folder per fold:
     tensorboard/                    the history and LR curves as TensorBoard scalars
     fold.json                       the fold's result record
 
+With repeated cross-validation (`--repeats=R`), repeat 0 is the layout above
+(the single split: export, the study's tables and evaluate's fold metrics read
+it) and each repeat r > 0 has the same `fold_<k>/` folders under `repeat_<r>/`.
+
 A fold writes this folder as `result/` inside its work folder; the stage links
 it into the artifact as `fold_<k>/`. While it trains, the same scalars go,
 epoch by epoch, to `tensorboard_live/` in its work folder (`tensorboard
@@ -35,6 +39,7 @@ from components.train import lr_finder
 
 SUMMARY = "train_summary.json"
 FOLD_PREFIX = "fold_"
+REPEAT_PREFIX = "repeat_"
 RESULT_DIR = "result"  # inside a fold's work folder; linked into the artifact as fold_<k>
 MODEL = "model.keras"
 HISTORY_CSV = "history.csv"
@@ -62,6 +67,16 @@ def fold_dirs(train_dir: Path) -> list[tuple[int, Path]]:
 def fold_glob(name: str) -> str:
     """A glob, relative to the artifact, matching file `name` of every fold (e.g. 'fold_*/predictions.csv')."""
     return f"{FOLD_PREFIX}*/{name}"
+
+
+def repeat_fold_glob(name: str) -> str:
+    """As `fold_glob`, for the folds of the repeats after the first ('repeat_*/fold_*/predictions.csv')."""
+    return f"{REPEAT_PREFIX}*/{fold_glob(name)}"
+
+
+def repeat_dir(train_dir: Path, repeat: int) -> Path:
+    """The folder holding repeat `repeat`'s `fold_<k>/`: the artifact itself for repeat 0, `repeat_<r>/` after it."""
+    return Path(train_dir) if repeat == 0 else Path(train_dir) / f"{REPEAT_PREFIX}{repeat}"
 
 
 def model_path(train_dir: Path, fold: int) -> Path:

@@ -40,7 +40,7 @@ def test_the_flags_are_the_ones_the_command_line_always_had():
             "max_zoom", "p_lighting", "threshold", "export_members", "serving_dir", "tta_views", "tfrecord_writer",
             "beam_runner", "beam_options", "method", "memory_budget_gb", "shuffle_buffer",
             "checkpoint_every_s"} <= set(names)
-    assert len(set(names)) == 50  # pipeline.run adds --stop_after; pipeline.study --variants, --archs, --results_dir
+    assert len(set(names)) == 51  # pipeline.run adds --stop_after; pipeline.study --variants, --archs, --results_dir
     shared = {name: [".".join(item.path) for item in pipeline_flags.flag_fields() if item.name == name]
               for name in names if names.count(name) > 1}
     assert shared == {"seed": ["impute.seed", "train.seed", "evaluate.seed"],
@@ -85,6 +85,12 @@ def test_paths(tmp_path, monkeypatch):
 def test_bad_values_are_refused(argv):
     with pytest.raises(flags.IllegalFlagValueError):
         _parse(*argv)
+
+
+def test_repeats_below_one_are_refused_naming_the_flag():
+    assert _parse("--repeats=3").train.repeats == 3
+    with pytest.raises(ValueError, match="--repeats must be at least 1, not 0"):
+        _parse("--repeats=0")
 
 
 def test_pipeline_run_defines_them_for_study_too():

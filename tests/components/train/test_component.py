@@ -33,6 +33,16 @@ def test_fold_key_follows_what_the_fold_computes():
     assert component.fold_key(p, "fp32", other, val, 0) != key
 
 
+def test_fold_key_of_repeat_0_is_the_single_splits_and_later_repeats_have_their_own():
+    p = fold.TrainParams()
+    train, val = _examples(10), _examples(4, 100)
+    key = component.fold_key(p, "fp32", train, val, 0)
+    # --repeats is not in the key: the single split's finished folds are repeat 0's.
+    assert component.fold_key(dataclasses.replace(p, repeats=3), "fp32", train, val, 0, repeat=0) == key
+    assert component.fold_key(p, "fp32", train, val, 0, repeat=1) != key
+    assert component.fold_key(p, "fp32", train, val, 0, repeat=1) != component.fold_key(p, "fp32", train, val, 0, 2)
+
+
 def test_a_component_with_a_work_dir_gets_one_that_outlives_its_artifacts(tmp_path):
     seen = []
 

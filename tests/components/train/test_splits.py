@@ -42,3 +42,41 @@ def test_folds_depend_only_on_seed():
 def test_unknown_split_is_refused():
     with pytest.raises(ValueError):
         splits.make_folds([0, 1], ["a", "b"], "random", 2, 0)
+
+
+@pytest.mark.parametrize("split", splits.SPLITS)
+def test_repeat_0_is_the_single_split(split):
+    labels, patients = _data()
+    single = splits.make_folds(labels, patients, split, 5, seed=3)
+    first = splits.make_repeated_folds(labels, patients, split, 5, seed=3, repeats=3)[0]
+    for (train_a, val_a), (train_b, val_b) in zip(single, first, strict=True):
+        np.testing.assert_array_equal(train_a, train_b)
+        np.testing.assert_array_equal(val_a, val_b)
+
+
+def test_every_repeat_keeps_patients_apart_and_validates_every_row_once():
+    labels, patients = _data()
+    repeated = splits.make_repeated_folds(labels, patients, "patient", 5, seed=0, repeats=4)
+    assert len(repeated) == 4
+    for folds in repeated:
+        assert sorted(np.concatenate([val for _, val in folds])) == list(range(len(labels)))
+        for train, val in folds:
+            assert not set(patients[train]) & set(patients[val])
+
+
+def test_repeats_draw_different_folds_from_seeds_derived_from_the_run_seed():
+    labels, patients = _data()
+    repeated = splits.make_repeated_folds(labels, patients, "patient", 5, seed=0, repeats=3)
+    # A row's validation fold, per repeat: two repeats differ when any two rows change company.
+    assignments = []
+    for folds in repeated:
+        fold_of = np.empty(len(labels), int)
+        for k, (_, val) in enumerate(folds):
+            fold_of[val] = k
+        assignments.append(fold_of)
+    together = [np.equal.outer(a, a) for a in assignments]
+    assert all(not np.array_equal(together[i], together[j]) for i in range(3) for j in range(i + 1, 3))
+    seeds = [splits.repeat_seed(0, r) for r in range(3)]
+    assert seeds[0] == 0 and len(set(seeds)) == 3
+    assert seeds == [splits.repeat_seed(0, r) for r in range(3)]  # derived, not drawn: the same every run
+    assert splits.repeat_seed(1, 1) != seeds[1]

@@ -1,0 +1,118 @@
+"""Repeated cross-validation (`--repeats` > 1): the estimate over repeats, its interval and its spread.
+
+Each repeat's folds validate every row once, so each repeat gives one pooled
+out-of-fold estimate per metric (on observed labels). The reported value is
+the mean of those estimates over repeats: it no longer hangs on one draw of
+the folds. Its 95% interval resamples patients (images under an image split),
+the same resample for every repeat: each draw's value is the mean over repeats
+of the pooled metric on the drawn rows, so the interval reflects the patients
+one could have had, as the single split's bootstrap does. The spread (sd,
+min, max over repeats) is how far the estimate moves with the split alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from common.decision import called_died
+from common.errors import PipelineError
+from components import evaluate_metrics
+from components.train import outputs as train_outputs
+
+TABLE_NAME = "metrics_repeats.csv"
+METRICS = evaluate_metrics.METRICS
+
+
+def pooled_values(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float]:
+    """Every metric of one set of out-of-fold predictions pooled over its folds."""
+    values = evaluate_metrics.metric_values(labels, probabilities, threshold)
+    values.update(evaluate_metrics.rates(evaluate_metrics.confusion(labels, called_died(probabilities, threshold))))
+    return values
+
+
+def aligned_repeats(train_dir: Path, repeats: int) -> dict[str, np.ndarray]:
+    """Every repeat's observed-label out-of-fold predictions, rows in source_id order:
+    source_id, patient, label (N,) and probability (repeats, N)."""
+    columns = None
+    probabilities = []
+    for repeat in range(repeats):
+        rows = train_outputs.read_predictions(train_outputs.repeat_dir(train_dir, repeat))
+        observed = rows["label_source"] == "observed"
+        order = np.argsort(rows["source_id"][observed], kind="stable")
+        rows = {name: values[observed][order] for name, values in rows.items()}
+        if columns is None:
+            columns = {name: rows[name] for name in ("source_id", "patient", "label")}
+        elif not (np.array_equal(rows["source_id"], columns["source_id"])
+                  and np.array_equal(rows["label"], columns["label"])):
+            raise PipelineError(f"{train_outputs.repeat_dir(train_dir, repeat)}: repeat {repeat} validated other "
+                                f"observed-label rows than repeat 0; every repeat must validate every row once")
+        probabilities.append(rows["probability"])
+    return {**columns, "probability": np.stack(probabilities)}
+
+
+def _mean_over_repeats(per_repeat: list[dict[str, float]]) -> dict[str, float]:
+    """Per metric, the mean over the repeats where it is defined (NaN where it is in none)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a metric undefined in every repeat
+        return {name: float(np.nanmean([values[name] for values in per_repeat])) for name in METRICS}
+
+
+def repeated_metrics(rows: Mapping[str, np.ndarray], split: str, threshold: float, resamples: int,
+                     seed: int, level: float = 0.95) -> dict[str, Any]:
+    """Per-repeat pooled estimates, and per metric their mean, its bootstrap interval and their spread."""
+    labels, probabilities = rows["label"], rows["probability"]
+    per_repeat = [pooled_values(labels, repeat, threshold) for repeat in probabilities]
+    groups = rows["patient"] if split == "patient" else rows["source_id"]
+    draws: dict[str, list[float]] = {name: [] for name in METRICS}
+    for chosen in evaluate_metrics.group_resamples(groups, resamples, seed):
+        means = _mean_over_repeats([pooled_values(labels[chosen], repeat[chosen], threshold)
+                                    for repeat in probabilities])
+        for name in METRICS:
+            draws[name].append(means[name])
+    mean = _mean_over_repeats(per_repeat)
+    tail = (1 - level) / 2 * 100
+    metrics = {}
+    for name in METRICS:
+        estimates = np.array([values[name] for values in per_repeat])
+        finite_estimates = estimates[~np.isnan(estimates)]
+        finite_draws = np.array([d for d in draws[name] if not math.isnan(d)])
+        metrics[name] = {
+            "mean": mean[name],
+            "ci_low": float(np.percentile(finite_draws, tail)) if len(finite_draws) else math.nan,
+            "ci_high": float(np.percentile(finite_draws, 100 - tail)) if len(finite_draws) else math.nan,
+            "sd": float(np.std(finite_estimates, ddof=1)) if len(finite_estimates) > 1 else math.nan,
+            "min": float(finite_estimates.min()) if len(finite_estimates) else math.nan,
+            "max": float(finite_estimates.max()) if len(finite_estimates) else math.nan,
+            "repeats": int(len(finite_estimates)), "valid_resamples": int(len(finite_draws)),
+        }
+    return {"repeats": len(per_repeat), "per_repeat": per_repeat, "metrics": metrics, "level": level,
+            "resamples": resamples, "unit": "patient" if split == "patient" else "image",
+            "unit_count": int(len(np.unique(groups))), "n": int(len(labels)), "positives": int(np.sum(labels))}
+
+
+def write_table(path: Path, result: Mapping[str, Any]) -> None:
+    """One row per metric: the mean over repeats, its interval, the spread, then each repeat's estimate."""
+    repeats = range(result["repeats"])
+    with open(path, "w", newline="") as handle:
+        table = csv.writer(handle)
+        table.writerow(["metric", "mean_over_repeats", "ci_low", "ci_high", "sd_over_repeats", "min", "max",
+                        *(f"repeat_{r}" for r in repeats)])
+        for name, m in result["metrics"].items():
+            table.writerow([name, m["mean"], m["ci_low"], m["ci_high"], m["sd"], m["min"], m["max"],
+                            *(result["per_repeat"][r][name] for r in repeats)])
+
+
+def run(train_dir: Path, train_summary: Mapping[str, Any], params: Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
+    """evaluate.run's part for repeated CV: the record (with each repeat's split seed) and `TABLE_NAME`."""
+    rows = aligned_repeats(train_dir, train_summary["params"]["repeats"])
+    result = repeated_metrics(rows, train_summary["split"], params["threshold"], params["bootstrap_resamples"],
+                              params["seed"])
+    result["split_seeds"] = train_summary["split_seeds"]
+    write_table(Path(out_dir) / TABLE_NAME, result)
+    return result

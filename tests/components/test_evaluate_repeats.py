@@ -1,0 +1,108 @@
+"""Repeated cross-validation in evaluate (components/evaluate_repeats.py), on generated out-of-fold predictions."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from common.errors import PipelineError
+from components import evaluate_metrics, evaluate_repeats
+from components.train import outputs as train_outputs
+
+PATIENTS = 30
+FOLDS = 3
+
+
+def _predictions(repeats, seed=0):
+    """Two images per patient (one outcome each), every row validated once per repeat, with probabilities
+    that follow the label plus noise drawn per patient (a patient's two X-rays look alike) and anew for each
+    repeat (as another split's models would)."""
+    rng = np.random.default_rng(seed)
+    patients = np.repeat([f"p{i:02d}" for i in range(PATIENTS)], 2)
+    labels = np.repeat(rng.random(PATIENTS) < 0.4, 2).astype(int)
+    source_ids = np.array([f"img{i:03d}" for i in range(len(patients))])
+    noise = np.repeat(rng.normal(0, 0.25, (repeats, PATIENTS)), 2, axis=1)
+    probabilities = np.clip(0.3 + 0.3 * labels + noise, 0.01, 0.99)
+    return source_ids, patients, labels, probabilities
+
+
+def _write_train_dir(train_dir, repeats, seed=0, imputed_rows=()):
+    """A train artifact's repeat folders: each repeat's rows shuffled into its own folds."""
+    source_ids, patients, labels, probabilities = _predictions(repeats, seed)
+    rng = np.random.default_rng(seed + 1)
+    for repeat in range(repeats):
+        fold_of_patient = dict(zip(np.unique(patients), rng.integers(0, FOLDS, PATIENTS)))
+        for fold in range(FOLDS):
+            folder = train_outputs.fold_dir(train_outputs.repeat_dir(train_dir, repeat), fold)
+            folder.mkdir(parents=True)
+            with open(folder / train_outputs.PREDICTIONS_CSV, "w", newline="") as handle:
+                table = csv.writer(handle)
+                table.writerow(train_outputs.PREDICTION_COLUMNS)
+                for i in rng.permutation(len(source_ids)):
+                    if fold_of_patient[patients[i]] == fold:
+                        source = "imputed" if i in imputed_rows else "observed"
+                        table.writerow([source_ids[i], patients[i], labels[i], source, probabilities[repeat, i]])
+    return source_ids, patients, labels, probabilities
+
+
+def test_the_rows_of_every_repeat_are_aligned_by_source_id_observed_labels_only(tmp_path):
+    source_ids, patients, labels, probabilities = _write_train_dir(tmp_path, 3, imputed_rows={0, 1})
+    rows = evaluate_repeats.aligned_repeats(tmp_path, 3)
+    np.testing.assert_array_equal(rows["source_id"], source_ids[2:])
+    np.testing.assert_array_equal(rows["label"], labels[2:])
+    np.testing.assert_allclose(rows["probability"], probabilities[:, 2:])
+
+
+def test_a_repeat_that_validated_other_rows_is_a_named_error(tmp_path):
+    _write_train_dir(tmp_path, 2)
+    last = train_outputs.fold_dir(train_outputs.repeat_dir(tmp_path, 1), FOLDS - 1) / train_outputs.PREDICTIONS_CSV
+    lines = last.read_text().splitlines()
+    last.write_text("\n".join(lines[:-1]) + "\n")  # one validation row lost
+    with pytest.raises(PipelineError, match="repeat 1 validated other observed-label rows than repeat 0"):
+        evaluate_repeats.aligned_repeats(tmp_path, 2)
+
+
+def test_the_estimate_is_the_mean_of_each_repeats_pooled_metric_with_its_spread():
+    source_ids, patients, labels, probabilities = _predictions(4)
+    rows = {"source_id": source_ids, "patient": patients, "label": labels, "probability": probabilities}
+    result = evaluate_repeats.repeated_metrics(rows, "patient", 0.5, resamples=200, seed=0)
+    aucs = [evaluate_metrics.metric_values(labels, p)["roc_auc"] for p in probabilities]
+    recalls = [evaluate_metrics.metric_values(labels, p)["recall"] for p in probabilities]
+    auc = result["metrics"]["roc_auc"]
+    assert auc["mean"] == pytest.approx(np.mean(aucs))
+    assert auc["sd"] == pytest.approx(np.std(aucs, ddof=1)) and auc["sd"] > 0
+    assert (auc["min"], auc["max"]) == (pytest.approx(min(aucs)), pytest.approx(max(aucs)))
+    assert result["metrics"]["recall"]["mean"] == pytest.approx(np.mean(recalls))
+    assert auc["ci_low"] < auc["mean"] < auc["ci_high"]
+    assert result["unit"] == "patient" and result["unit_count"] == PATIENTS and result["repeats"] == 4
+    for name in evaluate_repeats.METRICS:
+        assert result["metrics"][name]["valid_resamples"] > 0
+
+
+def test_the_interval_resamples_patients_not_images():
+    """Both images of a patient are drawn together: an image bootstrap of the same rows takes the twins for
+    independent evidence, so its interval is narrower."""
+    source_ids, patients, labels, probabilities = _predictions(2)
+    rows = {"source_id": source_ids, "patient": patients, "label": labels, "probability": probabilities}
+    by_patient = evaluate_repeats.repeated_metrics(rows, "patient", 0.5, resamples=300, seed=0)
+    by_image = evaluate_repeats.repeated_metrics(rows, "image", 0.5, resamples=300, seed=0)
+    assert by_image["unit"] == "image" and by_image["unit_count"] == 2 * PATIENTS
+    assert by_patient["metrics"]["roc_auc"]["mean"] == by_image["metrics"]["roc_auc"]["mean"]
+    width = {name: r["metrics"]["brier"]["ci_high"] - r["metrics"]["brier"]["ci_low"]
+             for name, r in (("patient", by_patient), ("image", by_image))}
+    assert width["image"] < width["patient"]
+
+
+def test_run_writes_the_table_and_records_the_split_seeds(tmp_path):
+    train_dir = tmp_path / "train"
+    _write_train_dir(train_dir, 2)
+    summary = {"split": "patient", "params": {"repeats": 2}, "split_seeds": [0, 12345]}
+    params = {"threshold": 0.5, "bootstrap_resamples": 50, "seed": 0}
+    result = evaluate_repeats.run(train_dir, summary, params, tmp_path)
+    assert result["split_seeds"] == [0, 12345]
+    with open(tmp_path / evaluate_repeats.TABLE_NAME, newline="") as handle:
+        table = {row["metric"]: row for row in csv.DictReader(handle)}
+    assert list(table) == list(evaluate_repeats.METRICS)
+    auc = table["roc_auc"]
+    assert float(auc["mean_over_repeats"]) == pytest.approx(result["metrics"]["roc_auc"]["mean"])
+    assert np.mean([float(auc["repeat_0"]), float(auc["repeat_1"])]) == pytest.approx(float(auc["mean_over_repeats"]))
