@@ -38,8 +38,8 @@ FAILURE_MODES = (
     "any image it is sent, so the caller must send only frontal chest X-rays.",
     "Not validated prospectively, nor on any external cohort: every number above is cross-validated on the "
     "training collection.",
-    "Mortality labels are sparse and partly recorded after the X-ray; the outcome depends on treatment and time, "
-    "which the image does not show.",
+    "The label is the outcome the case report gives, which depends on treatment and on what happened after the "
+    "X-ray; the image shows neither, and most reports give no outcome at all.",
 )
 
 
@@ -156,7 +156,7 @@ def sections(card: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]] |
         ("patients_who_died", "patients who died"), ("observed_labels", "observed labels"),
         ("imputed_labels", "imputed labels")) if data.get(key) is not None]
     return [
-        ("Status", [("served as", model["name"]), ("status", model["status"]),
+        ("Status", [("model name", model["name"]), ("status", model["status"]),
                     ("ensemble", f"{model['ensemble']} ({len(model['members'])} model(s)), "
                                  f"{model['image_size']} px input")]),
         ("Intended use", [card["intended_use"], card["notice"]]),

@@ -45,9 +45,3 @@ def write_warmup_requests(saved_model_dir: Path, model_name: str, encoded_images
             records.write(log.SerializeToString())
     return path
 
-
-def read_warmup_requests(saved_model_dir: Path) -> list[prediction_log_pb2.PredictionLog]:
-    """The records of a version's warmup file, parsed."""
-    path = Path(saved_model_dir) / WARMUP_FILE
-    return [prediction_log_pb2.PredictionLog.FromString(record.numpy())
-            for record in tf.data.TFRecordDataset(str(path))]

@@ -85,6 +85,15 @@ def test_a_model_that_is_not_blessed_is_pushed_to_the_demo_name_only(tmp_path, t
         serving_dir / "covid_demo") == [1]  # a blessed model goes to the real name only
 
 
+def test_the_push_plan_never_serves_an_unblessed_model_under_the_real_name():
+    plan = export.push_plan
+    assert plan(True, "roc_auc 0.8 >= 0.7", "m", "m_demo", True, "/s") == ("m", "m", "blessed: roc_auc 0.8 >= 0.7")
+    assert plan(False, "roc_auc 0.6 < 0.7", "m", "m_demo", True, "/s") == (
+        "m_demo", "m_demo", "DEMO — not blessed for use: roc_auc 0.6 < 0.7")
+    assert plan(False, "r", "m", "m_demo", False, "/s") == ("m_demo", None, "not blessed: r; nothing pushed")
+    assert plan(True, "r", "m", "m_demo", True, None) == ("m", None, "blessed: r; no serving_dir set: nothing pushed")
+
+
 def test_the_demo_name_must_differ_from_the_real_one(tmp_path, train_artifact):
     with pytest.raises(PipelineError, match="--demo_model_name must differ from --model_name"):
         base.execute(export.SPEC, {"model": train_artifact},
