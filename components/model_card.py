@@ -152,7 +152,7 @@ def sections(card: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]] |
     data_rows = [(label, str(data[key])) for key, label in (
         ("folder", "data folder"), ("content_sha256", "content sha256 (metadata.csv and every image)"),
         ("variant", "variant"), ("labels", "labels"), ("split", "cross-validation split"),
-        ("images", "images"), ("patients", "patients"), ("images_of_deaths", "images of patients who died"),
+        ("images", "images trained and cross-validated on"), ("patients", "patients"), ("images_of_deaths", "images of patients who died"),
         ("patients_who_died", "patients who died"), ("observed_labels", "observed labels"),
         ("imputed_labels", "imputed labels")) if data.get(key) is not None]
     return [
