@@ -180,7 +180,13 @@ class EvaluateConfig:
 class ExportConfig:
     serving_dir: Path | None = flag(None, "TF Serving model base folder (default: <output_dir>/serving).",
                                     absolute=True)
-    model_name: str = flag("covid_cxr_mortality", "Served model name (folder under --serving_dir).")
+    model_name: str = flag("covid_cxr_mortality", "Served model name (folder under --serving_dir); only a blessed "
+                           "model is pushed to it.")
+    # A model that is not blessed (the sample run, random weights) is served under this name only.
+    demo_model_name: str = flag("covid_cxr_mortality_demo", "Where a model that is not blessed is pushed, marked "
+                                "'DEMO - not blessed for use', when --push_demo; must differ from --model_name.")
+    push_demo: bool = flag(True, "Push a model that is not blessed to --demo_model_name (never to --model_name), so "
+                           "every run ends with a servable model; --nopush_demo pushes only blessed models.")
     bless_min_roc_auc: float = flag(0.7, "Push only if the evaluation's ROC AUC (pooled out-of-fold) is at least "
                                     "this.")
     # Served class = 1 (died) at probability >= threshold (common.decision).

@@ -11,14 +11,21 @@ TFX's Evaluator + Pusher in one stage:
    threshold (`bless_thresholds`, e.g. {"roc_auc": 0.7} against
    `evaluation.json`'s `metrics.roc_auc.estimate`, the pooled out-of-fold value); a missing or NaN metric does
    not bless;
-4. only a blessed model is copied to `<serving_dir>/<model_name>/<version>/`,
+4. its model card (`components/model_card.py`) and TF Serving warmup
+   requests (`serving/warmup.py`) are written into `assets.extra/`;
+5. a blessed model is copied to `<serving_dir>/<model_name>/<version>/`,
    TF Serving's layout, with version = largest existing + 1, atomically
    (`serving/push.py`: a hidden temporary copy renamed into place, so TF
    Serving never sees a half-written version and none is ever overwritten).
+   A model that is not blessed never reaches `model_name`: with `push_demo`
+   (the default) it goes to `demo_model_name` instead, its status and card
+   saying "DEMO — not blessed for use: <reason>", so a run on the sample or
+   without real weights still ends with a model a server can load and a
+   client can try; without `push_demo` it is not pushed at all.
 
-The artifact holds `saved_model/` (always, blessed or not: `pipeline.score`
+The artifact holds `saved_model/` (always, pushed or not: `pipeline.score`
 can use it) and `export.json` (members with sha256, metrics, thresholds,
-blessed, reason, pushed version and path).
+blessed, reason, status, pushed name, version and path).
 
 Like every stage, export is cached: re-running with the same models, metrics
 and parameters reuses the artifact and pushes nothing new.
@@ -37,17 +44,20 @@ import numpy as np
 
 from common import files
 from common.errors import PipelineError
-from components import base
+from components import base, configs, model_card
 from components.train import outputs as train_outputs
 from serving import push as serving_push
-from serving import signature
+from serving import signature, warmup
 from images import preprocessing
 
 EXPORT_JSON = "export.json"
 SAVED_MODEL_DIR = "saved_model"
 EVALUATION_JSON = "evaluation.json"
-MODEL_CARD = "assets.extra/model_card.json"  # travels with the pushed version; TF Serving ignores it
 DEFAULT_MODEL_NAME = "covid_cxr_mortality"
+DEMO_SUFFIX = "_demo"
+DEMO_STATUS = "DEMO — not blessed for use: {reason}"
+# The real X-ray the warmup request sends: a shipped sample file, so every export can write it.
+WARMUP_IMAGE = configs.SAMPLE_DATA_DIR / "images" / "00870a9c.jpg"
 VERIFY_TOLERANCE = 1e-5
 
 
@@ -176,6 +186,35 @@ def export_saved_model(model_paths: Sequence[Path], saved_model_dir: Path, thres
 
 
 # ---------------------------------------------------------------- component
+def push_plan(blessed: bool, reason: str, model_name: str, demo_model_name: str, push_demo: bool,
+              serving_dir: str | None) -> tuple[str, str | None, str]:
+    """(the name the model is served under, the name to push it to now or None, its status sentence).
+
+    Only a blessed model is ever served as `model_name`; one that is not goes to `demo_model_name` when
+    `push_demo`, else nowhere."""
+    if demo_model_name == model_name:
+        raise PipelineError(f"export: --demo_model_name must differ from --model_name ({model_name!r}): a model "
+                            "that is not blessed must never be served under the real name")
+    served_name = model_name if blessed else demo_model_name
+    status = f"blessed: {reason}" if blessed else DEMO_STATUS.format(reason=reason) if push_demo else \
+        f"not blessed: {reason}"
+    if not serving_dir:
+        return served_name, None, f"{status}; no serving_dir set: nothing pushed"
+    if not blessed and not push_demo:
+        return served_name, None, f"{status}; nothing pushed"
+    return served_name, served_name, status
+
+
+def _evaluation_record(inputs: Mapping[str, base.Artifact]) -> dict | None:
+    return json.loads((inputs["evaluation"].path / EVALUATION_JSON).read_text()) if "evaluation" in inputs else None
+
+
+def _data_snapshot(inputs: Mapping[str, base.Artifact]) -> dict | None:
+    if "data" not in inputs:
+        return None
+    return {"folder": str(inputs["data"].path), "content_sha256": inputs["data"].fingerprint}
+
+
 def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
     all_models = find_fold_models(inputs["model"].path)
     members = select_members(all_models, params.get("members", "all"))
@@ -185,6 +224,10 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         metrics, metrics_source = params.get("metrics"), "parameters"
     thresholds = dict(params.get("bless_thresholds") or {})
     blessed, reason = bless(metrics, thresholds)
+    model_name = params.get("model_name", DEFAULT_MODEL_NAME)
+    served_name, push_to, status = push_plan(
+        blessed, reason, model_name, params.get("demo_model_name", model_name + DEMO_SUFFIX),
+        params.get("push_demo", True), params.get("serving_dir"))
 
     saved_model_dir = out_dir / SAVED_MODEL_DIR
     facts = export_saved_model(members, saved_model_dir, params.get("threshold", 0.5))
@@ -202,24 +245,22 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
                                                      signature.CLASS: "int64 [None]"}},
         },
         "metrics": metrics, "metrics_source": metrics_source, "bless_thresholds": thresholds,
-        "blessed": blessed, "reason": reason, "pushed_version": None, "pushed_to": None,
+        "blessed": blessed, "reason": reason, "status": status, "demo": not blessed and push_to is not None,
+        "model_name": served_name, "pushed_version": None, "pushed_to": None,
     }
-    card = saved_model_dir / MODEL_CARD
-    card.parent.mkdir(parents=True, exist_ok=True)
-    card.write_text(json.dumps({k: record[k] for k in ("members", "ensemble", "image_size", "threshold",
-                                                       "metrics", "bless_thresholds", "reason")},
-                               indent=2, default=str) + "\n")
+    model_card.write(saved_model_dir, model_card.build(
+        model_name=served_name, status=status, blessed=blessed, export_record=record,
+        train_summary=train_outputs.read_summary(inputs["model"].path),
+        predictions=train_outputs.read_predictions(inputs["model"].path),
+        evaluation=_evaluation_record(inputs), data=_data_snapshot(inputs)))
+    warmup.write_warmup_requests(saved_model_dir, served_name, [WARMUP_IMAGE.read_bytes()])
 
-    serving_dir = params.get("serving_dir")
-    if blessed and serving_dir:
-        model_name = params.get("model_name", DEFAULT_MODEL_NAME)
-        version, path = serving_push.push(saved_model_dir, Path(serving_dir), model_name)
+    if push_to:
+        version, path = serving_push.push(saved_model_dir, Path(params["serving_dir"]), push_to)
         record.update(pushed_version=version, pushed_to=str(path))
-    elif blessed:
-        record["reason"] += "; no serving_dir set: nothing pushed"
     files.write_json_atomic(out_dir / EXPORT_JSON, record)
-    return {"members": len(members), "blessed": blessed, "pushed_version": record["pushed_version"],
-            "image_size": facts["image_size"]}
+    return {"members": len(members), "blessed": blessed, "demo": record["demo"],
+            "pushed_version": record["pushed_version"], "image_size": facts["image_size"]}
 
 
 def read_export(artifact: base.Artifact) -> dict:
@@ -228,12 +269,10 @@ def read_export(artifact: base.Artifact) -> dict:
 
 def _summary(artifact: base.Artifact) -> str:
     record = read_export(artifact)
-    what = f"{len(record['members'])} model(s), {record['ensemble']}"
+    what = f"{len(record['members'])} model(s), {record['ensemble']}; {record['status']}"
     if record["pushed_to"]:
-        return f"{what}; blessed ({record['reason']}): pushed version {record['pushed_version']} to {record['pushed_to']}"
-    if record["blessed"]:
-        return f"{what}; blessed ({record['reason']})"
-    return f"{what}; NOT blessed ({record['reason']}): nothing pushed"
+        return f"{what}: pushed version {record['pushed_version']} to {record['pushed_to']}"
+    return what
 
 
 SPEC = base.ComponentSpec(name="export", run=run, summary=_summary)

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from components import base, evaluate, export, impute, ingest
+from components import base, evaluate, export, impute, ingest, model_card
 from components.evaluate_decision import DECISION_THRESHOLDS
 from components.evaluate_metrics import CALIBRATION_BINS, METRICS, SCORES
 from components.published import published_rows
@@ -28,8 +28,7 @@ from components.published import published_rows
 REPORT_NAME = "report.html"
 STUDY_CITATION = ("Olowolayemo et al., Covid-19 Mortality Risk Prediction Using Small Dataset of Chest X-Ray Images, "
                   "Artificial Intelligence and Applications, DOI 10.47852/bonviewAIA3202819")
-NOTICE = ("Research use only. This is not a medical device and must not be used to make decisions about "
-          "patients. The data set is a small public collection of case reports, not a clinical cohort.")
+NOTICE = model_card.RESEARCH_ONLY_NOTICE
 STUDY_NOTE = (f'<p class="muted">Study: {html.escape(STUDY_CITATION)}; its numbers come from a later snapshot of '
               "the data (169 labelled images) and split by image, so patients can sit on both sides.</p>")
 FIGURES = (  # file, caption, shown full width
@@ -228,6 +227,18 @@ def replace_sections(page: str, sections: Mapping[str, str]) -> str:
     return page
 
 
+def model_card_section(card: Mapping[str, Any]) -> str:
+    """The exported model's card (`components/model_card.py`), laid out as in its model_card.md."""
+    text = "" if card["model"]["blessed"] else f'<div class="warn">{html.escape(card["model"]["status"])}</div>'
+    for title, rows in model_card.sections(card):
+        text += f"<h3>{html.escape(title)}</h3>"
+        if rows and isinstance(rows[0], tuple):
+            text += _table(["", ""], [[html.escape(label), html.escape(value)] for label, value in rows])
+        else:
+            text += "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in rows) + "</ul>"
+    return text
+
+
 def render(context: Mapping[str, Any], figures_dir: Path) -> str:
     ingest_report, impute_report = context["ingest_report"], context["impute_report"]
     evaluation, provenance = context["evaluation"], context["provenance"]
@@ -278,6 +289,7 @@ def render(context: Mapping[str, Any], figures_dir: Path) -> str:
         ]),
         f"<p>{impute_report['labelled']} observed labels, {impute_report['imputed']} imputed "
         f"({impute_report['imputed_died']} imputed as died). Study's reported accuracy: ~0.925.</p>",
+        *(["<h2>Model card</h2>", model_card_section(context["model_card"])] if context.get("model_card") else []),
         "<h2>How this was made</h2>",
         _table(["", ""], [[html.escape(k), f"<code>{html.escape(str(v))}</code>"] for k, v in provenance.items()]),
     ]
@@ -295,15 +307,15 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
                   "weights": evaluation.get("weights") or "none"}
     if "export" in inputs:
         decision = export.read_export(inputs["export"])
-        provenance["export"] = (f"pushed version {decision['pushed_version']} to {decision['pushed_to']}"
-                                if decision["pushed_to"] else
-                                f"{'blessed' if decision['blessed'] else 'not blessed'}: {decision['reason']}")
+        provenance["export"] = (f"{decision['status']}: pushed version {decision['pushed_version']} to "
+                                f"{decision['pushed_to']}" if decision["pushed_to"] else decision["status"])
     context = {
         "ingest_report": json.loads((inputs["ingest"].path / ingest.REPORT_NAME).read_text()),
         "impute_report": json.loads((inputs["impute"].path / impute.REPORT_NAME).read_text()),
         "evaluation": evaluation,
         "published": published_rows(evaluation["variant"]),
         "provenance": provenance,
+        "model_card": model_card.read(inputs["export"].path / export.SAVED_MODEL_DIR) if "export" in inputs else None,
     }
     (out_dir / REPORT_NAME).write_text(render(context, evaluation_dir))
     return {"bytes": (out_dir / REPORT_NAME).stat().st_size}

@@ -48,10 +48,12 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
         # The study's metrics on out-of-fold predictions, bootstrap CIs, figures, Grad-CAM; age/sex baseline.
         Node(evaluate.SPEC, {"train": "train", "tfrecords": "tfrecords", "examples": "ingest"},
              dataclasses.asdict(config.evaluate)),
-        # One SavedModel averaging the fold models; pushed to TF Serving's layout only when blessed.
-        Node(export.SPEC, {"model": "train", "evaluation": "evaluate"},
+        # One SavedModel averaging the fold models, with its model card; pushed to TF Serving's layout under
+        # the model name when blessed, else under the demo name, marked DEMO (nowhere with --nopush_demo).
+        Node(export.SPEC, {"model": "train", "evaluation": "evaluate", "data": DATA},
              {"serving_dir": str(config.export.serving_dir or Path(config.output_dir) / "serving"),
-              "model_name": config.export.model_name,
+              "model_name": config.export.model_name, "demo_model_name": config.export.demo_model_name,
+              "push_demo": config.export.push_demo,
               "bless_thresholds": {"roc_auc": config.export.bless_min_roc_auc},
               "threshold": config.export.threshold, "members": config.export.members}),
         # One self-contained report.html: data, imputation, metrics beside the study, figures, provenance.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from pathlib import Path
 
 from absl import app, flags, logging
 
@@ -14,6 +15,7 @@ from components import configs
 from pipeline import flags as pipeline_flags, local_runner
 from pipeline.pipeline import create_pipeline
 from pipeline.provenance import git_commit
+from serving import push
 
 FLAGS = flags.FLAGS
 pipeline_flags.define_flags(FLAGS)  # one flag per configs.flag(...) field: --data_dir, --variant, --seed, ...
@@ -64,8 +66,12 @@ def main(argv):
     print(f"Artifacts: {', '.join(f'{k}={v.path}' for k, v in artifacts.items() if k != 'data')}")
     if "report" in artifacts:
         decision = export.read_export(artifacts["export"])
-        where = decision["pushed_to"] or f"{artifacts['export'].path / export.SAVED_MODEL_DIR} (not pushed: {decision['reason']})"
-        print(f"Report: {artifacts['report'].path / report.REPORT_NAME}\nSavedModel: {where}")
+        where = decision["pushed_to"] or artifacts["export"].path / export.SAVED_MODEL_DIR
+        print(f"Report: {artifacts['report'].path / report.REPORT_NAME}\nSavedModel: {where}\n  {decision['status']}")
+        if decision["pushed_to"]:
+            serving_dir = Path(decision["pushed_to"]).parent.parent
+            print(f"Serve it (docs/serving.md): docker run -p 8501:8501 -v \"{serving_dir}:/models\" "
+                  f"-e MODEL_NAME={decision['model_name']} {push.SERVING_IMAGE}")
     return 0
 
 if __name__ == "__main__":

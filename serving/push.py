@@ -20,6 +20,9 @@ from common.errors import PipelineError
 
 TMP_PREFIX = ".tmp-push-"  # base's ".tmp-<...>-<pid>" convention: stale ones are found by their pid
 SAVED_MODEL_PB = "saved_model.pb"
+# The TF Serving image the docs name: built on TensorFlow 2.21, the version that writes the graph (an older server
+# may not know every op in it). README.md and docs/serving.md use exactly this tag (tests/serving/test_docs.py).
+SERVING_IMAGE = "tensorflow/serving:2.21.0"
 
 
 def existing_versions(model_root: Path) -> list[int]:

@@ -14,9 +14,11 @@ import pytest
 import tensorflow as tf
 
 from common.errors import PipelineError
-from components import base, export
+from tensorflow_serving.apis import prediction_log_pb2
+
+from components import base, export, model_card
 from components import configs
-from serving import push, signature
+from serving import push, signature, warmup
 from tests.serving import helpers
 
 THRESHOLDS = {"roc_auc": 0.7}
@@ -27,11 +29,13 @@ def train_artifact(tmp_path_factory):
     """A train stage's output: fold_0..fold_2/model.keras."""
     folder = tmp_path_factory.mktemp("train")
     helpers.write_folds(folder, k=3)
+    helpers.write_train_records(folder, k=3)
     return helpers.fake_artifact(folder, "train")
 
 
 def _params(serving_dir, roc_auc, **overrides):
-    params = {"serving_dir": str(serving_dir), "model_name": "covid", "bless_thresholds": THRESHOLDS,
+    params = {"serving_dir": str(serving_dir), "model_name": "covid", "demo_model_name": "covid_demo",
+              "push_demo": True, "bless_thresholds": THRESHOLDS,
               "threshold": 0.5, "members": "all", "metrics": {"roc_auc": roc_auc}}
     params.update(overrides)
     return params
@@ -52,14 +56,71 @@ def test_metrics_are_read_from_the_evaluation(tmp_path):
     assert export.read_metrics(tmp_path) == {"roc_auc": 0.75, "accuracy": 0.8}
 
 
-def test_below_threshold_nothing_is_pushed(tmp_path, train_artifact):
+def test_below_threshold_nothing_is_pushed_without_push_demo(tmp_path, train_artifact):
+    serving_dir = tmp_path / "serving"
+    artifact, _ = base.execute(export.SPEC, {"model": train_artifact}, _params(serving_dir, 0.55, push_demo=False),
+                               tmp_path / "runs")
+    record = export.read_export(artifact)
+    assert record["blessed"] is False and record["reason"] == "roc_auc 0.5500 < 0.7"
+    assert record["pushed_version"] is None and not serving_dir.exists()
+    assert (artifact.path / "saved_model" / "saved_model.pb").is_file()  # still there to inspect or score
+    assert "not blessed: roc_auc 0.5500 < 0.7; nothing pushed" in export.SPEC.summary(artifact)
+
+
+def test_a_model_that_is_not_blessed_is_pushed_to_the_demo_name_only(tmp_path, train_artifact):
     serving_dir = tmp_path / "serving"
     artifact, _ = base.execute(export.SPEC, {"model": train_artifact}, _params(serving_dir, 0.55), tmp_path / "runs")
     record = export.read_export(artifact)
-    assert record["blessed"] is False and record["reason"] == "roc_auc 0.5500 < 0.7"
-    assert record["pushed_version"] is None and not (serving_dir / "covid").exists()
-    assert (artifact.path / "saved_model" / "saved_model.pb").is_file()  # still there to inspect or score
-    assert "NOT blessed (roc_auc 0.5500 < 0.7): nothing pushed" in export.SPEC.summary(artifact)
+    assert record["status"] == "DEMO — not blessed for use: roc_auc 0.5500 < 0.7" and record["demo"] is True
+    assert record["model_name"] == "covid_demo" and record["pushed_to"] == str(serving_dir / "covid_demo" / "1")
+    assert sorted(p.name for p in serving_dir.iterdir()) == ["covid_demo"]  # never the real name
+    assert "DEMO — not blessed for use: roc_auc 0.5500 < 0.7: pushed version 1" in export.SPEC.summary(artifact)
+    card = model_card.read(serving_dir / "covid_demo" / "1")
+    assert card["model"]["status"] == record["status"] and card["model"]["name"] == "covid_demo"
+    assert "**DEMO — not blessed for use: roc_auc 0.5500 < 0.7**" in (
+        serving_dir / "covid_demo" / "1" / model_card.MARKDOWN_NAME).read_text()
+    blessed, _ = base.execute(export.SPEC, {"model": train_artifact}, _params(serving_dir, 0.8), tmp_path / "runs")
+    assert export.read_export(blessed)["demo"] is False
+    assert push.existing_versions(serving_dir / "covid") == [1] and push.existing_versions(
+        serving_dir / "covid_demo") == [1]  # a blessed model goes to the real name only
+
+
+def test_the_push_plan_never_serves_an_unblessed_model_under_the_real_name():
+    plan = export.push_plan
+    assert plan(True, "roc_auc 0.8 >= 0.7", "m", "m_demo", True, "/s") == ("m", "m", "blessed: roc_auc 0.8 >= 0.7")
+    assert plan(False, "roc_auc 0.6 < 0.7", "m", "m_demo", True, "/s") == (
+        "m_demo", "m_demo", "DEMO — not blessed for use: roc_auc 0.6 < 0.7")
+    assert plan(False, "r", "m", "m_demo", False, "/s") == ("m_demo", None, "not blessed: r; nothing pushed")
+    assert plan(True, "r", "m", "m_demo", True, None) == ("m", None, "blessed: r; no serving_dir set: nothing pushed")
+
+
+def test_the_demo_name_must_differ_from_the_real_one(tmp_path, train_artifact):
+    with pytest.raises(PipelineError, match="--demo_model_name must differ from --model_name"):
+        base.execute(export.SPEC, {"model": train_artifact},
+                     _params(tmp_path / "s", 0.55, demo_model_name="covid"), tmp_path / "runs")
+
+
+def test_the_warmup_requests_hold_a_real_x_ray_the_served_model_answers(tmp_path, train_artifact):
+    import keras
+
+    import models  # noqa: F401
+    serving_dir = tmp_path / "serving"
+    base.execute(export.SPEC, {"model": train_artifact}, _params(serving_dir, 0.8), tmp_path / "runs")
+    version = serving_dir / "covid" / "1"
+    records = list(tf.data.TFRecordDataset(str(version / warmup.WARMUP_FILE)))
+    assert len(records) == 1
+    log = prediction_log_pb2.PredictionLog.FromString(records[0].numpy())
+    assert log.WhichOneof("log_type") == "predict_log"
+    request = log.predict_log.request
+    assert request.model_spec.name == "covid" and request.model_spec.signature_name == "serving_default"
+    images = tf.make_ndarray(request.inputs["image_bytes"])
+    assert images.shape == (1,) and images[0] == export.WARMUP_IMAGE.read_bytes()
+    served = tf.saved_model.load(str(version)).signatures[request.model_spec.signature_name](
+        image_bytes=tf.constant(images))
+    folds = [keras.models.load_model(p) for p in export.find_fold_models(train_artifact.path)]
+    assert served["error"].numpy()[0] == b""
+    assert float(served["probability_of_death"][0]) == pytest.approx(
+        helpers.keras_probabilities(folds, images[0]), abs=1e-5)
 
 
 def test_blessed_models_are_pushed_as_growing_versions(tmp_path, train_artifact):
@@ -75,8 +136,9 @@ def test_blessed_models_are_pushed_as_growing_versions(tmp_path, train_artifact)
     record = export.read_export(second)
     assert record["ensemble"] == "mean of member probabilities" and len(record["members"]) == 3
     assert record["verify_max_abs_diff"] <= 1e-5 and record["image_size"] == 64
-    card = json.loads((serving_dir / "covid" / "2" / export.MODEL_CARD).read_text())
-    assert card["metrics"] == {"roc_auc": 0.9}
+    card = model_card.read(serving_dir / "covid" / "2")
+    assert card["metrics"]["values"] == {"roc_auc": {"value": 0.9}} and card["model"]["status"] == (
+        "blessed: roc_auc 0.9000 >= 0.7")
 
 
 def test_the_pushed_model_is_the_mean_of_the_fold_models(tmp_path, train_artifact):

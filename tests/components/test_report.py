@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import evaluate, impute, ingest, published, report
+from components import evaluate, impute, ingest, model_card, published, report
 from components import configs
 from pipeline import local_runner
 from pipeline.pipeline import create_pipeline
@@ -143,3 +143,22 @@ def test_report_renders_in_headless_chromium(rendered, tmp_path):
     dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", path.as_uri()], check=True, capture_output=True,
                          text=True, timeout=120).stdout
     assert dom.count("<table>") >= 4 and "ROC AUC" in dom
+
+
+def test_the_model_card_is_a_section_of_the_report(rendered, tmp_path):
+    _, record, context = rendered
+    predictions = _predictions()
+    export_record = {"threshold": 0.5, "ensemble": "mean of member probabilities", "members": [{}] * 5,
+                     "image_size": 224, "bless_thresholds": {"roc_auc": 0.7}}
+    card = model_card.build(model_name="covid_cxr_mortality_demo", status="DEMO — not blessed for use: roc_auc 0.6 < 0.7",
+                            blessed=False, export_record=export_record, predictions=predictions, evaluation=record,
+                            train_summary={"split": "image", "weights": record["weights"]}, data=None)
+    text = report.render({**context, "model_card": card}, tmp_path)
+    section = text.split("<h2>Model card</h2>")[1].split("<h2>")[0]
+    assert '<div class="warn">DEMO — not blessed for use: roc_auc 0.6 &lt; 0.7</div>' in section
+    for title, _ in model_card.sections(card):
+        assert f"<h3>{title}</h3>" in section
+    auc = record["metrics"]["roc_auc"]
+    assert f"{auc['estimate']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]" in section
+    assert "<li>Patient leakage: the folds were split by image" in section
+    assert "<h2>Model card</h2>" not in report.render(context, tmp_path)  # no export, no card

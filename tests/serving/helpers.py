@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
@@ -38,6 +39,26 @@ def write_folds(train_dir: Path, k: int = 3, image_size: int = IMAGE_SIZE) -> li
         tiny_classifier(fold, image_size).save(path)
         paths.append(path)
     return paths
+
+
+def write_train_records(train_dir: Path, k: int = 3, weights: str | None = None, split: str = "patient",
+                        images_per_fold: int = 4) -> None:
+    """`train_summary.json` and each `fold_<i>/predictions.csv` as the train stage writes them, on generated rows:
+    patient `p<i>-<j>` has two images, patients with even j died, the last fold's rows are imputed."""
+    from components.train import outputs as train_outputs
+
+    train_outputs.write_summary(train_dir, {"variant": "original_weights", "labels": "observed", "split": split,
+                                            "weights": weights})
+    for fold in range(k):
+        folder = train_outputs.fold_dir(train_dir, fold)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / train_outputs.PREDICTIONS_CSV, "w", newline="") as handle:
+            table = csv.writer(handle)
+            table.writerow(train_outputs.PREDICTION_COLUMNS)
+            for image in range(images_per_fold):
+                patient = f"p{fold}-{image // 2}"
+                table.writerow([f"{patient}-{image % 2}.jpg", patient, int((image // 2) % 2 == 0),
+                                "imputed" if fold == k - 1 else "observed", 0.5])
 
 
 def fake_artifact(path: Path, name: str) -> base.Artifact:
