@@ -122,12 +122,16 @@ class TrainConfig:
     strategy: str = flag("auto", "auto: MirroredStrategy on GPUs, default on CPU; multi_worker reads TF_CONFIG.",
                          choices=("auto", "default", "mirrored", "multi_worker"))
     deterministic: bool = flag(True, "Enable TF op determinism (exact resume).")
+    parallel_folds: int = flag(1, "Folds trained side by side in this many processes on this machine (each fold "
+                               "under a lock, so machines sharing --output_dir split the folds too).")
     eval_batch_size: int = 64
 
     def __post_init__(self):
         # A stage's params arrive as plain dicts (dataclasses.asdict): rebuild the nested config.
         if isinstance(self.augmentation, dict):
             object.__setattr__(self, "augmentation", AugmentConfig(**self.augmentation))
+        if self.parallel_folds < 1:
+            raise ValueError(f"parallel_folds must be at least 1, not {self.parallel_folds}")
 
 
 @dataclasses.dataclass(frozen=True)

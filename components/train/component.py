@@ -10,6 +10,11 @@ computes, the code version and the ids, image hashes and labels of its
 training and validation rows), so a re-run, a killed run or a run with an
 unrelated flag changed (e.g. `--strategy`, or impute settings for an
 `original` variant) reuses finished folds and resumes unfinished ones.
+
+Folds train side by side: `--parallel_folds=N` starts N - 1 helper
+processes beside this one, and machines sharing `--output_dir` share the
+work folder. Each fold trains under a lock (`fold_lock`), so whoever claims
+it first trains it and the others, once it is released, read its result.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import sys
@@ -31,10 +37,11 @@ import tqdm
 from common import files
 from common.errors import PipelineError
 from components import base
-from components.train import fold as fold_lib, input_pipeline, outputs, splits, strategy as strat
+from components.train import fold as fold_lib, fold_lock, input_pipeline, outputs, splits, strategy as strat
 
 # Parameters that must not change what a fold computes; they stay out of its key.
-NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "eval_batch_size", "weights")
+NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "eval_batch_size", "weights",
+                   "parallel_folds")
 
 
 def _weights_sha(path: str | None) -> str | None:
@@ -63,21 +70,69 @@ def _link_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=link)
 
 
-def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path,
-        work_dir: Path) -> Mapping[str, Any]:
-    p = fold_lib.TrainParams(**params)
+def _start(p: fold_lib.TrainParams) -> tuple[tf.distribute.Strategy, str]:
     if p.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = strat.get_strategy(p.strategy)
-    precision = strat.resolve_precision(p.precision)
-    examples = input_pipeline.load_examples(inputs["tfrecords"].path, p.labels, p.image_size)
+    return strat.get_strategy(p.strategy), strat.resolve_precision(p.precision)
+
+
+def _plan(p: fold_lib.TrainParams, precision: str, tfrecords: Path, work_dir: Path):
+    """The rows and, per fold, (index, training rows, validation rows, its work folder)."""
+    examples = input_pipeline.load_examples(tfrecords, p.labels, p.image_size)
     # Observed-label rows stratify on their label; imputed rows on the label they train on.
     folds = splits.make_folds(examples.labels, examples.patients, p.split, p.folds, p.seed)
     plan = []
     for k, (train_idx, val_idx) in enumerate(folds):
         train, val = examples.subset(train_idx), examples.subset(val_idx)
-        key = fold_key(p, precision, train, val, k)
-        plan.append((k, train, val, work_dir / f"fold-{key[:16]}"))
+        plan.append((k, train, val, work_dir / f"fold-{fold_key(p, precision, train, val, k)[:16]}"))
+    return examples, plan
+
+
+def _train_folds(p, strategy, precision, rows: int, plan, on_epoch, log) -> dict[int, dict[str, Any]]:
+    """Every fold of `plan`, each under its lock (`fold_lock`): first the folds no other process holds,
+    then, waiting for their holders, the others. A fold another process finished is read, not trained."""
+    session = None
+    results = {}
+    for wait in (False, True):
+        for k, train, val, wd in plan:
+            if k in results:
+                continue
+            with fold_lock.claim(wd, wait=wait, log=log) as claimed:
+                if not claimed:
+                    continue
+                if (wd / fold_lib.DONE).is_file():
+                    results[k] = json.loads((wd / fold_lib.DONE).read_text())
+                    log(f"fold {k}: reused finished fold {wd.name}")
+                    continue
+                if session is None:
+                    session = fold_lib.Session(p, strategy, precision)
+                    log(f"train: {p.variant}, split={p.split}, precision={precision}, "
+                        f"strategy={type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s)), "
+                        f"{rows} rows\n  {fold_lib.weights_description(session)}")
+                results[k] = fold_lib.run_fold(session, k, train, val, wd, on_epoch=lambda row, k=k: on_epoch(k, row),
+                                               log=log)
+    return results
+
+
+def train_folds_in_helper(tfrecords: str, params: Mapping[str, Any], fold_dirs: list[str]) -> None:
+    """A `--parallel_folds` helper process: the same folds, in the work folders the parent named (its code
+    version keyed them), taken by the same locks."""
+    p = fold_lib.TrainParams(**params)
+    strategy, precision = _start(p)
+    examples, plan = _plan(p, precision, Path(tfrecords), Path(fold_dirs[0]).parent)
+    plan = [(k, train, val, Path(wd)) for (k, train, val, _), wd in zip(plan, fold_dirs)]
+    _train_folds(p, strategy, precision, len(examples), plan, on_epoch=lambda k, row: None,
+                 log=lambda line: print(f"[helper pid {os.getpid()}] {line}", flush=True))
+
+
+def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path,
+        work_dir: Path) -> Mapping[str, Any]:
+    p = fold_lib.TrainParams(**params)
+    if p.parallel_folds > 1 and p.strategy == "multi_worker":
+        raise PipelineError("--parallel_folds > 1 with --strategy=multi_worker: the workers of one strategy train "
+                            "one fold together; give one of the two")
+    strategy, precision = _start(p)
+    examples, plan = _plan(p, precision, inputs["tfrecords"].path, work_dir)
 
     epochs_per_fold = p.epochs_frozen + p.epochs_unfrozen
     done_epochs = 0
@@ -87,33 +142,36 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
             done_epochs += epochs_per_fold
         elif state.is_file():
             done_epochs += sum(json.loads(state.read_text())["completed"].values())
-    session = None
-    results = []
     bar = tqdm.tqdm(total=len(plan) * epochs_per_fold, initial=done_epochs, unit="epoch", desc="train",
                     dynamic_ncols=True, file=sys.stdout, mininterval=0.5)
+
+    def on_epoch(k, row):
+        bar.update(1)
+        bar.set_description(f"train fold {k + 1}/{len(plan)}")
+        bar.set_postfix_str(f"{row['phase']} ep {row['epoch'] + 1} loss {row['train_loss']:.3f} "
+                            f"val_auc {row.get('val_auc', float('nan')):.3f}")
+
+    # Spawned, not forked: a fork of a process running TensorFlow's thread pools can deadlock.
+    context = multiprocessing.get_context("spawn")
+    helpers = [context.Process(target=train_folds_in_helper,
+                               args=(str(inputs["tfrecords"].path), dict(params), [str(wd) for *_, wd in plan]))
+               for _ in range(p.parallel_folds - 1)]
+    for helper in helpers:
+        helper.start()
     try:
-        for k, train, val, wd in plan:
-            if not (wd / fold_lib.DONE).is_file() and session is None:
-                session = fold_lib.Session(p, strategy, precision)
-                tqdm.tqdm.write(f"train: {p.variant}, split={p.split}, precision={precision}, "
-                                f"strategy={type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s)), "
-                                f"{len(examples)} rows\n  {fold_lib.weights_description(session)}")
-            bar.set_description(f"train fold {k + 1}/{len(plan)}")
-
-            def on_epoch(row, k=k):
-                bar.update(1)
-                bar.set_postfix_str(f"{row['phase']} ep {row['epoch'] + 1} loss {row['train_loss']:.3f} "
-                                    f"val_auc {row.get('val_auc', float('nan')):.3f}")
-
-            if (wd / fold_lib.DONE).is_file():
-                result = json.loads((wd / fold_lib.DONE).read_text())
-                tqdm.tqdm.write(f"fold {k}: reused finished fold {wd.name}")
-            else:
-                result = fold_lib.run_fold(session, k, train, val, wd, on_epoch=on_epoch, log=tqdm.tqdm.write)
-            _link_tree(wd / outputs.RESULT_DIR, outputs.fold_dir(out_dir, k))
-            results.append({**result, "work_dir": str(wd)})
+        by_fold = _train_folds(p, strategy, precision, len(examples), plan, on_epoch, log=tqdm.tqdm.write)
     finally:
+        for helper in helpers:
+            helper.join()
         bar.close()
+    for helper in helpers:
+        if helper.exitcode:
+            tqdm.tqdm.write(f"train: helper pid {helper.pid} exited with status {helper.exitcode}; "
+                            f"this process trained what it left")
+    results = []
+    for k, _, _, wd in plan:
+        _link_tree(wd / outputs.RESULT_DIR, outputs.fold_dir(out_dir, k))
+        results.append({**by_fold[k], "work_dir": str(wd)})
     summary = _summarise(p, precision, strategy, results, examples)
     outputs.write_summary(out_dir, summary)
     return {k: v for k, v in summary["counts"].items()}
