@@ -37,8 +37,8 @@ def test_every_flag_has_its_fields_default_and_help():
 def test_the_flags_are_the_ones_the_command_line_always_had():
     names = [item.name for item in pipeline_flags.flag_fields()]
     assert {"data_dir", "output_dir", "variant", "seed", "num_shards", "max_offset_days", "weights", "augment",
-            "max_zoom", "p_lighting", "threshold", "export_members", "serving_dir", "tta_views"} <= set(names)
-    assert len(set(names)) == 43  # pipeline.run adds --stop_after; pipeline.study --variants, --archs, --results_dir
+            "max_zoom", "p_lighting", "threshold", "export_members", "serving_dir", "tta_views", "parallel_folds"} <= set(names)
+    assert len(set(names)) == 44  # pipeline.run adds --stop_after; pipeline.study --variants, --archs, --results_dir
     shared = {name: [".".join(item.path) for item in pipeline_flags.flag_fields() if item.name == name]
               for name in names if names.count(name) > 1}
     assert shared == {"seed": ["impute.seed", "train.seed", "evaluate.seed"],
