@@ -151,11 +151,13 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         bar.set_postfix_str(f"{row['phase']} ep {row['epoch'] + 1} loss {row['train_loss']:.3f} "
                             f"val_auc {row.get('val_auc', float('nan')):.3f}")
 
-    # Spawned, not forked: a fork of a process running TensorFlow's thread pools can deadlock.
+    # One helper per fold still to train beyond this process's own, at most parallel_folds - 1. Spawned, not
+    # forked: a fork of a process running TensorFlow's thread pools can deadlock.
+    unfinished = sum(not (wd / fold_lib.DONE).is_file() for *_, wd in plan)
     context = multiprocessing.get_context("spawn")
     helpers = [context.Process(target=train_folds_in_helper,
                                args=(str(inputs["tfrecords"].path), dict(params), [str(wd) for *_, wd in plan]))
-               for _ in range(p.parallel_folds - 1)]
+               for _ in range(min(p.parallel_folds, unfinished) - 1)]
     for helper in helpers:
         helper.start()
     try:
