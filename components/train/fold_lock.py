@@ -86,6 +86,7 @@ def claim(fold_dir: Path, wait: bool, log: Callable[[str], None] = print) -> Ite
     another live process holds it. With `wait` it returns only holding the lock."""
     path = lock_path(fold_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
+    files.remove_stale_tmp(path.parent)  # a lock's temporary file left by a writer killed before linking it
     mine = {"pid": os.getpid(), "host": files.HOST, "token": uuid.uuid4().hex}
     announced = False
     while not _create(path, mine):
