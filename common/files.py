@@ -1,7 +1,8 @@
 """Files written whole or not at all, content hashes, and the clean-up of killed writers.
 
-Every temporary path starts with `TMP_PREFIX` and ends with the writer's pid, so a later run can
-tell a live writer's file from one a killed run left behind.
+Every temporary path starts with `TMP_PREFIX` and ends with its writer (`writer_id()`: pid@host), so a
+later run can tell a live writer's file from one a killed run left behind, and machines sharing a
+folder (the same `--output_dir` on a shared filesystem) neither reuse nor remove each other's.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any, Iterator
 
 TMP_PREFIX = ".tmp-"
+HOST = socket.gethostname()
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -25,10 +28,20 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def writer_id() -> str:
+    """`<pid>@<host>`: who writes a temporary file, unique among the machines sharing a folder."""
+    return f"{os.getpid()}@{HOST}"
+
+
+def writer_alive(pid: int, host: str) -> bool | None:
+    """Whether process `pid` of `host` still runs; None when `host` is another machine (it cannot be asked)."""
+    return _pid_alive(pid) if host == HOST else None
+
+
 def tmp_sibling(path: Path) -> Path:
     """A temporary name beside `path`, in the same folder (so the final rename is atomic)."""
     path = Path(path)
-    return path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+    return path.with_name(f"{TMP_PREFIX}{path.name}.{writer_id()}")
 
 
 @contextlib.contextmanager
@@ -60,13 +73,17 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def remove_stale_tmp(folder: Path) -> None:
-    """Delete temporary files and folders in `folder` left by writers that are no longer running."""
+    """Delete temporary files and folders in `folder` left by writers of this machine that are no longer
+    running (another machine's are left alone: whether its writer lives cannot be told from here)."""
     if not Path(folder).is_dir():
         return
     for child in Path(folder).iterdir():
         if not child.name.startswith(TMP_PREFIX):
             continue
-        pid = child.name.replace(".", "-").rsplit("-", 1)[-1]
+        name, _, host = child.name.rpartition("@")
+        if host != HOST:
+            continue  # another machine's: whether its writer lives cannot be told from here
+        pid = name.replace(".", "-").rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
             continue  # another live run is writing it
         shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)

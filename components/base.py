@@ -15,7 +15,9 @@ that outlives any one run, for its own finer-grained cache and checkpoints.
 
 A component writes into a temporary folder that is renamed into place only
 once `artifact.json` is in it: a run killed at any moment leaves no folder
-that looks finished, and the next run simply redoes that stage.
+that looks finished, and the next run simply redoes that stage. Processes
+sharing one output folder (machines with the same `--output_dir`) may run a
+stage side by side: the first rename wins and the others take its artifact.
 """
 
 from __future__ import annotations
@@ -140,9 +142,9 @@ def execute(
 
     component_root.mkdir(parents=True, exist_ok=True)
     files.remove_stale_tmp(component_root)
-    if final.exists():  # a folder without a record cannot come from us; never trust it
+    if final.exists() and not (final / RECORD_NAME).is_file():  # a folder without a record cannot come from us
         shutil.rmtree(final)
-    tmp = component_root / f"{files.TMP_PREFIX}{key[:16]}-{os.getpid()}"
+    tmp = component_root / f"{files.TMP_PREFIX}{key[:16]}-{files.writer_id()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -162,7 +164,14 @@ def execute(
             "seconds": round(time.time() - started, 3),
         }
         files.write_json_atomic(tmp / RECORD_NAME, record)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / RECORD_NAME).is_file():
+                raise
+            # Another process sharing the output folder finished the same key first: same inputs, same result.
+            shutil.rmtree(tmp)
+            return Artifact.load(final), True
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -155,6 +155,8 @@ class TrainConfig:
                                "images); at least the rows of a fold, streaming feeds the in-memory batches.")
     checkpoint_every_s: float = flag(60.0, "Least seconds between a fold's resume checkpoints (a phase's last epoch "
                                      "always writes one; 0 = every epoch). A kill re-runs the epochs since the last.")
+    parallel_folds: int = flag(1, "Folds trained side by side in this many processes on this machine (each fold "
+                               "under a lock, so machines sharing --output_dir split the folds too).")
     eval_batch_size: int = 64
 
     def __post_init__(self):
@@ -163,6 +165,8 @@ class TrainConfig:
         # A stage's params arrive as plain dicts (dataclasses.asdict): rebuild the nested config.
         if isinstance(self.augmentation, dict):
             object.__setattr__(self, "augmentation", AugmentConfig(**self.augmentation))
+        if self.parallel_folds < 1:
+            raise ValueError(f"parallel_folds must be at least 1, not {self.parallel_folds}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,20 +2,31 @@
 
     python -m pipeline.score --model=serving/covid_cxr_mortality --images=path/to/folder --output=scores.csv
     python -m pipeline.score --model=runs --csv=metadata.csv --images_dir=images --output=scores.csv
+    python -m pipeline.score --model=runs --images=folder --output=scores.csv --shard=2/4   # -> scores-00002-of-00004.csv
 
 `--model` is a SavedModel folder, a TF Serving model folder
-(`<serving_dir>/<model_name>`: its largest version is used), a pipeline output
-folder (`runs/`: the export stage of the last run) or an export artifact.
+(`<serving_dir>/<model_name>`: its largest version is used), a pipeline
+output folder (`runs/`: the export stage of the last run) or an export artifact.
 
 Every file is first read with `images.image_io.load_standard_image`, the
 loader ingest used: CMYK, 16-bit, palette and RGBA images become the 8-bit RGB
 training saw, and unreadable files get a named reason (`not_an_image: ...`,
 `truncated_or_corrupt: ...`). The rest go in batches through the SavedModel's
 `serving_default` signature (so the decode and preprocessing are the served
-ones). The output CSV has one row per input file (per CSV row with --csv):
-`filename, probability_of_death, class, error`; it is written to a temporary
-file and renamed, so it is never half written. Exit status 0 when it scored
-what it could, 2 with a one-line error for bad flags.
+ones). The output CSV has one row per input file (per CSV row with --csv), in
+input order: `filename, probability_of_death, class, error`.
+
+Shards: `--shard=i/n` scores the i-th of n contiguous blocks of the inputs
+(files sorted by name, or CSV rows in order) into `<output stem>-0000i-of-0000n.csv`, so the
+shards' rows, concatenated in shard order, are the unsharded output row for row.
+
+Resume: rows go to `<output>.partial`, a batch at a time, appended, flushed to disk, then
+counted in the record `<output>.json` (model and inputs sha256, rows, bytes), written
+atomically. A killed run leaves a record naming only whole batches; the next run cuts the
+partial file back to the bytes it names (dropping any half-written row) and scores only the
+rest. The partial file is renamed to `<output>` once every row is in, so `<output>` is never
+half written. An output made by another model or from other inputs is refused, named. Exit
+status 0 when it scored what it could, 2 with a one-line error for bad flags.
 """
 
 from __future__ import annotations
@@ -23,7 +34,10 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import glob
+import hashlib
+import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,7 +45,8 @@ from typing import Callable, Iterator, Sequence
 
 from absl import app, flags
 
-from common.files import atomic_open
+from common import files
+from common.errors import PipelineError
 from serving import push
 
 FLAGS = flags.FLAGS
@@ -45,6 +60,8 @@ flags.DEFINE_string("output", "scores.csv", "The CSV to write.")
 # Not --batch_size: pipeline.run defines that one, and absl refuses a flag defined twice in one process.
 flags.DEFINE_integer("images_per_batch", 32, "Images per call of the model.", lower_bound=1)
 flags.DEFINE_integer("workers", 4, "Threads reading and checking image files.", lower_bound=1)
+flags.DEFINE_string("shard", "0/1", "i/n: score only the i-th of n contiguous blocks of the inputs, into "
+                    "<output stem>-0000i-of-0000n.csv.")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 COLUMNS = ("filename", "probability_of_death", "class", "error")
@@ -52,7 +69,7 @@ SAVED_MODEL_PB = "saved_model.pb"
 SIGNATURE = "serving_default"
 
 
-class ScoreError(Exception):
+class ScoreError(PipelineError):
     """Bad flags or inputs; printed as one line, exit status 2."""
 
 
@@ -130,6 +147,75 @@ def _read(entry: tuple[str, Path | Exception]) -> tuple[str, bytes | None, str]:
         return name, None, f"unreadable: {error}"
 
 
+# ---------------------------------------------------------------- shards
+def parse_shard(text: str) -> tuple[int, int]:
+    """`i/n` -> (i, n), 0 <= i < n."""
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit()) or not int(index) < int(count):
+        raise ScoreError(f"--shard {text!r} is not i/n with 0 <= i < n")
+    return int(index), int(count)
+
+
+def shard_entries(entries: Sequence, index: int, count: int) -> list:
+    """The `index`-th of `count` contiguous blocks, sizes differing by at most one."""
+    return list(entries[index * len(entries) // count:(index + 1) * len(entries) // count])
+
+
+def shard_output(output: Path, index: int, count: int) -> Path:
+    return output if count == 1 else output.with_name(f"{output.stem}-{index:05d}-of-{count:05d}{output.suffix}")
+
+
+# ---------------------------------------------------------------- resume
+def record_path(output: Path) -> Path:
+    return output.with_name(output.name + ".json")
+
+
+def partial_path(output: Path) -> Path:
+    return output.with_name(output.name + ".partial")
+
+
+def model_sha256(saved_model_dir: Path) -> str:
+    """The SavedModel's identity: every file's path and content."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(saved_model_dir).rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(saved_model_dir)}\0{files.sha256_file(path)}\0".encode())
+    return digest.hexdigest()
+
+
+def inputs_sha256(entries: Sequence[tuple[str, object]]) -> str:
+    return hashlib.sha256("\0".join(name for name, _ in entries).encode()).hexdigest()
+
+
+def _resume_point(output: Path, identity: dict) -> tuple[int, int]:
+    """(rows, bytes) of `output`'s partial file already committed by a run with the same identity."""
+    record = record_path(output)
+    if not record.is_file():
+        if output.exists() or partial_path(output).exists():
+            raise ScoreError(f"--output {output} exists without its record {record.name}, so which model made it "
+                             f"cannot be told: delete it or give another --output")
+        return 0, 0
+    made = json.loads(record.read_text())
+    if made["model_sha256"] != identity["model_sha256"]:
+        raise ScoreError(f"--output {output} was made by another model ({made['model']}, sha256 "
+                         f"{made['model_sha256'][:12]}), not {identity['model']} (sha256 "
+                         f"{identity['model_sha256'][:12]}): give another --output, or delete {output.name} and "
+                         f"{record.name} to score again")
+    if made["inputs_sha256"] != identity["inputs_sha256"]:
+        raise ScoreError(f"--output {output} was made from other inputs ({made['entries']} files, sha256 "
+                         f"{made['inputs_sha256'][:12]}), not these {identity['entries']} ({identity['inputs_sha256'][:12]}): "
+                         f"give another --output or --shard, or delete {output.name} and {record.name}")
+    on_disk = output if output.exists() else partial_path(output)
+    if (on_disk.stat().st_size if on_disk.exists() else 0) < made["bytes"]:
+        raise ScoreError(f"--output {output}: {on_disk.name} is shorter than {record.name} says; delete both")
+    return made["rows"], made["bytes"]
+
+
+def _csv_bytes(rows) -> bytes:
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(rows)
+    return text.getvalue().encode("utf-8")
+
+
 # ---------------------------------------------------------------- scoring
 def load_signature(saved_model_dir: Path) -> Callable:
     import tensorflow as tf
@@ -157,40 +243,60 @@ def _batches(entries, batch_size: int, workers: int) -> Iterator[list[tuple[str,
 
 def score(entries: Sequence[tuple[str, Path | Exception]], saved_model_dir: Path, output: Path,
           batch_size: int = 32, workers: int = 4, progress: bool = True) -> dict:
-    """Score every entry, write `output` atomically; return counts and throughput."""
+    """Score the entries not yet in `output` (see the module docstring on resume); return counts and throughput."""
     import numpy as np
     import tensorflow as tf
     import tqdm
 
-    function = load_signature(saved_model_dir)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    counts = {"images": len(entries), "scored": 0, "errors": 0}
+    identity = {"model": str(saved_model_dir), "model_sha256": model_sha256(saved_model_dir),
+                "inputs_sha256": inputs_sha256(entries), "entries": len(entries)}
+    done, committed = _resume_point(output, identity)
+    counts = {"images": len(entries), "resumed": done, "scored": 0, "errors": 0}
     started = time.perf_counter()
-    with atomic_open(output, "w", newline="") as handle, \
-            tqdm.tqdm(total=len(entries), unit="img", desc="scoring", disable=not progress) as bar:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        for batch in _batches(list(entries), batch_size, workers):
-            readable = [i for i, (_, data, _) in enumerate(batch) if data is not None]
-            results = {}
-            if readable:
-                out = function(image_bytes=tf.constant([batch[i][1] for i in readable]))
-                probability = out["probability_of_death"].numpy()
-                classes, errors = out["class"].numpy(), out["error"].numpy()
-                for j, i in enumerate(readable):
-                    results[i] = (probability[j], classes[j], errors[j].decode())
-            for i, (name, _, error) in enumerate(batch):
-                p, c, served_error = results.get(i, (np.nan, -1, error))
-                if served_error or not np.isfinite(p):
-                    counts["errors"] += 1
-                    writer.writerow((name, "", "", served_error or "no probability"))
-                else:
-                    counts["scored"] += 1
-                    writer.writerow((name, repr(float(p)), int(c), ""))
-            bar.update(len(batch))
+    if not output.exists():
+        function = load_signature(saved_model_dir)
+        partial = partial_path(output)
+        with open(partial, "r+b" if partial.exists() else "w+b") as handle, \
+                tqdm.tqdm(total=len(entries), initial=done, unit="img", desc="scoring", disable=not progress) as bar:
+
+            def commit(rows, entries_in_rows: int):
+                nonlocal done, committed
+                handle.write(_csv_bytes(rows))
+                handle.flush()
+                os.fsync(handle.fileno())
+                done, committed = done + entries_in_rows, handle.tell()
+                files.write_json_atomic(record_path(output), {**identity, "rows": done, "bytes": committed})
+
+            handle.truncate(committed)  # a row half-written by a killed run goes
+            handle.seek(committed)
+            if committed == 0:
+                commit([COLUMNS], 0)
+            for batch in _batches(list(entries[done:]), batch_size, workers):
+                readable = [i for i, (_, data, _) in enumerate(batch) if data is not None]
+                results = {}
+                if readable:
+                    out = function(image_bytes=tf.constant([batch[i][1] for i in readable]))
+                    probability = out["probability_of_death"].numpy()
+                    classes, errors = out["class"].numpy(), out["error"].numpy()
+                    for j, i in enumerate(readable):
+                        results[i] = (probability[j], classes[j], errors[j].decode())
+                rows = []
+                for i, (name, _, error) in enumerate(batch):
+                    p, c, served_error = results.get(i, (np.nan, -1, error))
+                    if served_error or not np.isfinite(p):
+                        counts["errors"] += 1
+                        rows.append((name, "", "", served_error or "no probability"))
+                    else:
+                        counts["scored"] += 1
+                        rows.append((name, repr(float(p)), int(c), ""))
+                commit(rows, len(rows))
+                bar.update(len(batch))
+        os.replace(partial, output)
     seconds = time.perf_counter() - started
-    counts.update(seconds=round(seconds, 3), images_per_second=round(len(entries) / seconds, 2) if seconds else 0.0)
+    this_run = counts["scored"] + counts["errors"]
+    counts.update(seconds=round(seconds, 3), images_per_second=round(this_run / seconds, 2) if seconds else 0.0)
     return counts
 
 
@@ -211,13 +317,16 @@ def main(argv: Sequence[str]) -> int:
             entries = list_images(FLAGS.images)
         if not entries:
             raise ScoreError(f"no images matched {FLAGS.images or FLAGS.csv}")
-        counts = score(entries, saved_model_dir, Path(FLAGS.output), FLAGS.images_per_batch, FLAGS.workers)
+        index, count = parse_shard(FLAGS.shard)
+        output = shard_output(Path(FLAGS.output), index, count)
+        counts = score(shard_entries(entries, index, count), saved_model_dir, output, FLAGS.images_per_batch,
+                       FLAGS.workers)
     except ScoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{counts['scored']} of {counts['images']} images scored, {counts['errors']} with errors "
-          f"(named in the error column), in {counts['seconds']:.1f}s: {counts['images_per_second']:.1f} images/s "
-          f"-> {FLAGS.output} (model {saved_model_dir})")
+    print(f"{counts['scored']} images scored and {counts['errors']} with errors (named in the error column) "
+          f"in {counts['seconds']:.1f}s: {counts['images_per_second']:.1f} images/s; {counts['resumed']} were already "
+          f"in the output; {counts['images']} in all -> {output} (model {saved_model_dir})")
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from common import files
 from common.errors import PipelineError
 
-TMP_PREFIX = ".tmp-push-"  # base's ".tmp-<...>-<pid>" convention: stale ones are found by their pid
+TMP_PREFIX = ".tmp-push-"  # common.files' ".tmp-<...>-<pid>@<host>" convention: stale ones are found by it
 SAVED_MODEL_PB = "saved_model.pb"
 # The TF Serving image the docs name: built on TensorFlow 2.21, the version that writes the graph (an older server
 # may not know every op in it). README.md and docs/serving.md use exactly this tag (tests/serving/test_docs.py).
@@ -47,8 +47,8 @@ def push(saved_model_dir: Path, serving_dir: Path, model_name: str) -> tuple[int
         raise PipelineError(f"export: model name {model_name!r} must be one plain folder name")
     model_root = Path(serving_dir) / model_name
     model_root.mkdir(parents=True, exist_ok=True)
-    files.remove_stale_tmp(model_root)  # copies left by killed pushes (".tmp-push-<dead pid>")
-    tmp = model_root / f"{TMP_PREFIX}{os.getpid()}"
+    files.remove_stale_tmp(model_root)  # copies left by killed pushes (".tmp-push-<dead pid>@<host>")
+    tmp = model_root / f"{TMP_PREFIX}{files.writer_id()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     try:

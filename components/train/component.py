@@ -14,6 +14,11 @@ computes, the code version and the ids, image hashes and labels of its
 training and validation rows), so a re-run, a killed run or a run with an
 unrelated flag changed (e.g. `--strategy`, or impute settings for an
 `original` variant) reuses finished folds and resumes unfinished ones.
+
+Folds train side by side: `--parallel_folds=N` starts N - 1 helper
+processes beside this one, and machines sharing `--output_dir` share the
+work folder. Each fold trains under a lock (`fold_lock`), so whoever claims
+it first trains it and the others, once it is released, read its result.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import sys
@@ -36,12 +42,12 @@ import models
 from common import files
 from common.errors import PipelineError
 from components import base
-from components.train import (fold as fold_lib, input_pipeline, linear_probe, outputs, probe_fold, splits,
-                              strategy as strat)
+from components.train import (fold as fold_lib, fold_lock, input_pipeline, linear_probe, outputs, probe_fold,
+                              splits, strategy as strat)
 
 # Parameters that must not change what a fold computes; they stay out of its key.
 NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "eval_batch_size", "weights",
-                   "checkpoint_every_s", "memory_budget_gb", "shuffle_buffer", "repeats")
+                   "checkpoint_every_s", "memory_budget_gb", "shuffle_buffer", "repeats", "parallel_folds")
 
 
 def _weights_sha(path: str | None) -> str | None:
@@ -81,26 +87,85 @@ def _link_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=link)
 
 
-def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path,
-        work_dir: Path) -> Mapping[str, Any]:
-    p = fold_lib.TrainParams(**params)
+def _start(p: fold_lib.TrainParams) -> tuple[tf.distribute.Strategy, str]:
     if p.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = strat.get_strategy(p.strategy)
-    precision = strat.resolve_precision(p.precision)
-    examples = input_pipeline.load_examples(inputs["tfrecords"].path, p.labels, p.image_size, p.memory_budget_gb,
-                                            p.shuffle_buffer)
+    return strat.get_strategy(p.strategy), strat.resolve_precision(p.precision)
+
+
+def _plan(p: fold_lib.TrainParams, precision: str, tfrecords: Path, work_dir: Path, log=lambda line: None):
+    """The rows and, per repeat and fold, (repeat, fold, training rows, validation rows, its work folder)."""
+    examples = input_pipeline.load_examples(tfrecords, p.labels, p.image_size, p.memory_budget_gb, p.shuffle_buffer)
     if isinstance(examples.images, input_pipeline.StreamedImages):
-        tqdm.tqdm.write(f"train: {len(examples)} images past --memory_budget_gb={p.memory_budget_gb:g} as float32: "
-                        f"streamed from the TFRecords (shuffle buffer {p.shuffle_buffer})")
+        log(f"train: {len(examples)} images past --memory_budget_gb={p.memory_budget_gb:g} as float32: "
+            f"streamed from the TFRecords (shuffle buffer {p.shuffle_buffer})")
     # Observed-label rows stratify on their label; imputed rows on the label they train on.
     repeated = splits.make_repeated_folds(examples.labels, examples.patients, p.split, p.folds, p.seed, p.repeats)
     plan = []
     for r, folds in enumerate(repeated):
         for k, (train_idx, val_idx) in enumerate(folds):
             train, val = examples.subset(train_idx), examples.subset(val_idx)
-            key = fold_key(p, precision, train, val, k, r)
-            plan.append((r, k, train, val, work_dir / f"fold-{key[:16]}"))
+            plan.append((r, k, train, val, work_dir / f"fold-{fold_key(p, precision, train, val, k, r)[:16]}"))
+    return examples, plan
+
+
+def _repeat_prefix(p: fold_lib.TrainParams, r: int) -> str:
+    return f"repeat {r + 1}/{p.repeats} " if p.repeats > 1 else ""
+
+
+def _train_folds(p, strategy, precision, rows: int, plan, on_epoch, log,
+                 on_first_claim=lambda: None) -> dict[tuple[int, int], dict[str, Any]]:
+    """Every fold of `plan`, each under its lock (`fold_lock`): first the folds no other process holds,
+    then, waiting for their holders, the others. A fold another process finished is read, not trained.
+    `on_first_claim` runs once this process holds its first fold (or found none free)."""
+    session = None
+    results = {}
+    for wait in (False, True):
+        for r, k, train, val, wd in plan:
+            if (r, k) in results:
+                continue
+            prefix = _repeat_prefix(p, r)
+            with fold_lock.claim(wd, wait=wait, log=log) as claimed:
+                if claimed or wait:
+                    on_first_claim()
+                if not claimed:
+                    continue
+                if (wd / fold_lib.DONE).is_file():
+                    results[r, k] = json.loads((wd / fold_lib.DONE).read_text())
+                    log(f"{prefix}fold {k}: reused finished fold {wd.name}")
+                    continue
+                if session is None:
+                    session = fold_lib.Session(p, strategy, precision)
+                    log(f"train: {p.variant}, split={p.split}, precision={precision}, "
+                        f"strategy={type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s)), "
+                        f"{rows} rows\n  {fold_lib.weights_description(session.report)}")
+                results[r, k] = fold_lib.run_fold(session, k, train, val, wd,
+                                                  on_epoch=lambda row, r=r, k=k: on_epoch(r, k, row),
+                                                  log=lambda line, prefix=prefix: log(prefix + line))
+    return results
+
+
+def train_folds_in_helper(tfrecords: str, params: Mapping[str, Any], fold_dirs: list[str], claimed) -> None:
+    """A `--parallel_folds` helper process: the same folds, in the work folders the parent named (its code
+    version keyed them), taken by the same locks; sets the event `claimed` once it holds its first fold."""
+    p = fold_lib.TrainParams(**params)
+    strategy, precision = _start(p)
+    examples, plan = _plan(p, precision, Path(tfrecords), Path(fold_dirs[0]).parent)
+    plan = [(r, k, train, val, Path(wd)) for (r, k, train, val, _), wd in zip(plan, fold_dirs)]
+    _train_folds(p, strategy, precision, len(examples), plan, on_epoch=lambda r, k, row: None,
+                 log=lambda line: print(f"[helper pid {os.getpid()}] {line}", flush=True), on_first_claim=claimed.set)
+
+
+def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path,
+        work_dir: Path) -> Mapping[str, Any]:
+    p = fold_lib.TrainParams(**params)
+    if p.parallel_folds > 1 and p.strategy == "multi_worker":
+        raise PipelineError("--parallel_folds > 1 with --strategy=multi_worker: the workers of one strategy train "
+                            "one fold together; give one of the two")
+    strategy, precision = _start(p)
+    examples, plan = _plan(p, precision, inputs["tfrecords"].path, work_dir, log=tqdm.tqdm.write)
+    if p.method == "linear_probe":
+        return _run_probes(p, plan, examples, out_dir)
 
     epochs_per_fold = sum(fold_lib.phase_epochs(p, phase) for phase in fold_lib.PHASES)
     done_epochs = 0
@@ -110,37 +175,43 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
             done_epochs += epochs_per_fold
         elif state.is_file():
             done_epochs += sum(json.loads(state.read_text())["completed"].values())
-    if p.method == "linear_probe":
-        return _run_probes(p, plan, examples, out_dir)
-    session = None
-    results = []
     bar = tqdm.tqdm(total=len(plan) * epochs_per_fold, initial=done_epochs, unit="epoch", desc="train",
                     dynamic_ncols=True, file=sys.stdout, mininterval=0.5)
+
+    def on_epoch(r, k, row):
+        bar.update(1)
+        bar.set_description(f"train {_repeat_prefix(p, r)}fold {k + 1}/{p.folds}")
+        bar.set_postfix_str(f"{row['phase']} ep {row['epoch'] + 1} loss {row['train_loss']:.3f} "
+                            f"val_auc {row.get('val_auc', float('nan')):.3f}")
+
+    # One helper per fold still to train beyond this process's own, at most parallel_folds - 1. Spawned, not
+    # forked: a fork of a process running TensorFlow's thread pools can deadlock. This process starts once each
+    # helper holds a fold (or gave up), so the first folds go one to each process, whatever their start-up takes.
+    unfinished = sum(not (wd / fold_lib.DONE).is_file() for *_, wd in plan)
+    context = multiprocessing.get_context("spawn")
+    claimed = [context.Event() for _ in range(min(p.parallel_folds, unfinished) - 1)]
+    helpers = [context.Process(target=train_folds_in_helper, args=(str(inputs["tfrecords"].path), dict(params),
+                                                                   [str(wd) for *_, wd in plan], event))
+               for event in claimed]
+    for helper in helpers:
+        helper.start()
+    for helper, event in zip(helpers, claimed):
+        while not event.wait(timeout=1.0) and helper.is_alive():
+            pass
     try:
-        for r, k, train, val, wd in plan:
-            if not (wd / fold_lib.DONE).is_file() and session is None:
-                session = fold_lib.Session(p, strategy, precision)
-                tqdm.tqdm.write(f"train: {p.variant}, split={p.split}, precision={precision}, "
-                                f"strategy={type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s)), "
-                                f"{len(examples)} rows\n  {fold_lib.weights_description(session.report)}")
-            repeat = f"repeat {r + 1}/{p.repeats} " if p.repeats > 1 else ""
-            bar.set_description(f"train {repeat}fold {k + 1}/{p.folds}")
-
-            def on_epoch(row, k=k):
-                bar.update(1)
-                bar.set_postfix_str(f"{row['phase']} ep {row['epoch'] + 1} loss {row['train_loss']:.3f} "
-                                    f"val_auc {row.get('val_auc', float('nan')):.3f}")
-
-            if (wd / fold_lib.DONE).is_file():
-                result = json.loads((wd / fold_lib.DONE).read_text())
-                tqdm.tqdm.write(f"{repeat}fold {k}: reused finished fold {wd.name}")
-            else:
-                result = fold_lib.run_fold(session, k, train, val, wd, on_epoch=on_epoch,
-                                           log=lambda line, prefix=repeat: tqdm.tqdm.write(prefix + line))
-            _link_tree(wd / outputs.RESULT_DIR, outputs.fold_dir(outputs.repeat_dir(out_dir, r), k))
-            results.append({**result, "repeat": r, "work_dir": str(wd)})
+        by_fold = _train_folds(p, strategy, precision, len(examples), plan, on_epoch, log=tqdm.tqdm.write)
     finally:
+        for helper in helpers:
+            helper.join()
         bar.close()
+    for helper in helpers:
+        if helper.exitcode:
+            tqdm.tqdm.write(f"train: helper pid {helper.pid} exited with status {helper.exitcode}; "
+                            f"this process trained what it left")
+    results = []
+    for r, k, _, _, wd in plan:
+        _link_tree(wd / outputs.RESULT_DIR, outputs.fold_dir(outputs.repeat_dir(out_dir, r), k))
+        results.append({**by_fold[r, k], "repeat": r, "work_dir": str(wd)})
     summary = _summarise(p, precision, strategy, results, examples)
     outputs.write_summary(out_dir, summary)
     return {k: v for k, v in summary["counts"].items()}
@@ -198,8 +269,9 @@ def _summarise(p, precision, strategy, results, examples) -> dict[str, Any]:
 def _summary(artifact: base.Artifact) -> str:
     c = artifact.counts
     repeats = f" x {c['repeats']} repeats" if c.get("repeats", 1) > 1 else ""
-    return (f"{c['folds']} folds{repeats}, {c['rows']} rows, {c['precision']}: mean val AUC {c.get('mean_val_auc', math.nan):.3f}, "
-            f"balanced acc {c.get('mean_val_bacc', math.nan):.3f}; fed positive fraction {c['fed_positive_fraction']:.3f}")
+    return (f"{c['folds']} folds{repeats}, {c['rows']} rows, {c['precision']}: "
+            f"mean val AUC {c.get('mean_val_auc', math.nan):.3f}, balanced acc {c.get('mean_val_bacc', math.nan):.3f}; "
+            f"fed positive fraction {c['fed_positive_fraction']:.3f}")
 
 
 SPEC = base.ComponentSpec(

@@ -27,12 +27,22 @@ def test_write_json_atomic_replaces_whole_files(tmp_path):
 
 
 def test_stale_temporary_files_of_dead_writers_go_live_ones_stay(tmp_path):
-    dead_file = tmp_path / f"{files.TMP_PREFIX}x.json.999999999"
-    dead_dir = tmp_path / f"{files.TMP_PREFIX}0123456789abcdef-999999999"
-    live = tmp_path / f"{files.TMP_PREFIX}y.json.{os.getppid()}"
+    dead_file = tmp_path / f"{files.TMP_PREFIX}x.json.999999999@{files.HOST}"
+    dead_dir = tmp_path / f"{files.TMP_PREFIX}0123456789abcdef-999999999@{files.HOST}"
+    live = tmp_path / f"{files.TMP_PREFIX}y.json.{os.getppid()}@{files.HOST}"
+    # Another machine sharing the folder: its pid means nothing here, so its file stays.
+    other_machine = tmp_path / f"{files.TMP_PREFIX}z.json.999999999@other-host.example"
     kept = tmp_path / "result.json"
-    for path in (dead_file, live, kept):
+    for path in (dead_file, live, other_machine, kept):
         path.write_text("{}")
     dead_dir.mkdir()
     files.remove_stale_tmp(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, kept.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other_machine.name, kept.name])
+
+
+def test_temporary_names_carry_pid_and_host(tmp_path):
+    tmp = files.tmp_sibling(tmp_path / "x.json")
+    assert tmp.parent == tmp_path and tmp.name == f"{files.TMP_PREFIX}x.json.{os.getpid()}@{files.HOST}"
+    assert files.writer_alive(os.getpid(), files.HOST) is True
+    assert files.writer_alive(999999999, files.HOST) is False
+    assert files.writer_alive(os.getpid(), "other-host.example") is None

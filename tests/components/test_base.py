@@ -1,9 +1,11 @@
 import importlib.util
 import json
+import multiprocessing
 import os
 
 import pytest
 
+from common import files
 from components import base
 
 CALLS = []
@@ -87,7 +89,7 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path):
 
 
 def test_a_leftover_temporary_folder_of_a_dead_run_is_cleaned(tmp_path):
-    dead = tmp_path / "toy" / ".tmp-0123456789abcdef-999999999"
+    dead = tmp_path / "toy" / f".tmp-0123456789abcdef-999999999@{files.HOST}"
     dead.mkdir(parents=True)
     (dead / "value.txt").write_text("half")
     artifact, cached = base.execute(SPEC, {}, {"value": 1}, tmp_path)
@@ -102,3 +104,20 @@ def test_a_folder_without_record_is_not_trusted(tmp_path):
     (fake / "value.txt").write_text("stale")
     artifact, cached = base.execute(SPEC, {}, {"value": 1}, tmp_path)
     assert not cached and (artifact.path / "value.txt").read_text() == "1"
+
+
+def test_a_process_that_finishes_second_takes_the_first_ones_artifact(tmp_path):
+    """Two processes sharing an output folder run the same stage: the second rename finds the first's folder."""
+    def run_while_another_process_finishes_first(inputs, params, out_dir):
+        other = multiprocessing.get_context("fork").Process(target=base.execute, args=(SPEC, {}, params, tmp_path))
+        other.start()
+        other.join()
+        assert other.exitcode == 0
+        (out_dir / "value.txt").write_text("second")
+        return {"value": params["value"]}
+
+    racing = base.ComponentSpec(name="toy", run=run_while_another_process_finishes_first)
+    assert racing.code_version() == SPEC.code_version()  # same module: same key
+    artifact, cached = base.execute(racing, {}, {"value": 1}, tmp_path)
+    assert cached and (artifact.path / "value.txt").read_text() == "1"  # the other process's, whole
+    assert [p.name for p in (tmp_path / "toy").iterdir()] == [artifact.path.name]  # no temporary folder left

@@ -74,7 +74,7 @@ def test_a_folder_is_scored_one_row_per_file_with_named_errors(saved_model, imag
     got = np.array([float(by_name[n]["probability_of_death"]) for n in good])
     assert np.all(np.isfinite(got)) and np.allclose(got, expected, atol=1e-6)
     assert [int(by_name[n]["class"]) for n in good] == [int(p > 0.5) for p in expected]
-    assert list(output.parent.iterdir()) == [output]  # no temporary file left
+    assert sorted(output.parent.iterdir()) == [output, score.record_path(output)]  # no partial or temporary file
 
 
 def test_a_csv_names_files_and_bad_rows_are_named_too(saved_model, images_dir, tmp_path):
@@ -119,6 +119,7 @@ def test_main_scores_and_exits_zero(saved_model, images_dir, tmp_path, capsys):
     (["--model=/does/not/exist", "--images=."], "error: --model /does/not/exist is not a folder"),
     (["--model={model}", "--images={tmp}/*.jpg"], "error: no images matched"),
     (["--model={model}"], "error: give exactly one of --images and --csv"),
+    (["--model={model}", "--images={model}/*", "--shard=2/2"], "error: --shard '2/2' is not i/n"),
 ])
 def test_bad_flags_exit_2_with_one_line(saved_model, tmp_path, args, message):
     args = [a.format(model=saved_model, tmp=tmp_path) for a in args]
@@ -128,3 +129,73 @@ def test_bad_flags_exit_2_with_one_line(saved_model, tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
     assert not (tmp_path / "o.csv").exists()
+
+
+def _killed_after(monkeypatch, calls):
+    """score.load_signature whose function dies on call `calls + 1`, as a kill between batches would."""
+    real = score.load_signature
+
+    def load(saved_model_dir):
+        function, made = real(saved_model_dir), []
+
+        def dying(**kwargs):
+            if len(made) == calls:
+                raise KeyboardInterrupt("killed")
+            made.append(1)
+            return function(**kwargs)
+        return dying
+    monkeypatch.setattr(score, "load_signature", load)
+
+
+def test_a_killed_run_resumes_after_its_last_whole_batch(saved_model, images_dir, tmp_path, monkeypatch):
+    entries = score.list_images(str(images_dir))
+    unbroken = tmp_path / "unbroken.csv"
+    score.score(entries, saved_model, unbroken, batch_size=8, progress=False)
+
+    output = tmp_path / "scores.csv"
+    with monkeypatch.context() as patch:
+        _killed_after(patch, calls=2)
+        with pytest.raises(KeyboardInterrupt):
+            score.score(entries, saved_model, output, batch_size=8, progress=False)
+    assert not output.exists() and json.loads(score.record_path(output).read_text())["rows"] == 16
+    with open(score.partial_path(output), "a") as handle:
+        handle.write("00870a9c.jpg,0.12")  # a row the kill cut in half
+    counts = score.score(entries, saved_model, output, batch_size=8, progress=False)
+    assert counts["resumed"] == 16 and counts["scored"] + counts["errors"] == len(entries) - 16
+    assert output.read_bytes() == unbroken.read_bytes() and not score.partial_path(output).exists()
+
+    again = score.score(entries, saved_model, output, batch_size=8, progress=False)  # complete: nothing to do
+    assert again["resumed"] == len(entries) and again["scored"] == again["errors"] == 0
+    assert output.read_bytes() == unbroken.read_bytes()
+
+
+def test_an_output_of_another_model_or_other_inputs_is_refused(saved_model, images_dir, tmp_path):
+    entries = score.list_images(str(images_dir))[:5]
+    output = tmp_path / "scores.csv"
+    score.score(entries, saved_model, output, progress=False)
+    other = tmp_path / "other_model"
+    signature.write_saved_model([helpers.tiny_classifier(2)], other)
+    with pytest.raises(score.ScoreError, match="was made by another model"):
+        score.score(entries, other, output, progress=False)
+    with pytest.raises(score.ScoreError, match=r"was made from other inputs \(5 files.*not these 4"):
+        score.score(entries[:4], saved_model, output, progress=False)
+    score.record_path(output).unlink()
+    with pytest.raises(score.ScoreError, match="exists without its record"):
+        score.score(entries, saved_model, output, progress=False)
+
+
+def test_shards_concatenated_in_order_are_the_unsharded_output(saved_model, images_dir, tmp_path):
+    whole = tmp_path / "scores.csv"
+    with flagsaver.flagsaver():
+        score.FLAGS(["score", f"--model={saved_model}", f"--images={images_dir}", f"--output={whole}",
+                     "--images_per_batch=8"])
+        assert score.main(["score"]) == 0
+        for index in range(3):
+            score.FLAGS(["score", f"--model={saved_model}", f"--images={images_dir}", f"--output={whole}",
+                         "--images_per_batch=8", f"--shard={index}/3"])
+            assert score.main(["score"]) == 0
+    shards = [tmp_path / f"scores-{index:05d}-of-00003.csv" for index in range(3)]
+    rows = [_rows(path) for path in shards]
+    assert sorted(len(r) for r in rows) == [16, 16, 16] and sum(rows, []) == _rows(whole)
+    with pytest.raises(score.ScoreError, match="not i/n"):
+        score.parse_shard("3/3")

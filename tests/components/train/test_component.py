@@ -25,7 +25,7 @@ def test_fold_key_follows_what_the_fold_computes():
     p = fold.TrainParams()
     train, val = _examples(10), _examples(4, 100)
     key = component.fold_key(p, "fp32", train, val, 0)
-    assert component.fold_key(dataclasses.replace(p, strategy="mirrored", split="image"), "fp32", train, val, 0) == key
+    assert component.fold_key(dataclasses.replace(p, strategy="mirrored", split="image", parallel_folds=3), "fp32", train, val, 0) == key
     assert component.fold_key(dataclasses.replace(p, epochs_unfrozen=3), "fp32", train, val, 0) != key
     assert component.fold_key(p, "bf16", train, val, 0) != key
     other = _examples(10)
