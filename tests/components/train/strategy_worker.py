@@ -1,7 +1,8 @@
 """A subprocess for the strategy tests: train a tiny model a few steps with the one training step.
 
 usage: python strategy_worker.py OUT.npz MODE MODEL
-MODE: default | mirrored | multi_worker (reads TF_CONFIG); MODEL: plain | bn.
+MODE: default | mirrored | multi_worker (reads TF_CONFIG); MODEL: plain | bn (Keras' batch norm) | fused
+(the project's models.fused_batch_norm, as ResNet-18 uses it).
 Model and data are fixed by seeds. Without batch norm and augmentation every
 mode computes the same global-batch update; with them, replicas see their own
 batch statistics and augmentation seeds, so only workers of one run agree.
@@ -31,13 +32,15 @@ import keras  # noqa: E402
 
 from components import configs  # noqa: E402
 from components.train import augment, batch_norm_stats, input_pipeline, loop  # noqa: E402
+from models.fused_batch_norm import FusedBatchNormalization  # noqa: E402
 
 tf.config.experimental.enable_op_determinism()
 keras.utils.set_random_seed(0)
 with strategy.scope():
     model = keras.Sequential([
-        keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255.0), keras.layers.Conv2D(4, 3)]
-        + ([keras.layers.BatchNormalization()] if kind == "bn" else [])
+        # A bias before batch norm gets only rounding noise as gradient, which Adam would blow up.
+        keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255.0), keras.layers.Conv2D(4, 3, use_bias=kind == "plain")]
+        + ({"bn": [keras.layers.BatchNormalization()], "fused": [FusedBatchNormalization()]}.get(kind, []))
         + [keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)])
     group = loop.ParamGroup(model.trainable_variables, 1.0, weight_decay=0.01)
 step = loop.make_train_step(strategy, model, [group])
@@ -45,7 +48,7 @@ rng = np.random.default_rng(0)
 images = tf.constant(rng.uniform(0, 255, (96, 16, 16, 3)).astype(np.float32))
 labels = (np.arange(96) % 3 == 0).astype(np.int64)
 weights = np.where(labels == 1, 1.5, 0.75).astype(np.float32)
-fn = augment.make_augment_fn(configs.AugmentConfig(method="fused" if kind == "bn" else "none"), 0)
+fn = augment.make_augment_fn(configs.AugmentConfig(method="none" if kind == "plain" else "fused"), 0)
 dataset = strategy.distribute_datasets_from_function(
     lambda ctx: input_pipeline.train_dataset(images, labels, weights, global_batch=64, steps=3, seeds=[1],
                                              augment_fn=fn, resample=False, input_context=ctx))
@@ -56,7 +59,7 @@ for batch in dataset:
     losses.append(float(loss))
     fed += int(batch_labels.shape[0])
 moving = {f"bn{i}": v.numpy() for i, v in enumerate(model.non_trainable_variables)}
-if kind == "bn":  # then each worker recomputes them from all the images
+if kind != "plain":  # then each worker recomputes them from all the images
     batch_norm_stats.recompute(model, images.numpy(), 64)
     moving.update({f"recomputed_bn{i}": v.numpy() for i, v in enumerate(model.non_trainable_variables)})
 np.savez(out, losses=np.array(losses), fed=fed, replicas=strategy.num_replicas_in_sync,

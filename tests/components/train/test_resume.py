@@ -71,7 +71,7 @@ def test_sigkill_mid_fold_then_resume_equals_an_unbroken_run(unbroken, tmp_path)
     proc.wait(timeout=30)
     assert killed, "the run finished or stalled before it could be killed mid-fold"
     assert not list((out / "train").glob("*/artifact.json"))  # nothing looks finished
-    (unfinished,) = [p for p in work.glob("fold-*") if not (p / "done.json").exists()]
+    (unfinished,) = [p for p in work.glob("fold-*") if p.is_dir() and not (p / "done.json").exists()]
     live = _scalars(unfinished / "tensorboard_live")  # TensorBoard saw the fold while it trained
     assert live["train_loss"] and live["lr_find_frozen/smoothed_loss"]
 

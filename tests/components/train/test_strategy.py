@@ -48,6 +48,20 @@ def test_mirrored_two_cpu_replicas_match_the_default_strategy(default_run, tmp_p
             np.testing.assert_allclose(mirrored[key], default_run[key], rtol=1e-4, atol=1e-5)
 
 
+def test_fused_batch_norm_under_two_mirrored_cpu_replicas_trains_as_keras_batch_norm(tmp_path):
+    runs = {}
+    for kind in ("bn", "fused"):
+        subprocess.run([sys.executable, str(WORKER), str(tmp_path / f"{kind}.npz"), "mirrored", kind], check=True,
+                       timeout=120)
+        runs[kind] = _weights(tmp_path / f"{kind}.npz")
+    keras_bn, fused = runs["bn"], runs["fused"]
+    assert int(fused["replicas"]) == 2 and sorted(fused) == sorted(keras_bn)
+    np.testing.assert_allclose(fused["losses"], keras_bn["losses"], rtol=1e-4)
+    for key in keras_bn:  # weights, each replica's synchronised moving statistics, and the recomputed ones
+        if key.startswith(("w", "bn", "recomputed_bn")):
+            np.testing.assert_allclose(fused[key], keras_bn[key], rtol=1e-3, atol=2e-4, err_msg=key)  # other kernels, Adam
+
+
 def test_two_local_workers_end_with_identical_trainable_weights(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
