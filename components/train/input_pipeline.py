@@ -67,6 +67,8 @@ class StreamedImages:
                          fn_output_signature=tf.TensorSpec((self.image_size, self.image_size, 3), tf.float32))
 
     def batches(self, sizes: Sequence[int]) -> Iterator[np.ndarray]:
+        if not sizes:
+            return
         decoded = (self.encoded_rows().batch(32).map(lambda _, e: self.decode(e), num_parallel_calls=tf.data.AUTOTUNE,
                                                      deterministic=True).unbatch().batch(max(sizes)))
         pending = np.zeros((0, self.image_size, self.image_size, 3), np.float32)

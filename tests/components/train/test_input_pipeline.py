@@ -98,6 +98,7 @@ def test_streamed_rows_are_the_in_memory_rows(both):
     sizes = [2, 3]
     batches = list(input_pipeline.image_batches(streamed.subset(rows).images, sizes))
     assert [len(b) for b in batches] == sizes
+    assert list(input_pipeline.image_batches(streamed.subset(rows[:0]).images, [])) == []
     np.testing.assert_array_equal(np.concatenate(batches), in_memory.images[rows])
 
 
