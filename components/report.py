@@ -97,11 +97,25 @@ def metrics_section(evaluation: Mapping[str, Any], published: Mapping[str, Mappi
     text += ("<p class=muted>Each estimate is computed once on every validation row pooled; its interval "
              "resamples the same pooled rows, so it brackets the same statistic. The fold mean ± sd shows how "
              "much the folds disagree (the study reported fold means).</p>")
+    if "repeated_cv" in evaluation:
+        text += repeats_section(evaluation["repeated_cv"])
     if evaluate.STUDY_WAY in evaluation["sets"]:
         study_way = evaluation["sets"][evaluate.STUDY_WAY]["pooled"]
         text += "<p>The study's way, counting imputed labels in validation (not comparable to a clinical truth): "
         text += ", ".join(f"{NAMES[n]} {_fmt(study_way[n])}" for n in SCORES[:5]) + " (pooled).</p>"
     return text
+
+
+def repeats_section(repeated: Mapping[str, Any]) -> str:
+    """With `--repeats`: each metric's pooled estimate averaged over the repeats, its interval and spread."""
+    rows = [[NAMES[name], _fmt(m["mean"]), _interval({"low": m["ci_low"], "high": m["ci_high"]}), _fmt(m["sd"]),
+             f'{_fmt(m["min"])} – {_fmt(m["max"])}'] for name, m in repeated["metrics"].items() if name in NAMES]
+    return (f"<p><b>Repeated cross-validation</b> ({repeated['repeats']} repeats of the folds, split seeds "
+            f"{', '.join(map(str, repeated['split_seeds']))}; the table above is the first, the single split): the pooled out-of-fold "
+            f"estimate of every repeat, averaged, with a {int(100 * repeated['level'])}% bootstrap interval drawing "
+            f"the same {repeated['unit']}s for every repeat.</p>"
+            + _table(["Metric", f"Mean over {repeated['repeats']} repeats", "95% CI", "sd over repeats",
+                      "min – max"], rows))
 
 
 def _estimate_and_interval(summary: Mapping[str, Any], name: str) -> str:

@@ -162,3 +162,16 @@ def test_the_model_card_is_a_section_of_the_report(rendered, tmp_path):
     assert f"{auc['estimate']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]" in section
     assert "<li>Patient leakage: the folds were split by image" in section
     assert "<h2>Model card</h2>" not in report.render(context, tmp_path)  # no export, no card
+
+
+def test_repeated_cross_validation_is_shown_beside_the_single_split():
+    run = configs.REPO_ROOT / "results" / "linear_probe_patient" / "original_weights_resnet18+linear_probe_patient"
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    text = report.metrics_section(evaluation, {})
+    section = text.split("<b>Repeated cross-validation</b>")[1]
+    roc_auc = evaluation["repeated_cv"]["metrics"]["roc_auc"]
+    assert "5 repeats" in section
+    assert f"<td>ROC AUC</td><td>{roc_auc['mean']:.3f}</td>" in section
+    assert f"{roc_auc['min']:.3f} – {roc_auc['max']:.3f}" in section
+    del evaluation["repeated_cv"]
+    assert "Repeated cross-validation" not in report.metrics_section(evaluation, {})
