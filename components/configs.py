@@ -166,7 +166,12 @@ class TrainConfig:
         if isinstance(self.augmentation, dict):
             object.__setattr__(self, "augmentation", AugmentConfig(**self.augmentation))
         if self.parallel_folds < 1:
-            raise ValueError(f"parallel_folds must be at least 1, not {self.parallel_folds}")
+            raise ValueError(f"--parallel_folds must be at least 1, not {self.parallel_folds}")
+        if self.shuffle_buffer < 1:
+            raise ValueError(f"--shuffle_buffer must be at least 1, not {self.shuffle_buffer}")
+        if self.memory_budget_gb < 0 or self.checkpoint_every_s < 0:
+            raise ValueError(f"--memory_budget_gb and --checkpoint_every_s must not be negative, not "
+                             f"{self.memory_budget_gb:g} and {self.checkpoint_every_s:g}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -91,6 +91,12 @@ def test_repeats_below_one_are_refused_naming_the_flag():
     assert _parse("--repeats=3").train.repeats == 3
     with pytest.raises(ValueError, match="--repeats must be at least 1, not 0"):
         _parse("--repeats=0")
+    for argv, message in (("--parallel_folds=0", "--parallel_folds must be at least 1, not 0"),
+                          ("--shuffle_buffer=0", "--shuffle_buffer must be at least 1, not 0"),
+                          ("--memory_budget_gb=-1", "must not be negative, not -1 and 60"),
+                          ("--checkpoint_every_s=-5", "must not be negative, not 8 and -5")):
+        with pytest.raises(ValueError, match=message):
+            _parse(argv)
 
 
 def test_pipeline_run_defines_them_for_study_too():

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from common import files
 from components import configs
 from components.train import component, fold, fold_lock
@@ -88,3 +90,13 @@ def test_parallel_folds_trains_the_folds_in_two_processes(tmp_path):
     (summary,) = (tmp_path / "train").glob("*/train_summary.json")
     assert [f["fold"] for f in json.loads(summary.read_text())["folds"]] == [0, 1]
     assert not list((tmp_path / "train" / "work").glob("*.lock"))
+
+
+def test_parallel_folds_with_a_multi_worker_strategy_is_refused_by_name(tmp_path):
+    import dataclasses
+
+    from common.errors import PipelineError
+
+    params = dataclasses.asdict(fold.TrainParams(parallel_folds=2, strategy="multi_worker"))
+    with pytest.raises(PipelineError, match="--parallel_folds > 1 with --strategy=multi_worker"):
+        component.run({}, params, tmp_path / "out", tmp_path / "work")
