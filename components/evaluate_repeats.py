@@ -20,20 +20,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from common.decision import called_died
 from common.errors import PipelineError
 from components import evaluate_metrics
 from components.train import outputs as train_outputs
 
 TABLE_NAME = "metrics_repeats.csv"
 METRICS = evaluate_metrics.METRICS
-
-
-def pooled_values(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float]:
-    """Every metric of one set of out-of-fold predictions pooled over its folds."""
-    values = evaluate_metrics.metric_values(labels, probabilities, threshold)
-    values.update(evaluate_metrics.rates(evaluate_metrics.confusion(labels, called_died(probabilities, threshold))))
-    return values
 
 
 def aligned_repeats(train_dir: Path, repeats: int) -> dict[str, np.ndarray]:
@@ -67,11 +59,11 @@ def repeated_metrics(rows: Mapping[str, np.ndarray], split: str, threshold: floa
                      seed: int, level: float = 0.95) -> dict[str, Any]:
     """Per-repeat pooled estimates, and per metric their mean, its bootstrap interval and their spread."""
     labels, probabilities = rows["label"], rows["probability"]
-    per_repeat = [pooled_values(labels, repeat, threshold) for repeat in probabilities]
+    per_repeat = [evaluate_metrics.metric_values(labels, repeat, threshold) for repeat in probabilities]
     groups = rows["patient"] if split == "patient" else rows["source_id"]
     draws: dict[str, list[float]] = {name: [] for name in METRICS}
     for chosen in evaluate_metrics.group_resamples(groups, resamples, seed):
-        means = _mean_over_repeats([pooled_values(labels[chosen], repeat[chosen], threshold)
+        means = _mean_over_repeats([evaluate_metrics.metric_values(labels[chosen], repeat[chosen], threshold)
                                     for repeat in probabilities])
         for name in METRICS:
             draws[name].append(means[name])
