@@ -81,5 +81,7 @@ FEATURE_SPEC = {
 }
 
 
-def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-    return tf.io.parse_single_example(serialized, FEATURE_SPEC)
+def parse_example(serialized: tf.Tensor, keys=None) -> dict[str, tf.Tensor]:
+    """All features, or only `keys` (a pass over every shard that needs two of them parses two)."""
+    spec = FEATURE_SPEC if keys is None else {key: FEATURE_SPEC[key] for key in keys}
+    return tf.io.parse_single_example(serialized, spec)

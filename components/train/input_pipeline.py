@@ -57,7 +57,8 @@ class StreamedImages:
         table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
             tf.constant(self.source_ids.astype(str)), tf.range(len(self), dtype=tf.int64)), default_value=-1)
         records = tf.data.TFRecordDataset(writer.shard_paths(self.tfrecords_dir)).map(
-            schema.parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            lambda r: schema.parse_example(r, ("image/source_id", "image/encoded")),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return (records.map(lambda r: (table.lookup(r["image/source_id"]), r["image/encoded"]))
                 .filter(lambda position, _: position >= 0))
 
@@ -120,12 +121,12 @@ def load_examples(tfrecords_dir: Path, label_set: str, image_size: int, memory_b
     `memory_budget_gb` as float32, else stream them (`StreamedImages`)."""
     writer.verify(tfrecords_dir)
     sources = tf.constant(LABEL_SETS[label_set])
-    records = (tf.data.TFRecordDataset(writer.shard_paths(tfrecords_dir))
-               .map(schema.parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-               .filter(lambda r: tf.reduce_any(tf.equal(r["label/source"], sources))))
     keys = ("label/mortality", "label/source", "image/source_id", "patient/id", "image/key/sha256")
+    records = (tf.data.TFRecordDataset(writer.shard_paths(tfrecords_dir))
+               .map(lambda r: schema.parse_example(r, keys), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+               .filter(lambda r: tf.reduce_any(tf.equal(r["label/source"], sources))))
     meta: dict[str, list] = {}
-    for row in records.map(lambda r: {k: r[k] for k in keys}).batch(256):
+    for row in records.batch(256):
         for key, value in row.items():
             meta.setdefault(key, []).append(value.numpy())
     if not meta:
