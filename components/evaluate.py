@@ -20,7 +20,8 @@ with age and sex, on the same folds (`clinical_baseline`), which answers
 "does the X-ray add anything over age?".
 
 With repeated cross-validation every set above is repeat 0's (the single
-split); `evaluate_repeats` adds the mean over repeats under `repeated_cv`.
+split); `evaluate_repeats` adds the mean over repeats under `repeated_cv`,
+the admission baselines refitted on each repeat's folds under its `baselines`.
 """
 
 from __future__ import annotations
@@ -363,6 +364,16 @@ def write_figures(out_dir: Path, record: Mapping[str, Any], predictions, histori
         lr_finder.plot(lr_curves, out_dir / "lr_finder.png", "LR finder, every fold (dotted: suggestion)")
 
 
+def add_repeated_cv(record: dict[str, Any], train_dir: Path, summary: Mapping[str, Any],
+                    predictions: Mapping[str, np.ndarray], params: Mapping[str, Any], out_dir: Path) -> None:
+    """With `--repeats` > 1, the record's `repeated_cv` (its sets are repeat 0's, the single split), the
+    admission baselines taking age and sex from `predictions` (`with_row_facts`)."""
+    if summary.get("params", {}).get("repeats", 1) > 1:
+        admission = {sid: (age, sex) for sid, age, sex in zip(predictions["source_id"], predictions["age"],
+                                                             predictions["sex"])}
+        record["repeated_cv"] = evaluate_repeats.run(train_dir, summary, params, out_dir, admission)
+
+
 def examples_by_source_id(artifact: base.Artifact) -> dict[str, dict[str, str]]:
     return {row["source_id"]: row for row in ingest.read_examples(artifact)}
 
@@ -377,8 +388,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
                               params["tta_views"], params["seed"])
         _write_tta_predictions(out_dir / TTA_PREDICTIONS_NAME, predictions, tta)
     record = evaluation_record(predictions, summary["variant"], summary["split"], summary["weights"], params, tta)
-    if summary["params"].get("repeats", 1) > 1:  # the sets above are repeat 0's, the single split
-        record["repeated_cv"] = evaluate_repeats.run(train.path, summary, params, out_dir)
+    add_repeated_cv(record, train.path, summary, predictions, params, out_dir)
     write_summary(out_dir, record)
     write_figures(out_dir, record, predictions, train_outputs.read_histories(train.path),
                   train_outputs.read_lr_curves(train.path))

@@ -20,6 +20,7 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
+from scipy import special
 
 from common.decision import called_died
 
@@ -37,7 +38,7 @@ def _logistic_fit(design: np.ndarray, labels: np.ndarray, offset: np.ndarray, it
     beta = np.zeros(design.shape[1])
     for _ in range(iterations):
         eta = offset + design @ beta
-        mu = 1 / (1 + np.exp(-eta))
+        mu = special.expit(eta)
         gradient = design.T @ (labels - mu)
         hessian = design.T @ (design * (mu * (1 - mu))[:, None])
         step = np.linalg.solve(hessian + 1e-12 * np.eye(len(beta)), gradient)

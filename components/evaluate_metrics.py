@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import collections
 import math
-import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from sklearn import metrics as skm
 
 from common.decision import called_died
 
@@ -43,25 +41,50 @@ def rates(counts: Mapping[str, int]) -> dict[str, float]:
             "fpr": ratio(counts["fp"], negatives), "fnr": ratio(counts["fn"], positives)}
 
 
+def _ranked_counts(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True and false positives above each distinct probability, highest first (sklearn's `_binary_clf_curve`)."""
+    order = np.argsort(-probabilities, kind="mergesort")
+    ranked = probabilities[order]
+    last_of_each = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
+    tps = np.cumsum(labels[order])[last_of_each].astype(float)
+    return tps, last_of_each + 1 - tps
+
+
+def _roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    tps, fps = _ranked_counts(labels, probabilities)
+    return float(np.trapezoid(np.r_[0, tps] / tps[-1], np.r_[0, fps] / fps[-1]))
+
+
+def _average_precision(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Sum over thresholds of (recall gained) x precision there, as sklearn's `average_precision_score`."""
+    tps, fps = _ranked_counts(labels, probabilities)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0, recall]) * tps / (tps + fps)))
+
+
 def metric_values(labels: Sequence[int], probabilities: Sequence[float], threshold: float = 0.5) -> dict[str, float]:
-    """Every metric of `METRICS`; those undefined on one class (ROC/PR AUC, recall...) are NaN, not 0."""
+    """Every metric of `METRICS`; those undefined on one class (ROC/PR AUC, recall...) are NaN, not 0.
+
+    The definitions are scikit-learn's (tests compare them on random, tied and one-class inputs), computed
+    from the confusion matrix and one sort: a bootstrap evaluates them thousands of times, and sklearn's
+    input checks cost more than the arithmetic."""
     labels = np.asarray(labels, int)
     probabilities = np.asarray(probabilities, float)
-    predicted = called_died(probabilities, threshold).astype(int)
+    counts = confusion(labels, called_died(probabilities, threshold))
+    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
     both = len(np.unique(labels)) == 2
-    has_positive_prediction = predicted.any()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        values = {
-            "balanced_accuracy": skm.balanced_accuracy_score(labels, predicted) if both else math.nan,
-            "roc_auc": skm.roc_auc_score(labels, probabilities) if both else math.nan,
-            "pr_auc": skm.average_precision_score(labels, probabilities) if labels.any() else math.nan,
-            "precision": skm.precision_score(labels, predicted, zero_division=0) if has_positive_prediction else math.nan,
-            "recall": skm.recall_score(labels, predicted) if labels.any() else math.nan,
-            "f1": skm.f1_score(labels, predicted, zero_division=0) if labels.any() else math.nan,
-            "brier": skm.brier_score_loss(labels, probabilities, pos_label=1) if len(labels) else math.nan,
-            **rates(confusion(labels, predicted)),
-        }
+    positives = bool(labels.any())
+    rate = rates(counts)
+    values = {
+        "balanced_accuracy": (rate["tpr"] + rate["tnr"]) / 2 if both else math.nan,
+        "roc_auc": _roc_auc(labels, probabilities) if both else math.nan,
+        "pr_auc": _average_precision(labels, probabilities) if positives else math.nan,
+        "precision": tp / (tp + fp) if tp + fp else math.nan,
+        "recall": rate["tpr"] if positives else math.nan,
+        "f1": 2 * tp / (2 * tp + fp + fn) if positives else math.nan,
+        "brier": float(np.mean((labels - probabilities) ** 2)) if len(labels) else math.nan,
+        **rate,
+    }
     return {name: float(value) for name, value in values.items()}
 
 
@@ -128,9 +151,8 @@ def paired_auc_difference(labels: np.ndarray, first: np.ndarray, second: np.ndar
     differences = []
     for chosen in group_resamples(groups, resamples, seed):
         if len(np.unique(labels[chosen])) == 2:
-            differences.append(skm.roc_auc_score(labels[chosen], second[chosen])
-                               - skm.roc_auc_score(labels[chosen], first[chosen]))
-    auc_first, auc_second = skm.roc_auc_score(labels, first), skm.roc_auc_score(labels, second)
+            differences.append(_roc_auc(labels[chosen], second[chosen]) - _roc_auc(labels[chosen], first[chosen]))
+    auc_first, auc_second = _roc_auc(labels, first), _roc_auc(labels, second)
     return {"roc_auc_first": float(auc_first), "roc_auc_second": float(auc_second),
             "difference": float(auc_second - auc_first), **percentile_interval(differences, level),
             "level": level, "resamples": resamples, "unit_count": int(len(np.unique(groups)))}

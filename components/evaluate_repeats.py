@@ -8,6 +8,11 @@ the same resample for every repeat: each draw's value is the mean over repeats
 of the pooled metric on the drawn rows, so the interval reflects the patients
 one could have had, as the single split's bootstrap does. The spread (sd,
 min, max over repeats) is how far the estimate moves with the split alone.
+Beside the metrics of the decision rule, each repeat gives the calibration slope
+of its pooled predictions. What is known at admission is refitted on every
+repeat's folds (`clinical_baseline`: age and sex alone, and with the image's
+log-odds) and summarised the same way, on the same resamples, so the X-ray is
+compared with age and sex over the same repeats.
 """
 
 from __future__ import annotations
@@ -21,18 +26,20 @@ from typing import Any, Mapping
 import numpy as np
 
 from common.errors import PipelineError
-from components import evaluate_metrics
+from common.files import atomic_open
+from components import clinical_baseline, evaluate_decision, evaluate_metrics
 from components.train import outputs as train_outputs
 
 TABLE_NAME = "metrics_repeats.csv"
-METRICS = evaluate_metrics.METRICS
+METRICS = (*evaluate_metrics.METRICS, "calibration_slope")
+AGE_SEX, IMAGE_AGE_SEX = "age_sex", "image_age_sex"  # the admission baselines, as evaluate names its sets
 
 
 def aligned_repeats(train_dir: Path, repeats: int) -> dict[str, np.ndarray]:
     """Every repeat's observed-label out-of-fold predictions, rows in source_id order:
-    source_id, patient, label (N,) and probability (repeats, N)."""
+    source_id, patient, label (N,), and probability and fold (repeats, N)."""
     columns = None
-    probabilities = []
+    probabilities, folds = [], []
     for repeat in range(repeats):
         rows = train_outputs.read_predictions(train_outputs.repeat_dir(train_dir, repeat))
         observed = rows["label_source"] == "observed"
@@ -45,7 +52,25 @@ def aligned_repeats(train_dir: Path, repeats: int) -> dict[str, np.ndarray]:
             raise PipelineError(f"{train_outputs.repeat_dir(train_dir, repeat)}: repeat {repeat} validated other "
                                 f"observed-label rows than repeat 0; every repeat must validate every row once")
         probabilities.append(rows["probability"])
-    return {**columns, "probability": np.stack(probabilities)}
+        folds.append(rows["fold"])
+    return {**columns, "probability": np.stack(probabilities), "fold": np.stack(folds)}
+
+
+def admission_repeats(rows: Mapping[str, np.ndarray], admission: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """The admission baselines' out-of-fold probabilities (repeats, N), fitted on each repeat's own folds;
+    `admission` is (N, 2) age and sex of `rows` (NaN where unknown)."""
+    labels = rows["label"]
+    fitted = {AGE_SEX: [], IMAGE_AGE_SEX: []}
+    for probability, folds in zip(rows["probability"], rows["fold"]):
+        fitted[AGE_SEX].append(clinical_baseline.out_of_fold(admission, labels, folds))
+        fitted[IMAGE_AGE_SEX].append(clinical_baseline.combined(probability, admission, labels, folds))
+    return {name: {**rows, "probability": np.stack(values)} for name, values in fitted.items()}
+
+
+def repeat_values(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float]:
+    """One repeat's pooled metrics and the calibration slope of its predictions."""
+    return {**evaluate_metrics.metric_values(labels, probabilities, threshold),
+            "calibration_slope": evaluate_decision.calibration_slope_intercept(labels, probabilities)["slope"]}
 
 
 def _mean_over_repeats(per_repeat: list[dict[str, float]]) -> dict[str, float]:
@@ -59,11 +84,11 @@ def repeated_metrics(rows: Mapping[str, np.ndarray], split: str, threshold: floa
                      seed: int, level: float = 0.95) -> dict[str, Any]:
     """Per-repeat pooled estimates, and per metric their mean, its bootstrap interval and their spread."""
     labels, probabilities = rows["label"], rows["probability"]
-    per_repeat = [evaluate_metrics.metric_values(labels, repeat, threshold) for repeat in probabilities]
+    per_repeat = [repeat_values(labels, repeat, threshold) for repeat in probabilities]
     groups = rows["patient"] if split == "patient" else rows["source_id"]
     draws: dict[str, list[float]] = {name: [] for name in METRICS}
     for chosen in evaluate_metrics.group_resamples(groups, resamples, seed):
-        means = _mean_over_repeats([evaluate_metrics.metric_values(labels[chosen], repeat[chosen], threshold)
+        means = _mean_over_repeats([repeat_values(labels[chosen], repeat[chosen], threshold)
                                     for repeat in probabilities])
         for name in METRICS:
             draws[name].append(means[name])
@@ -89,22 +114,37 @@ def repeated_metrics(rows: Mapping[str, np.ndarray], split: str, threshold: floa
 
 
 def write_table(path: Path, result: Mapping[str, Any]) -> None:
-    """One row per metric: the mean over repeats, its interval, the spread, then each repeat's estimate."""
+    """One row per set and metric (the image model's first, then the admission baselines'): the mean over
+    repeats, its interval, the spread, then each repeat's estimate."""
     repeats = range(result["repeats"])
-    with open(path, "w", newline="") as handle:
+    sets = {"image": result, **result.get("baselines", {})}
+    with atomic_open(path, "w", newline="") as handle:
         table = csv.writer(handle)
-        table.writerow(["metric", "mean_over_repeats", "ci_low", "ci_high", "sd_over_repeats", "min", "max",
+        table.writerow(["set", "metric", "mean_over_repeats", "ci_low", "ci_high", "sd_over_repeats", "min", "max",
                         *(f"repeat_{r}" for r in repeats)])
-        for name, m in result["metrics"].items():
-            table.writerow([name, m["mean"], m["ci_low"], m["ci_high"], m["sd"], m["min"], m["max"],
-                            *(result["per_repeat"][r][name] for r in repeats)])
+        for set_name, summary in sets.items():
+            for name, m in summary["metrics"].items():
+                table.writerow([set_name, name, m["mean"], m["ci_low"], m["ci_high"], m["sd"], m["min"], m["max"],
+                                *(summary["per_repeat"][r][name] for r in repeats)])
 
 
-def run(train_dir: Path, train_summary: Mapping[str, Any], params: Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
-    """evaluate.run's part for repeated CV: the record (with each repeat's split seed) and `TABLE_NAME`."""
+def run(train_dir: Path, train_summary: Mapping[str, Any], params: Mapping[str, Any], out_dir: Path,
+        admission: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+    """evaluate.run's part for repeated CV: the record (with each repeat's split seed) and `TABLE_NAME`;
+    with `admission` (source_id -> (age, sex)), the admission baselines under `baselines`."""
     rows = aligned_repeats(train_dir, train_summary["params"]["repeats"])
-    result = repeated_metrics(rows, train_summary["split"], params["threshold"], params["bootstrap_resamples"],
-                              params["seed"])
+    summarise = lambda rows: repeated_metrics(  # noqa: E731  (one seed: the same resamples for every set)
+        rows, train_summary["split"], params["threshold"], params["bootstrap_resamples"], params["seed"])
+    result = summarise(rows)
     result["split_seeds"] = train_summary["split_seeds"]
+    if admission is not None:
+        missing = [sid for sid in rows["source_id"] if sid not in admission]
+        if missing:
+            raise PipelineError(f"evaluate: {len(missing)} validated image(s) without admission facts, "
+                                f"e.g. {str(missing[0])!r}")
+        features = np.array([admission[sid] for sid in rows["source_id"]], float).reshape(-1, 2)
+        result["baselines"] = {name: {key: value for key, value in summarise(baseline).items()
+                                      if key in ("per_repeat", "metrics")}
+                               for name, baseline in admission_repeats(rows, features).items()}
     write_table(Path(out_dir) / TABLE_NAME, result)
     return result

@@ -106,14 +106,27 @@ def metrics_section(evaluation: Mapping[str, Any], published: Mapping[str, Mappi
     return text
 
 
+REPEATED_BASELINES = {"age_sex": "age + sex alone", "image_age_sex": "image + age + sex"}
+
+
 def repeats_section(repeated: Mapping[str, Any]) -> str:
-    """With `--repeats`: each metric's pooled estimate averaged over the repeats, its interval and spread."""
-    rows = [[NAMES[name], _fmt(m["mean"]), _interval({"low": m["ci_low"], "high": m["ci_high"]}), _fmt(m["sd"]),
-             f'{_fmt(m["min"])} – {_fmt(m["max"])}'] for name, m in repeated["metrics"].items() if name in NAMES]
+    """With `--repeats`: each metric's pooled estimate averaged over the repeats, its interval and spread, and
+    the admission baselines refitted on every repeat's folds."""
+    def row(title, m):
+        return [title, _fmt(m["mean"]), _interval({"low": m["ci_low"], "high": m["ci_high"]}), _fmt(m["sd"]),
+                f'{_fmt(m["min"])} – {_fmt(m["max"])}']
+
+    names = {**NAMES, "calibration_slope": "Calibration slope"}
+    rows = [row(names[name], m) for name, m in repeated["metrics"].items() if name in names]
+    for key, title in REPEATED_BASELINES.items():
+        if key in repeated.get("baselines", {}):
+            rows += [row(f"{NAMES[name]}, {title}", repeated["baselines"][key]["metrics"][name])
+                     for name in ("roc_auc", "pr_auc", "brier")]
     return (f"<p><b>Repeated cross-validation</b> ({repeated['repeats']} repeats of the folds, split seeds "
             f"{', '.join(map(str, repeated['split_seeds']))}; the table above is the first, the single split): the pooled out-of-fold "
             f"estimate of every repeat, averaged, with a {int(100 * repeated['level'])}% bootstrap interval drawing "
-            f"the same {repeated['unit']}s for every repeat.</p>"
+            f"the same {repeated['unit']}s for every repeat and row; age and sex are refitted on each repeat's "
+            f"folds.</p>"
             + _table(["Metric", f"Mean over {repeated['repeats']} repeats", "95% CI", "sd over repeats",
                       "min – max"], rows))
 

@@ -1,13 +1,14 @@
 """`python -m pipeline.resummarize RESULTS_FOLDER...`: the evaluation of stored study results done again from
 their out-of-fold predictions, without retraining.
 
-For each folder `pipeline.study` wrote, each run's `fold_<k>/predictions.csv` (and `predictions_tta.csv`) is
-evaluated again by `components.evaluate` with the original run's seed, threshold, bootstrap resamples and
-test-time-augmentation views; age, sex and offsets come from ingest's table of the snapshot the provenance
+For each folder `pipeline.study` wrote, each run's `fold_<k>/predictions.csv` (and `predictions_tta.csv`; with
+`--repeats`, every `repeat_<r>/fold_<k>/predictions.csv` too) is evaluated again by `components.evaluate` with
+the original run's seed, threshold, bootstrap resamples and test-time-augmentation views; age, sex and offsets come from ingest's table of the snapshot the provenance
 names (ingest runs, cached, in `--output_dir`; its data fingerprint must equal the recorded one). Each run's
 `evaluation.json`, metric tables, summary figures and the evaluation's sections of `report.html` are rewritten
 (the report's data, imputation and provenance sections are the run's own and stay), then the folder's tables.
-Nothing that was chosen can change: the fold means recomputed must equal the stored ones, else it stops.
+Nothing that was chosen can change: the fold means (and means over repeats) recomputed must equal the stored
+ones, else it stops.
 """
 
 from __future__ import annotations
@@ -58,9 +59,13 @@ def _stored_numbers(stored: Mapping[str, Any]) -> dict[tuple[str, str], float]:
 
 
 def _check_unchanged(run_dir: Path, stored: Mapping[str, Any], record: Mapping[str, Any]) -> None:
-    """What the stored headline holds must be what the new record computes."""
-    for (name, key), value in _stored_numbers(stored).items():
-        new = record["metrics"][name][key]
+    """What the stored headline (and mean over repeats) holds must be what the new record computes."""
+    pairs = [((name, key), value, record["metrics"][name][key]) for (name, key), value in _stored_numbers(stored).items()]
+    if "repeated_cv" in stored:
+        new_repeats = record.get("repeated_cv", {}).get("metrics", {})
+        pairs += [((name, "mean over repeats"), value["mean"], new_repeats.get(name, {}).get("mean", math.nan))
+                  for name, value in stored["repeated_cv"]["metrics"].items()]
+    for (name, key), value, new in pairs:
         if not (math.isclose(value, new, abs_tol=1e-12) or (math.isnan(value) and math.isnan(new))):
             raise PipelineError(f"{run_dir}: {name} ({key}) was {value} and is now {new}: not the same predictions")
 
@@ -77,6 +82,7 @@ def resummarize_run(run_dir: Path, examples: Mapping[str, Mapping[str, str]], se
     tta = evaluate.read_tta_predictions(run_dir / evaluate.TTA_PREDICTIONS_NAME, predictions) if tta_views else None
     record = evaluate.evaluation_record(predictions, summary["variant"], summary["split"], summary["weights"],
                                         params, tta)
+    evaluate.add_repeated_cv(record, run_dir, summary, predictions, params, run_dir)
     _check_unchanged(run_dir, stored, record)
     evaluate.write_summary(run_dir, record)
     page = (run_dir / report.REPORT_NAME).read_text()

@@ -6,8 +6,11 @@ flag of `pipeline.run`, reusing cached stages and finished folds, then writes
 bootstrap interval and the fold mean +- sd), `beyond_table1_<split>.*` (patient-level ROC AUC,
 first-week images, test-time augmentation, age and sex with and without the X-ray, calibration),
 `imputation_effect_<split>.*`
-(each imputed variant against its original on the same observed labels, when both ran) and
-`provenance.json` into `--results_dir`.
+(each imputed variant against its original on the same observed labels, when both ran),
+with `--repeats`, `repeated_table1_<split>.*` (each metric's mean over repeats of the pooled
+estimate, its interval and spread, beside the admission baselines refitted on the same folds) and
+`provenance.json` into `--results_dir`. `--compare=<folders>` trains nothing: it puts the
+repeated-CV rows of earlier studies (e.g. one per model) into one `comparison_<split>.*`.
 Nothing is tuned here: each cell is what its run produced.
 """
 
@@ -46,6 +49,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("variants", list(configs.VARIANTS), "Variants to run (Table 1).")
 flags.DEFINE_list("archs", None, "Architectures to run on the first variant (Table 2); default: Table 1 only.")
 flags.DEFINE_string("results_dir", "results", "Where the tables and provenance are written.")
+flags.DEFINE_list("compare", None, "Results folders of earlier studies with --repeats: train nothing, write their "
+                  "repeated-CV rows as one table, comparison_<split>.csv/.md, into --results_dir.")
 
 COLUMNS = ("balanced_accuracy", "roc_auc", "precision", "recall", "f1", "tpr", "tnr", "fpr", "fnr")
 
@@ -113,6 +118,66 @@ def beyond_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         cells += [f"{row[name]:.3f} ({row[f'{name}_ci']})" for name in ("ece", "slope", "intercept")]
         cells += [f"{row[name]:.3f}" for name in ("brier", "base_rate")]
         lines.append(f"| {row['variant']} | {row['arch']} | {row['split']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+REPEATED_COLUMNS = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "brier": "Brier", "calibration_slope": "calibration slope"}
+GOAL_ROC_AUC, GOAL_LOWER_END = 0.80, 0.70  # issue #15: ROC AUC >= 0.80 with the interval's lower end above 0.70
+
+
+def _repeated_row(model: str, run: Mapping[str, Any], summary: Mapping[str, Any], repeats: int) -> dict[str, Any]:
+    row = {"model": model, "variant": run["variant"], "arch": run["arch"], "split": run["split"], "repeats": repeats,
+           "train_seconds": run.get("train_seconds"), "command": run.get("command", "")}
+    for name in REPEATED_COLUMNS:
+        m = summary["metrics"][name]
+        row.update({name: m["mean"], f"{name}_ci_low": m["ci_low"], f"{name}_ci_high": m["ci_high"]})
+    auc = summary["metrics"]["roc_auc"]
+    row.update({"roc_auc_sd": auc["sd"], "roc_auc_min": auc["min"], "roc_auc_max": auc["max"],
+                "goal_met": bool(auc["mean"] >= GOAL_ROC_AUC and auc["ci_low"] > GOAL_LOWER_END)})
+    return row
+
+
+def repeated_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every run with repeated CV: per metric, the mean over repeats of the pooled out-of-fold estimate with
+    its patient-bootstrap interval, and ROC AUC's spread over repeats; then the admission baselines: image +
+    age + sex per run, and age + sex alone once (it sees no image, so runs on the same folds agree on it; runs
+    on other folds are refused, as they could not be compared)."""
+    rows, age_sex = [], None
+    for run in runs:
+        repeated = run["evaluation"].get("repeated_cv")
+        if not repeated:
+            continue
+        rows.append(_repeated_row(run["arch"], run, repeated, repeated["repeats"]))
+        baselines = repeated.get("baselines")
+        if not baselines:
+            continue
+        rows.append({**_repeated_row(f"image + age + sex ({run['arch']})", run, baselines["image_age_sex"],
+                                     repeated["repeats"]), "train_seconds": None})
+        if age_sex is None:
+            age_sex = (run, baselines["age_sex"], repeated)
+        elif ([r["roc_auc"] for r in age_sex[1]["per_repeat"]] != [r["roc_auc"] for r in baselines["age_sex"]["per_repeat"]]
+              or age_sex[2]["split_seeds"] != repeated["split_seeds"]):
+            raise PipelineError(f"{run['arch']} and {age_sex[0]['arch']} were cross-validated on other folds "
+                                f"(their age + sex baselines differ): their repeated-CV rows are not comparable")
+    if age_sex:
+        run, summary, repeated = age_sex
+        rows.append({**_repeated_row("age + sex (logistic regression)", run, summary, repeated["repeats"]),
+                     "arch": "-", "train_seconds": None, "command": ""})
+    return rows
+
+
+def repeated_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    lines = [f"Mean over repeats of the pooled out-of-fold estimate (95% bootstrap interval, the same resamples "
+             f"for every repeat and row); goal: ROC AUC >= {GOAL_ROC_AUC:.2f} with the interval's lower end above "
+             f"{GOAL_LOWER_END:.2f}.", "",
+             "| model | variant | split | repeats | " + " | ".join(REPEATED_COLUMNS.values())
+             + " | ROC AUC sd / range over repeats | goal met | training s |", "|" + "---|" * 11]
+    for row in rows:
+        cells = [f"{row[n]:.3f} ({row[f'{n}_ci_low']:.3f} to {row[f'{n}_ci_high']:.3f})" for n in REPEATED_COLUMNS]
+        seconds = "–" if row["train_seconds"] is None else f"{row['train_seconds']:,.0f}"
+        lines.append(f"| {row['model']} | {row['variant']} | {row['split']} | {row['repeats']} | " + " | ".join(cells)
+                     + f" | {row['roc_auc_sd']:.3f} / {row['roc_auc_min']:.3f}-{row['roc_auc_max']:.3f} | "
+                     f"{'yes' if row['goal_met'] else 'no'} | {seconds} |")
     return "\n".join(lines) + "\n"
 
 
@@ -204,6 +269,9 @@ def write_tables(results_dir: Path, table: str, split: str, runs: Sequence[Mappi
     effect = imputation_effect(runs, resamples, seed)
     if effect:
         _write_table(results_dir / f"imputation_effect_{split}", effect, imputation_markdown)
+    repeated = repeated_rows(runs)
+    if repeated:
+        _write_table(results_dir / f"repeated_table{table}_{split}", repeated, repeated_markdown)
     return stem
 
 
@@ -243,8 +311,55 @@ def data_provenance(artifacts: Mapping[str, Any]) -> dict[str, Any]:
     return {"fingerprint": artifacts["data"].fingerprint, "ingest_counts": artifacts["ingest"].record["counts"]}
 
 
+def committed_runs(results_dir: Path) -> list[dict[str, Any]]:
+    """The runs a study wrote into `results_dir` (its provenance files and each run's evaluation.json), each
+    with the command line and commit that made it."""
+    runs = []
+    for provenance_path in sorted(results_dir.glob("provenance_table*_*.json")):
+        provenance = json.loads(provenance_path.read_text())
+        for run in provenance["runs"]:
+            evaluation_path = results_dir / f"{run['variant']}_{run['arch']}_{run['split']}" / EVALUATION_NAME
+            if not evaluation_path.is_file():
+                raise PipelineError(f"--compare: {evaluation_path} is missing, though {provenance_path.name} lists "
+                                    f"the run")
+            runs.append({**run, "evaluation": json.loads(evaluation_path.read_text()),
+                         "command": provenance["command"], "git_commit": provenance["git_commit"]})
+    if not runs:
+        raise PipelineError(f"--compare: {results_dir} holds no study provenance (provenance_table*_*.json)")
+    return runs
+
+
+def compare(folders: Sequence[str], results_dir: Path, command: str) -> Path:
+    """The repeated-CV rows of earlier studies as one table, with what made each; returns its path stem."""
+    sourced = [(folder, run) for folder in folders for run in committed_runs(Path(folder))]
+    splits = sorted({run["split"] for _, run in sourced})
+    if len(splits) > 1:
+        raise PipelineError(f"--compare: the folders hold runs of other splits ({', '.join(splits)}); "
+                            f"compare runs of one split")
+    single = [f"{run['arch']} ({folder})" for folder, run in sourced if "repeated_cv" not in run["evaluation"]]
+    if single:
+        raise PipelineError(f"--compare: no repeated cross-validation in {', '.join(single)}; run it with --repeats")
+    stem = results_dir / f"comparison_{splits[0]}"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    _write_table(stem, repeated_rows([run for _, run in sourced]), repeated_markdown)
+    write_json_atomic(results_dir / f"provenance_comparison_{splits[0]}.json", {
+        "command": command, "git_commit": git_commit(),
+        "sources": [{"results_dir": folder, **{k: run[k] for k in ("arch", "variant", "command", "git_commit",
+                                                                  "train_seconds")}} for folder, run in sourced]})
+    return stem
+
+
 def main(argv):
     del argv
+    command = " ".join([Path(sys.executable).name, "-m", "pipeline.study", *sys.argv[1:]])
+    if FLAGS.compare:
+        try:
+            stem = compare(FLAGS.compare, Path(FLAGS.results_dir), command)
+        except PipelineError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {stem}.csv and {stem}.md")
+        return 0
     base_config = run_flags.config_from_flags()
     commit = git_commit()  # the code that runs, read before any later edit of the tree
     unknown = [v for v in FLAGS.variants if v not in configs.VARIANTS]
@@ -274,6 +389,7 @@ def main(argv):
         _keep_small_files(artifacts, results_dir / f"{variant}_{model}_{config.train.split}")
         data = data_provenance(artifacts)
         runs.append({"variant": variant, "arch": model, "split": config.train.split, "evaluation": evaluation,
+                     "command": command,
                      "wall_seconds_this_invocation": round(time.time() - started, 1),
                      "train_seconds": artifacts["train"].record.get("seconds"),
                      "artifacts": {k: str(a.path) for k, a in artifacts.items() if k != "data"}})
@@ -281,11 +397,11 @@ def main(argv):
                         base_config.evaluate.seed)
     weights = base_config.train.weights
     write_json_atomic(results_dir / f"provenance_table{table}_{base_config.train.split}.json", {
-        "command": " ".join([Path(sys.executable).name, "-m", "pipeline.study", *sys.argv[1:]]),
-        "git_commit": commit, "seed": base_config.train.seed,
+        "command": command, "git_commit": commit, "seed": base_config.train.seed,
         "weights": weights, "weights_sha256": sha256_file(Path(weights)) if weights else None,
         "data_dir": str(base_config.data_dir), "data": data, "machine": machine(),
-        "python": platform.python_version(), "runs": [{k: v for k, v in r.items() if k != "evaluation"} for r in runs],
+        "python": platform.python_version(),
+        "runs": [{k: v for k, v in r.items() if k not in ("evaluation", "command")} for r in runs],
     })
     print(f"wrote {stem}.csv and {stem}.md")
     return 0

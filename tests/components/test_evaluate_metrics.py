@@ -77,3 +77,43 @@ def test_resampling_patients_gives_wider_intervals_than_images_when_images_repea
     by_patient = em.bootstrap(labels, probs, groups, resamples=400, seed=0)["intervals"]["roc_auc"]
     by_image = em.bootstrap(labels, probs, np.arange(len(labels)), resamples=400, seed=0)["intervals"]["roc_auc"]
     assert (by_patient["high"] - by_patient["low"]) > 1.5 * (by_image["high"] - by_image["low"])
+
+
+def _cases():
+    """Random probabilities, tied ones (rounded to a few values), one class only, nothing called died."""
+    rng = np.random.default_rng(3)
+    for n in (5, 40, 157):
+        for _ in range(15):
+            labels = (rng.random(n) < rng.uniform(0.1, 0.6)).astype(int)
+            probabilities = np.clip(0.3 * labels + rng.uniform(0, 0.8, n), 0, 1)
+            yield labels, probabilities
+            yield labels, np.round(probabilities, 1)
+    yield np.zeros(10, int), rng.random(10)
+    yield np.ones(10, int), rng.random(10)
+    yield np.array([0, 1, 0, 1]), np.array([0.1, 0.2, 0.3, 0.4])  # none at >= 0.5
+
+
+def test_the_metrics_are_scikit_learns():
+    """Computed from the counts and one sort, they must equal sklearn's own functions (NaN where sklearn's
+    value is undefined: one class, or no image called died for precision)."""
+    import warnings
+
+    from sklearn import metrics as skm
+
+    for labels, probabilities in _cases():
+        predicted = (probabilities >= 0.5).astype(int)
+        both, positives = len(np.unique(labels)) == 2, labels.any()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = {
+                "balanced_accuracy": skm.balanced_accuracy_score(labels, predicted) if both else math.nan,
+                "roc_auc": skm.roc_auc_score(labels, probabilities) if both else math.nan,
+                "pr_auc": skm.average_precision_score(labels, probabilities) if positives else math.nan,
+                "precision": skm.precision_score(labels, predicted, zero_division=0) if predicted.any() else math.nan,
+                "recall": skm.recall_score(labels, predicted) if positives else math.nan,
+                "f1": skm.f1_score(labels, predicted, zero_division=0) if positives else math.nan,
+                "brier": skm.brier_score_loss(labels, probabilities, pos_label=1),
+            }
+        values = em.metric_values(labels, probabilities)
+        for name, value in expected.items():
+            assert values[name] == pytest.approx(value, abs=1e-12, nan_ok=True), (name, labels, probabilities)

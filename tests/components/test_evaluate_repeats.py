@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from common.errors import PipelineError
-from components import evaluate_metrics, evaluate_repeats
+from components import clinical_baseline, evaluate_decision, evaluate_metrics, evaluate_repeats
 from components.train import outputs as train_outputs
 
 PATIENTS = 30
@@ -101,8 +101,71 @@ def test_run_writes_the_table_and_records_the_split_seeds(tmp_path):
     result = evaluate_repeats.run(train_dir, summary, params, tmp_path)
     assert result["split_seeds"] == [0, 12345]
     with open(tmp_path / evaluate_repeats.TABLE_NAME, newline="") as handle:
-        table = {row["metric"]: row for row in csv.DictReader(handle)}
+        table = {row["metric"]: row for row in csv.DictReader(handle) if row["set"] == "image"}
     assert list(table) == list(evaluate_repeats.METRICS)
     auc = table["roc_auc"]
     assert float(auc["mean_over_repeats"]) == pytest.approx(result["metrics"]["roc_auc"]["mean"])
     assert np.mean([float(auc["repeat_0"]), float(auc["repeat_1"])]) == pytest.approx(float(auc["mean_over_repeats"]))
+
+
+def test_each_repeat_carries_the_calibration_slope_of_its_pooled_predictions():
+    source_ids, patients, labels, probabilities = _predictions(3)
+    rows = {"source_id": source_ids, "patient": patients, "label": labels, "probability": probabilities}
+    result = evaluate_repeats.repeated_metrics(rows, "patient", 0.5, resamples=50, seed=0)
+    slopes = [evaluate_decision.calibration_slope_intercept(labels, p)["slope"] for p in probabilities]
+    assert [r["calibration_slope"] for r in result["per_repeat"]] == pytest.approx(slopes)
+    assert result["metrics"]["calibration_slope"]["mean"] == pytest.approx(np.mean(slopes))
+    slope = result["metrics"]["calibration_slope"]
+    assert slope["ci_low"] < slope["mean"] < slope["ci_high"]
+
+
+def _admission(source_ids, labels, seed=0):
+    """Age that tells the outcome apart (older patients died more), sex that does not; some ages unknown."""
+    rng = np.random.default_rng(seed)
+    age = np.where(labels == 1, 72.0, 55.0) + rng.normal(0, 8, len(labels))
+    age[::7] = np.nan
+    sex = rng.integers(0, 2, len(labels)).astype(float)
+    return {sid: (a, x) for sid, a, x in zip(source_ids, age, sex)}
+
+
+def test_the_admission_baselines_are_refitted_on_each_repeats_own_folds(tmp_path):
+    _write_train_dir(tmp_path, 2)
+    rows = evaluate_repeats.aligned_repeats(tmp_path, 2)
+    assert rows["fold"].shape == rows["probability"].shape and not np.array_equal(rows["fold"][0], rows["fold"][1])
+    admission = _admission(rows["source_id"], rows["label"])
+    features = np.array([admission[sid] for sid in rows["source_id"]])
+    baselines = evaluate_repeats.admission_repeats(rows, features)
+    for repeat in range(2):
+        np.testing.assert_allclose(baselines["age_sex"]["probability"][repeat], clinical_baseline.out_of_fold(
+            features, rows["label"], rows["fold"][repeat]))
+        np.testing.assert_allclose(baselines["image_age_sex"]["probability"][repeat], clinical_baseline.combined(
+            rows["probability"][repeat], features, rows["label"], rows["fold"][repeat]))
+    assert not np.allclose(baselines["age_sex"]["probability"][0], baselines["age_sex"]["probability"][1])
+
+
+def test_run_summarises_the_baselines_beside_the_image_on_the_same_resamples(tmp_path):
+    train_dir = tmp_path / "train"
+    source_ids, _, labels, _ = _write_train_dir(train_dir, 2)
+    summary = {"split": "patient", "params": {"repeats": 2}, "split_seeds": [0, 12345]}
+    params = {"threshold": 0.5, "bootstrap_resamples": 100, "seed": 0}
+    result = evaluate_repeats.run(train_dir, summary, params, tmp_path, _admission(source_ids, labels))
+    age_sex = result["baselines"]["age_sex"]["metrics"]["roc_auc"]
+    assert 0.7 < age_sex["mean"] and age_sex["ci_low"] < age_sex["mean"] < age_sex["ci_high"]
+    assert set(result["baselines"]) == {"age_sex", "image_age_sex"}
+    with open(tmp_path / evaluate_repeats.TABLE_NAME, newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["set"] for row in table] == [s for s in ("image", "age_sex", "image_age_sex")
+                                             for _ in evaluate_repeats.METRICS]
+    row = next(r for r in table if (r["set"], r["metric"]) == ("age_sex", "roc_auc"))
+    assert float(row["mean_over_repeats"]) == pytest.approx(age_sex["mean"])
+
+
+def test_a_validated_image_without_admission_facts_is_named(tmp_path):
+    train_dir = tmp_path / "train"
+    source_ids, _, labels, _ = _write_train_dir(train_dir, 2)
+    admission = _admission(source_ids, labels)
+    del admission[source_ids[3]]
+    summary = {"split": "patient", "params": {"repeats": 2}, "split_seeds": [0, 1]}
+    with pytest.raises(PipelineError, match=f"without admission facts, e.g. '{source_ids[3]}'"):
+        evaluate_repeats.run(train_dir, summary, {"threshold": 0.5, "bootstrap_resamples": 10, "seed": 0},
+                             tmp_path, admission)

@@ -173,5 +173,9 @@ def test_repeated_cross_validation_is_shown_beside_the_single_split():
     assert "5 repeats" in section
     assert f"<td>ROC AUC</td><td>{roc_auc['mean']:.3f}</td>" in section
     assert f"{roc_auc['min']:.3f} – {roc_auc['max']:.3f}" in section
+    slope = evaluation["repeated_cv"]["metrics"]["calibration_slope"]
+    assert f"<td>Calibration slope</td><td>{slope['mean']:.3f}</td>" in section
+    age_sex = evaluation["repeated_cv"]["baselines"]["age_sex"]["metrics"]["roc_auc"]
+    assert f"<td>ROC AUC, age + sex alone</td><td>{age_sex['mean']:.3f}</td>" in section
     del evaluation["repeated_cv"]
     assert "Repeated cross-validation" not in report.metrics_section(evaluation, {})

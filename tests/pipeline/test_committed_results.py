@@ -68,6 +68,10 @@ def test_every_estimate_of_a_study_table_lies_inside_its_interval(path):
             if column.endswith("_ci") and text:
                 _inside(float(row[column.removesuffix("_ci")]), *_interval(text), f"{path} {column}", digits=3)
                 checked += 1
+            if column.endswith("_ci_low") and text:  # the repeated-CV tables: mean over repeats, low, high
+                name = column.removesuffix("_ci_low")
+                _inside(*(float(row[k]) for k in (name, column, f"{name}_ci_high")), f"{path} {name}")
+                checked += 1
     assert checked > 0
 
 
@@ -82,7 +86,7 @@ def test_every_paired_difference_lies_inside_its_interval(path):
 def test_every_estimate_of_a_report_lies_inside_its_interval(path):
     page = path.read_text()
     body = page[page.index(f"<h2>{report.RESULTS_TITLE}</h2>"):page.index(f"<h2>{report.FIGURES_TITLE}</h2>")]
-    patterns = (rf"<td>{NUMBER}</td><td>{NUMBER} – {NUMBER}</td>",  # the metrics table
+    patterns = (rf"<td>[^<\d][^<]*</td><td>{NUMBER}</td><td>{NUMBER} – {NUMBER}</td>",  # metric, estimate, CI
                 rf"{NUMBER} \[{NUMBER}, {NUMBER}\]",  # the beyond-the-study tables
                 rf"{NUMBER} \[{NUMBER} – {NUMBER}\]",  # calibration
                 rf"{NUMBER} \({NUMBER} to {NUMBER}\)")  # the X-ray against age and sex

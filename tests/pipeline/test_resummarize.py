@@ -25,27 +25,32 @@ def ingested(tmp_path_factory):
     return output, local_runner.run_pipeline(create_pipeline(config), "ingest", log=lambda _: None)
 
 
-def _results_folder(path, artifacts, first_summary=False):
-    """One `original` run as pipeline.study leaves it: fold predictions of the sample's labelled images,
-    train_summary.json, evaluation.json, report.html, and the provenance naming the sample."""
+def _results_folder(path, artifacts, first_summary=False, repeats=1):
+    """One `original` run as pipeline.study leaves it: fold predictions of the sample's labelled images (of
+    every repeat, each with its own folds), train_summary.json, evaluation.json, report.html, and the
+    provenance naming the sample."""
     rows = [r for r in evaluate.examples_by_source_id(artifacts["ingest"]).values() if r["mortality_observed"] != "-1"]
     patients = sorted({r["patientid"] for r in rows})
     rng = np.random.default_rng(0)
     run_dir = path / "original_resnet18_patient"
-    for fold in range(3):
-        folder = train_outputs.fold_dir(run_dir, fold)
-        folder.mkdir(parents=True)
-        with open(folder / train_outputs.PREDICTIONS_CSV, "w", newline="") as handle:
-            table = csv.writer(handle)
-            table.writerow(train_outputs.PREDICTION_COLUMNS)
-            for r in rows:
-                if patients.index(r["patientid"]) % 3 == fold:
-                    table.writerow([r["source_id"], r["patientid"], r["mortality_observed"], "observed", rng.random()])
-    (run_dir / train_outputs.SUMMARY).write_text(json.dumps({"variant": "original", "split": "patient",
-                                                             "weights": None}))
+    for repeat in range(repeats):
+        for fold in range(3):
+            folder = train_outputs.fold_dir(train_outputs.repeat_dir(run_dir, repeat), fold)
+            folder.mkdir(parents=True)
+            with open(folder / train_outputs.PREDICTIONS_CSV, "w", newline="") as handle:
+                table = csv.writer(handle)
+                table.writerow(train_outputs.PREDICTION_COLUMNS)
+                for r in rows:
+                    if (patients.index(r["patientid"]) + repeat) % 3 == fold:
+                        table.writerow([r["source_id"], r["patientid"], r["mortality_observed"], "observed",
+                                        rng.random()])
+    summary = {"variant": "original", "split": "patient", "weights": None,
+               "params": {"repeats": repeats}, "split_seeds": list(range(repeats))}
+    (run_dir / train_outputs.SUMMARY).write_text(json.dumps(summary))
     predictions = evaluate.with_row_facts(train_outputs.read_predictions(run_dir),
                                           evaluate.examples_by_source_id(artifacts["ingest"]))
     record = evaluate.evaluation_record(predictions, "original", "patient", None, PARAMS)
+    evaluate.add_repeated_cv(record, run_dir, summary, predictions, PARAMS, run_dir)
     if first_summary:  # the first summary's headline: fold means of the scores, summed-confusion rates
         record["metrics"] = {name: {"mean": value["fold_mean" if name in evaluate.evaluate_metrics.SCORES
                                                else "estimate"]} for name, value in record["metrics"].items()}
@@ -88,4 +93,22 @@ def test_other_predictions_or_another_snapshot_are_refused(ingested, tmp_path):
     provenance = tmp_path / "provenance_table1_patient.json"
     provenance.write_text(provenance.read_text().replace(artifacts["data"].fingerprint, "0" * 64))
     with pytest.raises(PipelineError, match="is not the 000000000000 the results were made from"):
+        resummarize.resummarize_folder(tmp_path, output)
+
+
+def test_repeated_cross_validation_is_rewritten_too_and_checked(ingested, tmp_path):
+    output, artifacts = ingested
+    run_dir = _results_folder(tmp_path, artifacts, repeats=2)
+    stored = json.loads((run_dir / evaluate.EVALUATION_NAME).read_text())["repeated_cv"]
+    resummarize.resummarize_folder(tmp_path, output)
+    repeated = json.loads((run_dir / evaluate.EVALUATION_NAME).read_text())["repeated_cv"]
+    assert repeated["metrics"]["roc_auc"]["mean"] == stored["metrics"]["roc_auc"]["mean"]
+    assert set(repeated["baselines"]) == {"age_sex", "image_age_sex"}
+    assert (tmp_path / "repeated_table1_patient.md").is_file()
+    assert "ROC AUC, age + sex alone" in (run_dir / report.REPORT_NAME).read_text()
+    predictions = train_outputs.fold_dir(train_outputs.repeat_dir(run_dir, 1), 2) / train_outputs.PREDICTIONS_CSV
+    lines = predictions.read_text().splitlines()
+    lines[1] = lines[1].rsplit(",", 1)[0] + ",0.999"  # repeat 0, the single split, is untouched
+    predictions.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PipelineError, match=r"\w+ \(mean over repeats\) was .* not the same predictions"):
         resummarize.resummarize_folder(tmp_path, output)

@@ -135,3 +135,88 @@ def test_the_data_provenance_names_the_snapshot_and_the_counts(tmp_path):
     assert described["fingerprint"] == artifacts["data"].fingerprint and len(described["fingerprint"]) == 64
     labelled = described["ingest_counts"]["labelled"]
     assert labelled["count"] == labelled["died"] + labelled["survived"] > 0
+
+
+def _summary(auc, low, high, sd=0.02):
+    metrics = {name: {"mean": auc, "ci_low": low, "ci_high": high, "sd": sd, "min": auc - sd, "max": auc + sd}
+               for name in study.REPEATED_COLUMNS}
+    return {"metrics": metrics, "per_repeat": [{"roc_auc": auc - sd}, {"roc_auc": auc + sd}]}
+
+
+def _repeated_run(arch, auc, low, high, age_sex_auc=0.67, split_seeds=(0, 7)):
+    repeated = {**_summary(auc, low, high), "repeats": 2, "split_seeds": list(split_seeds),
+                "baselines": {"age_sex": _summary(age_sex_auc, 0.5, 0.8),
+                              "image_age_sex": _summary(auc + 0.01, low, high)}}
+    return {**_run("original_weights", arch=arch), "evaluation": {"repeated_cv": repeated},
+            "train_seconds": 900.0, "command": f"python -m pipeline.study --arch={arch}"}
+
+
+def test_the_repeated_table_puts_each_model_beside_the_admission_baselines_and_checks_the_goal():
+    rows = study.repeated_rows([_repeated_run("resnet18", 0.70, 0.55, 0.84),
+                                _repeated_run("resnet18_stage3", 0.82, 0.72, 0.90), _run("original")])
+    assert [row["model"] for row in rows] == [
+        "resnet18", "image + age + sex (resnet18)", "resnet18_stage3", "image + age + sex (resnet18_stage3)",
+        "age + sex (logistic regression)"]
+    assert [row["goal_met"] for row in rows] == [False, False, True, True, False]
+    assert rows[-1]["roc_auc"] == 0.67 and rows[-1]["train_seconds"] is None and rows[0]["train_seconds"] == 900
+    text = study.repeated_markdown(rows)
+    assert ("| resnet18_stage3 | original_weights | patient | 2 | 0.820 (0.720 to 0.900) | 0.820 (0.720 to 0.900) "
+            "| 0.820 (0.720 to 0.900) | 0.820 (0.720 to 0.900) | 0.020 / 0.800-0.840 | yes | 900 |") in text
+    assert "| age + sex (logistic regression) | original_weights | patient | 2 | 0.670 (0.500 to 0.800)" in text
+
+
+def test_a_goal_needs_the_lower_end_above_0_70_too():
+    (row, *_) = study.repeated_rows([_repeated_run("resnet18", 0.81, 0.69, 0.90)])
+    assert not row["goal_met"]
+
+
+def test_runs_on_other_folds_are_not_put_in_one_repeated_table():
+    with pytest.raises(PipelineError, match="resnet18_stage3 and resnet18 were cross-validated on other folds"):
+        study.repeated_rows([_repeated_run("resnet18", 0.7, 0.5, 0.8),
+                             _repeated_run("resnet18_stage3", 0.7, 0.5, 0.8, age_sex_auc=0.6)])
+
+
+def _committed(folder, run, split="patient"):
+    """What a study leaves in its results folder: provenance listing the run, and the run's evaluation.json."""
+    import json
+
+    run_dir = folder / f"{run['variant']}_{run['arch']}_{split}"
+    run_dir.mkdir(parents=True)
+    (run_dir / study.EVALUATION_NAME).write_text(json.dumps(run["evaluation"]))
+    (folder / f"provenance_table1_{split}.json").write_text(json.dumps({
+        "command": run["command"], "git_commit": "abc1234",
+        "runs": [{"variant": run["variant"], "arch": run["arch"], "split": split, "train_seconds": 900.0}]}))
+
+
+def test_compare_writes_one_table_from_the_results_folders_of_earlier_studies(tmp_path):
+    import json
+
+    _committed(tmp_path / "a", _repeated_run("resnet18", 0.70, 0.55, 0.84))
+    _committed(tmp_path / "b", _repeated_run("resnet18_stage3", 0.74, 0.6, 0.85))
+    stem = study.compare([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "out", "python -m pipeline.study x")
+    assert stem == tmp_path / "out" / "comparison_patient"
+    text = stem.with_suffix(".md").read_text()
+    assert text.index("| resnet18 |") < text.index("| resnet18_stage3 |") < text.index("| age + sex")
+    provenance = json.loads((tmp_path / "out" / "provenance_comparison_patient.json").read_text())
+    assert [s["command"] for s in provenance["sources"]] == ["python -m pipeline.study --arch=resnet18",
+                                                             "python -m pipeline.study --arch=resnet18_stage3"]
+    assert provenance["command"] == "python -m pipeline.study x"
+
+
+def test_compare_refuses_a_folder_without_repeats_or_without_a_study(tmp_path):
+    single = _repeated_run("resnet18", 0.7, 0.5, 0.8)
+    single["evaluation"] = {}
+    _committed(tmp_path / "single", single)
+    with pytest.raises(PipelineError, match=r"no repeated cross-validation in resnet18 \(.*single\)"):
+        study.compare([str(tmp_path / "single")], tmp_path / "out", "cmd")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PipelineError, match="holds no study provenance"):
+        study.compare([str(tmp_path / "empty")], tmp_path / "out", "cmd")
+    assert not (tmp_path / "out").exists()
+
+
+def test_compare_refuses_runs_of_two_splits(tmp_path):
+    _committed(tmp_path / "a", _repeated_run("resnet18", 0.7, 0.5, 0.8))
+    _committed(tmp_path / "b", _repeated_run("resnet18", 0.7, 0.5, 0.8), split="image")
+    with pytest.raises(PipelineError, match=r"runs of other splits \(image, patient\)"):
+        study.compare([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "out", "cmd")
