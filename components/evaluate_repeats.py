@@ -32,7 +32,7 @@ from components.train import outputs as train_outputs
 
 TABLE_NAME = "metrics_repeats.csv"
 METRICS = (*evaluate_metrics.METRICS, "calibration_slope")
-AGE_SEX, IMAGE_AGE_SEX = "age_sex", "image_age_sex"  # the admission baselines, as evaluate names its sets
+AGE_SEX, IMAGE_AGE_SEX = "age_sex", "image_age_sex"  # the admission baselines, under `baselines`
 
 
 def aligned_repeats(train_dir: Path, repeats: int) -> dict[str, np.ndarray]:
@@ -133,8 +133,8 @@ def run(train_dir: Path, train_summary: Mapping[str, Any], params: Mapping[str, 
     """evaluate.run's part for repeated CV: the record (with each repeat's split seed) and `TABLE_NAME`;
     with `admission` (source_id -> (age, sex)), the admission baselines under `baselines`."""
     rows = aligned_repeats(train_dir, train_summary["params"]["repeats"])
-    summarise = lambda rows: repeated_metrics(  # noqa: E731  (one seed: the same resamples for every set)
-        rows, train_summary["split"], params["threshold"], params["bootstrap_resamples"], params["seed"])
+    summarise = lambda selected: repeated_metrics(  # noqa: E731  (one seed: the same resamples for every set)
+        selected, train_summary["split"], params["threshold"], params["bootstrap_resamples"], params["seed"])
     result = summarise(rows)
     result["split_seeds"] = train_summary["split_seeds"]
     if admission is not None:

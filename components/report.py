@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from components import base, evaluate, export, impute, ingest, model_card
+from components import base, evaluate, evaluate_repeats, export, impute, ingest, model_card
 from components.evaluate_decision import DECISION_THRESHOLDS
 from components.evaluate_metrics import CALIBRATION_BINS, METRICS, SCORES
 from components.published import published_rows
@@ -106,7 +106,7 @@ def metrics_section(evaluation: Mapping[str, Any], published: Mapping[str, Mappi
     return text
 
 
-REPEATED_BASELINES = {"age_sex": "age + sex alone", "image_age_sex": "image + age + sex"}
+REPEATED_BASELINES = {evaluate_repeats.AGE_SEX: "age + sex alone", evaluate_repeats.IMAGE_AGE_SEX: "image + age + sex"}
 
 
 def repeats_section(repeated: Mapping[str, Any]) -> str:

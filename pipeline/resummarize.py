@@ -3,8 +3,9 @@ their out-of-fold predictions, without retraining.
 
 For each folder `pipeline.study` wrote, each run's `fold_<k>/predictions.csv` (and `predictions_tta.csv`; with
 `--repeats`, every `repeat_<r>/fold_<k>/predictions.csv` too) is evaluated again by `components.evaluate` with
-the original run's seed, threshold, bootstrap resamples and test-time-augmentation views; age, sex and offsets come from ingest's table of the snapshot the provenance
-names (ingest runs, cached, in `--output_dir`; its data fingerprint must equal the recorded one). Each run's
+the original run's seed, threshold, bootstrap resamples and test-time-augmentation views; age, sex and offsets
+come from ingest's table of the snapshot the provenance names (ingest runs, cached, in `--output_dir`; its data
+fingerprint must equal the recorded one). Each run's
 `evaluation.json`, metric tables, summary figures and the evaluation's sections of `report.html` are rewritten
 (the report's data, imputation and provenance sections are the run's own and stay), then the folder's tables.
 Nothing that was chosen can change: the fold means (and means over repeats) recomputed must equal the stored

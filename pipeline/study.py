@@ -151,11 +151,12 @@ def repeated_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         baselines = repeated.get("baselines")
         if not baselines:
             continue
-        rows.append({**_repeated_row(f"image + age + sex ({run['arch']})", run, baselines["image_age_sex"],
+        rows.append({**_repeated_row(f"image + age + sex ({run['arch']})", run, baselines[evaluate_repeats.IMAGE_AGE_SEX],
                                      repeated["repeats"]), "train_seconds": None})
         if age_sex is None:
-            age_sex = (run, baselines["age_sex"], repeated)
-        elif ([r["roc_auc"] for r in age_sex[1]["per_repeat"]] != [r["roc_auc"] for r in baselines["age_sex"]["per_repeat"]]
+            age_sex = (run, baselines[evaluate_repeats.AGE_SEX], repeated)
+        elif ([r["roc_auc"] for r in age_sex[1]["per_repeat"]]
+              != [r["roc_auc"] for r in baselines[evaluate_repeats.AGE_SEX]["per_repeat"]]
               or age_sex[2]["split_seeds"] != repeated["split_seeds"]):
             raise PipelineError(f"{run['arch']} and {age_sex[0]['arch']} were cross-validated on other folds "
                                 f"(their age + sex baselines differ): their repeated-CV rows are not comparable")
