@@ -61,7 +61,8 @@ def _stored_numbers(stored: Mapping[str, Any]) -> dict[tuple[str, str], float]:
 
 def _check_unchanged(run_dir: Path, stored: Mapping[str, Any], record: Mapping[str, Any]) -> None:
     """What the stored headline (and mean over repeats) holds must be what the new record computes."""
-    pairs = [((name, key), value, record["metrics"][name][key]) for (name, key), value in _stored_numbers(stored).items()]
+    pairs = [((name, key), value, record["metrics"][name][key])
+             for (name, key), value in _stored_numbers(stored).items()]
     if "repeated_cv" in stored:
         new_repeats = record.get("repeated_cv", {}).get("metrics", {})
         pairs += [((name, "mean over repeats"), value["mean"], new_repeats.get(name, {}).get("mean", math.nan))
@@ -103,7 +104,8 @@ def resummarize_folder(folder: Path, output_dir: Path) -> list[Path]:
         for run in provenance["runs"]:
             run_dir = folder / f"{run['variant']}_{run['arch']}_{run['split']}"
             record = resummarize_run(run_dir, examples, provenance["seed"])
-            runs.append({**run, "evaluation": record, "artifacts": {"train": str(run_dir)}})
+            runs.append({**run, "evaluation": record, "artifacts": {"train": str(run_dir)},
+                         "command": provenance.get("command", "")})
         resamples = runs[0]["evaluation"]["sets"][evaluate.OBSERVED]["bootstrap"]["resamples"]
         stems.append(study.write_tables(folder, table, split, runs, resamples, provenance["seed"]))
     return stems
