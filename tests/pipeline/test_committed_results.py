@@ -60,7 +60,8 @@ def _interval(text):
     return float(low), float(high)
 
 
-@pytest.mark.parametrize("path", sorted(RESULTS.glob("*/*table*_*.csv")), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", sorted([*RESULTS.glob("*/*table*_*.csv"), *RESULTS.glob("*/comparison_*.csv")]),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_estimate_of_a_study_table_lies_inside_its_interval(path):
     checked = 0
     for row in _rows(path):
