@@ -50,7 +50,8 @@ def _ranked_counts(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.nd
     return tps, last_of_each + 1 - tps
 
 
-def _roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
+def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Area under the ROC curve of two-class labels, as sklearn's `roc_auc_score`."""
     tps, fps = _ranked_counts(labels, probabilities)
     return float(np.trapezoid(np.r_[0, tps] / tps[-1], np.r_[0, fps] / fps[-1]))
 
@@ -77,7 +78,7 @@ def metric_values(labels: Sequence[int], probabilities: Sequence[float], thresho
     rate = rates(counts)
     values = {
         "balanced_accuracy": (rate["tpr"] + rate["tnr"]) / 2 if both else math.nan,
-        "roc_auc": _roc_auc(labels, probabilities) if both else math.nan,
+        "roc_auc": roc_auc(labels, probabilities) if both else math.nan,
         "pr_auc": _average_precision(labels, probabilities) if positives else math.nan,
         "precision": tp / (tp + fp) if tp + fp else math.nan,
         "recall": rate["tpr"] if positives else math.nan,
@@ -146,14 +147,22 @@ def bootstrap(labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray,
 def paired_auc_difference(labels: np.ndarray, first: np.ndarray, second: np.ndarray, groups: np.ndarray,
                           resamples: int, seed: int, level: float = 0.95) -> dict[str, Any]:
     """Pooled ROC AUC of two sets of probabilities for the same rows, and `second - first` with a percentile
-    interval from the same group resamples for both, so what the rows share cancels out of the difference."""
-    labels, first, second = np.asarray(labels, int), np.asarray(first, float), np.asarray(second, float)
+    interval from the same group resamples for both, so what the rows share cancels out of the difference.
+    With (repeats, N) probabilities (repeated CV, each repeat on its own folds) every value is the mean over
+    repeats, and each resample draws the same groups for every repeat."""
+    labels = np.asarray(labels, int)
+    first, second = np.atleast_2d(np.asarray(first, float)), np.atleast_2d(np.asarray(second, float))
+
+    def mean_auc(probabilities, rows):
+        return float(np.mean([roc_auc(labels[rows], repeat[rows]) for repeat in probabilities]))
+
     differences = []
     for chosen in group_resamples(groups, resamples, seed):
         if len(np.unique(labels[chosen])) == 2:
-            differences.append(_roc_auc(labels[chosen], second[chosen]) - _roc_auc(labels[chosen], first[chosen]))
-    auc_first, auc_second = _roc_auc(labels, first), _roc_auc(labels, second)
-    return {"roc_auc_first": float(auc_first), "roc_auc_second": float(auc_second),
+            differences.append(mean_auc(second, chosen) - mean_auc(first, chosen))
+    everything = np.arange(len(labels))
+    auc_first, auc_second = mean_auc(first, everything), mean_auc(second, everything)
+    return {"roc_auc_first": auc_first, "roc_auc_second": auc_second,
             "difference": float(auc_second - auc_first), **percentile_interval(differences, level),
             "level": level, "resamples": resamples, "unit_count": int(len(np.unique(groups)))}
 

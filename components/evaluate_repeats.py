@@ -12,7 +12,8 @@ Beside the metrics of the decision rule, each repeat gives the calibration slope
 of its pooled predictions. What is known at admission is refitted on every
 repeat's folds (`clinical_baseline`: age and sex alone, and with the image's
 log-odds) and summarised the same way, on the same resamples, so the X-ray is
-compared with age and sex over the same repeats.
+compared with age and sex over the same repeats: `image_minus_age_sex` is the mean
+over repeats of the paired ROC AUC difference, with its interval.
 """
 
 from __future__ import annotations
@@ -143,8 +144,13 @@ def run(train_dir: Path, train_summary: Mapping[str, Any], params: Mapping[str, 
             raise PipelineError(f"evaluate: {len(missing)} validated image(s) without admission facts, "
                                 f"e.g. {str(missing[0])!r}")
         features = np.array([admission[sid] for sid in rows["source_id"]], float).reshape(-1, 2)
+        baselines = admission_repeats(rows, features)
         result["baselines"] = {name: {key: value for key, value in summarise(baseline).items()
                                       if key in ("per_repeat", "metrics")}
-                               for name, baseline in admission_repeats(rows, features).items()}
+                               for name, baseline in baselines.items()}
+        groups = rows["patient"] if train_summary["split"] == "patient" else rows["source_id"]
+        result["image_minus_age_sex"] = evaluate_metrics.paired_auc_difference(
+            rows["label"], baselines[AGE_SEX]["probability"], rows["probability"], groups,
+            params["bootstrap_resamples"], params["seed"])
     write_table(Path(out_dir) / TABLE_NAME, result)
     return result

@@ -128,7 +128,16 @@ def repeats_section(repeated: Mapping[str, Any]) -> str:
             f"the same {repeated['unit']}s for every repeat and row; age and sex are refitted on each repeat's "
             f"folds.</p>"
             + _table(["Metric", f"Mean over {repeated['repeats']} repeats", "95% CI", "sd over repeats",
-                      "min – max"], rows))
+                      "min – max"], rows) + _gain_over_age_sex(repeated))
+
+
+def _gain_over_age_sex(repeated: Mapping[str, Any]) -> str:
+    gain = repeated.get("image_minus_age_sex")
+    if not gain:
+        return ""
+    return (f"<p>Does the X-ray add anything over age and sex? ROC AUC of the image model minus age and sex "
+            f"alone, mean over the repeats of the paired difference: {gain['difference']:+.3f} "
+            f"({gain['low']:+.3f} to {gain['high']:+.3f}).</p>")
 
 
 def _estimate_and_interval(summary: Mapping[str, Any], name: str) -> str:

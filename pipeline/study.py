@@ -148,7 +148,12 @@ def repeated_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         repeated = run["evaluation"].get("repeated_cv")
         if not repeated:
             continue
-        rows.append(_repeated_row(run["arch"], run, repeated, repeated["repeats"]))
+        row = _repeated_row(run["arch"], run, repeated, repeated["repeats"])
+        gain = repeated.get("image_minus_age_sex")
+        if gain:
+            row.update({"image_minus_age_sex": gain["difference"], "image_minus_age_sex_ci_low": gain["low"],
+                        "image_minus_age_sex_ci_high": gain["high"]})
+        rows.append(row)
         baselines = repeated.get("baselines")
         if not baselines:
             continue
@@ -174,12 +179,15 @@ def repeated_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
              f"for every repeat and row); goal: ROC AUC >= {GOAL_ROC_AUC:.2f} with the interval's lower end above "
              f"{GOAL_LOWER_END:.2f}.", "",
              "| model | variant | split | repeats | " + " | ".join(REPEATED_COLUMNS.values())
-             + " | ROC AUC sd / range over repeats | goal met | training s |", "|" + "---|" * 11]
+             + " | ROC AUC sd / range over repeats | ROC AUC - age + sex alone (paired) | goal met | training s |",
+             "|" + "---|" * 12]
     for row in rows:
         cells = [f"{row[n]:.3f} ({row[f'{n}_ci_low']:.3f} to {row[f'{n}_ci_high']:.3f})" for n in REPEATED_COLUMNS]
         seconds = "–" if row["train_seconds"] is None else f"{row['train_seconds']:,.0f}"
+        gain = (f"{row['image_minus_age_sex']:+.3f} ({row['image_minus_age_sex_ci_low']:+.3f} to "
+                f"{row['image_minus_age_sex_ci_high']:+.3f})" if "image_minus_age_sex" in row else "–")
         lines.append(f"| {row['model']} | {row['variant']} | {row['split']} | {row['repeats']} | " + " | ".join(cells)
-                     + f" | {row['roc_auc_sd']:.3f} / {row['roc_auc_min']:.3f}-{row['roc_auc_max']:.3f} | "
+                     + f" | {row['roc_auc_sd']:.3f} / {row['roc_auc_min']:.3f}-{row['roc_auc_max']:.3f} | {gain} | "
                      f"{'yes' if row['goal_met'] else 'no'} | {seconds} |")
     return "\n".join(lines) + "\n"
 

@@ -117,3 +117,17 @@ def test_the_metrics_are_scikit_learns():
         values = em.metric_values(labels, probabilities)
         for name, value in expected.items():
             assert values[name] == pytest.approx(value, abs=1e-12, nan_ok=True), (name, labels, probabilities)
+
+
+def test_the_paired_difference_over_repeats_is_the_mean_of_each_repeats_on_the_same_resamples():
+    rng = np.random.default_rng(5)
+    labels = (rng.random(60) < 0.3).astype(int)
+    groups = np.repeat(np.arange(30), 2)
+    first, second = (np.clip(w * labels + rng.uniform(0, 0.8, (3, 60)), 0, 1) for w in (0.1, 0.4))
+    repeated = em.paired_auc_difference(labels, first, second, groups, resamples=200, seed=1)
+    singles = [em.paired_auc_difference(labels, a, b, groups, resamples=200, seed=1) for a, b in zip(first, second)]
+    assert repeated["difference"] == pytest.approx(np.mean([s["difference"] for s in singles]))
+    assert repeated["roc_auc_second"] == pytest.approx(np.mean([s["roc_auc_second"] for s in singles]))
+    assert repeated["low"] < repeated["difference"] < repeated["high"]
+    # Averaging over repeats narrows the interval of the one draw of folds' noise.
+    assert repeated["high"] - repeated["low"] < np.mean([s["high"] - s["low"] for s in singles])

@@ -158,6 +158,11 @@ def test_run_summarises_the_baselines_beside_the_image_on_the_same_resamples(tmp
                                              for _ in evaluate_repeats.METRICS]
     row = next(r for r in table if (r["set"], r["metric"]) == ("age_sex", "roc_auc"))
     assert float(row["mean_over_repeats"]) == pytest.approx(age_sex["mean"])
+    gain = result["image_minus_age_sex"]
+    per_repeat = [image["roc_auc"] - alone["roc_auc"]
+                  for image, alone in zip(result["per_repeat"], result["baselines"]["age_sex"]["per_repeat"])]
+    assert gain["difference"] == pytest.approx(np.mean(per_repeat))
+    assert gain["low"] < gain["difference"] < gain["high"]
 
 
 def test_a_validated_image_without_admission_facts_is_named(tmp_path):

@@ -177,5 +177,7 @@ def test_repeated_cross_validation_is_shown_beside_the_single_split():
     assert f"<td>Calibration slope</td><td>{slope['mean']:.3f}</td>" in section
     age_sex = evaluation["repeated_cv"]["baselines"]["age_sex"]["metrics"]["roc_auc"]
     assert f"<td>ROC AUC, age + sex alone</td><td>{age_sex['mean']:.3f}</td>" in section
+    gain = evaluation["repeated_cv"]["image_minus_age_sex"]
+    assert f"paired difference: {gain['difference']:+.3f} ({gain['low']:+.3f} to {gain['high']:+.3f})" in section
     del evaluation["repeated_cv"]
     assert "Repeated cross-validation" not in report.metrics_section(evaluation, {})

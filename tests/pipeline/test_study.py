@@ -145,6 +145,7 @@ def _summary(auc, low, high, sd=0.02):
 
 def _repeated_run(arch, auc, low, high, age_sex_auc=0.67, split_seeds=(0, 7)):
     repeated = {**_summary(auc, low, high), "repeats": 2, "split_seeds": list(split_seeds),
+                "image_minus_age_sex": {"difference": auc - age_sex_auc, "low": -0.1, "high": 0.3},
                 "baselines": {"age_sex": _summary(age_sex_auc, 0.5, 0.8),
                               "image_age_sex": _summary(auc + 0.01, low, high)}}
     return {**_run("original_weights", arch=arch), "evaluation": {"repeated_cv": repeated},
@@ -161,7 +162,9 @@ def test_the_repeated_table_puts_each_model_beside_the_admission_baselines_and_c
     assert rows[-1]["roc_auc"] == 0.67 and rows[-1]["train_seconds"] is None and rows[0]["train_seconds"] == 900
     text = study.repeated_markdown(rows)
     assert ("| resnet18_stage3 | original_weights | patient | 2 | 0.820 (0.720 to 0.900) | 0.820 (0.720 to 0.900) "
-            "| 0.820 (0.720 to 0.900) | 0.820 (0.720 to 0.900) | 0.020 / 0.800-0.840 | yes | 900 |") in text
+            "| 0.820 (0.720 to 0.900) | 0.820 (0.720 to 0.900) | 0.020 / 0.800-0.840 | +0.150 (-0.100 to +0.300) "
+            "| yes | 900 |") in text
+    assert rows[1]["model"].startswith("image + age + sex") and "image_minus_age_sex" not in rows[1]
     assert "| age + sex (logistic regression) | original_weights | patient | 2 | 0.670 (0.500 to 0.800)" in text
 
 
