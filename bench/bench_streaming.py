@@ -94,7 +94,8 @@ def child(args) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="400,4000")
-    parser.add_argument("--steps", type=int, default=8, help="timed training steps (one 64-image batch each); at least one epoch")
+    parser.add_argument("--steps", type=int, default=8,
+                        help="timed training steps (one 64-image batch each); at least one epoch")
     parser.add_argument("--image_px", type=int, default=512, help="side of the synthetic JPEGs")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -121,7 +122,8 @@ def main():
                 cells[count, mode] = json.loads(out.stdout.strip().splitlines()[-1])
                 cell = cells[count, mode]
                 print(f"{count:6d} images, {mode:9s}: load {cell['load_s']:6.1f} s, train {cell['img_per_s']:6.1f} "
-                      f"img/s ({cell['precision']}, {cell['timed_steps']} steps), peak RSS {cell['peak_rss_mb']:7.0f} MB", flush=True)
+                      f"img/s ({cell['precision']}, {cell['timed_steps']} steps), "
+                      f"peak RSS {cell['peak_rss_mb']:7.0f} MB", flush=True)
     for count in counts:
         speed = timing.format_ratio(cells[count, "streamed"]["img_per_s"], cells[count, "in memory"]["img_per_s"], 3)
         print(f"RATIO {count} images: streamed / in-memory training speed = {speed} (goal >= 0.90)")

@@ -106,7 +106,8 @@ def metrics_section(evaluation: Mapping[str, Any], published: Mapping[str, Mappi
     return text
 
 
-REPEATED_BASELINES = {evaluate_repeats.AGE_SEX: "age + sex alone", evaluate_repeats.IMAGE_AGE_SEX: "image + age + sex"}
+REPEATED_BASELINES = {evaluate_repeats.AGE_SEX: "age + sex alone",
+                      evaluate_repeats.IMAGE_AGE_SEX: "image + age + sex"}
 
 
 def repeats_section(repeated: Mapping[str, Any]) -> str:

@@ -325,6 +325,8 @@ def data_provenance(artifacts: Mapping[str, Any]) -> dict[str, Any]:
 def committed_runs(results_dir: Path) -> list[dict[str, Any]]:
     """The runs a study wrote into `results_dir` (its provenance files and each run's evaluation.json), each
     with the command line and commit that made it."""
+    if not results_dir.is_dir():
+        raise PipelineError(f"--compare: {results_dir} is not a folder")
     runs = []
     for provenance_path in sorted(results_dir.glob("provenance_table*_*.json")):
         provenance = json.loads(provenance_path.read_text())
@@ -347,7 +349,8 @@ def compare(folders: Sequence[str], results_dir: Path, command: str) -> Path:
     if len(splits) > 1:
         raise PipelineError(f"--compare: the folders hold runs of other splits ({', '.join(splits)}); "
                             f"compare runs of one split")
-    single = [f"{run['arch']} ({folder})" for folder, run in sourced if "repeated_cv" not in run["evaluation"]]
+    single = [f"{run['variant']} {run['arch']} ({folder})" for folder, run in sourced
+              if "repeated_cv" not in run["evaluation"]]
     if single:
         raise PipelineError(f"--compare: no repeated cross-validation in {', '.join(single)}; run it with --repeats")
     stem = results_dir / f"comparison_{splits[0]}"

@@ -210,8 +210,10 @@ def test_compare_refuses_a_folder_without_repeats_or_without_a_study(tmp_path):
     single = _repeated_run("resnet18", 0.7, 0.5, 0.8)
     single["evaluation"] = {}
     _committed(tmp_path / "single", single)
-    with pytest.raises(PipelineError, match=r"no repeated cross-validation in resnet18 \(.*single\)"):
+    with pytest.raises(PipelineError, match=r"no repeated cross-validation in original_weights resnet18 \(.*single\)"):
         study.compare([str(tmp_path / "single")], tmp_path / "out", "cmd")
+    with pytest.raises(PipelineError, match="nowhere is not a folder"):
+        study.compare([str(tmp_path / "nowhere")], tmp_path / "out", "cmd")
     (tmp_path / "empty").mkdir()
     with pytest.raises(PipelineError, match="holds no study provenance"):
         study.compare([str(tmp_path / "empty")], tmp_path / "out", "cmd")
