@@ -115,7 +115,8 @@ class TrainConfig:
     method: str = flag("fine_tune", "fine_tune: the study's schedule; linear_probe: L2 logistic regression on the "
                        "frozen body's pooled stage 1-3 features, C by an inner patient-grouped CV of each training "
                        "fold (components/train/linear_probe.py); lp_ft: that probe as the head of stages 1-3, then "
-                       "the unfrozen phase (LR finder + one-cycle).", choices=("fine_tune", "linear_probe", "lp_ft"))
+                       "the unfrozen phase (LR finder + one-cycle) with batch norm frozen in inference mode.",
+                       choices=("fine_tune", "linear_probe", "lp_ft"))
     image_size: int = flag(224, "Training image size (pixels, square).")
     weights: str | None = flag(None, "Pretrained body: torchvision .pth/.safetensors/.npz or Keras .weights.h5. "
                                "Default: none (training from scratch, which the run says).", absolute=True)

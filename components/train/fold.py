@@ -105,6 +105,9 @@ class Session:
 
     def set_phase(self, phase: str) -> None:
         models.set_body_trainable(self.model, phase == "unfrozen", always_trainable=self.fresh)
+        if self.p.method == "lp_ft":  # the probe was fitted on inference-mode batch norm: fine-tune on the same
+            for layer in batch_norm_stats.trainable_batch_norm_layers(self.model):
+                layer.trainable = False  # moving statistics and affine frozen; Keras then calls it in inference mode
 
     def reset(self, fold_seed: int) -> None:
         loop.restore(self.model.variables, self.initial)

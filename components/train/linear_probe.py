@@ -15,7 +15,9 @@ resampling to 50/50 weighs the classes equally in expectation), `none` none.
 The fitted probe is saved as a Keras classifier (same input, one logit out) so evaluation, test-time
 augmentation, Grad-CAM (on the stage-3 map, the first output of its `backbone`) and export treat it as
 any fold model (`probe_fold` runs a fold); the same network, head initialised from the fold's probe, is
-what `--method=lp_ft` fine-tunes.
+what `--method=lp_ft` fine-tunes, with batch norm kept in inference mode as the probe's features had it
+(`fold.Session.set_phase`: in training mode each batch's statistics move the standardised features by
+hundreds of standard deviations, and the first LP-FT runs started from a training loss of 57).
 """
 
 from __future__ import annotations

@@ -137,3 +137,19 @@ def test_lp_ft_starts_from_the_folds_probe_and_then_fine_tunes_the_body(sample, 
     trained = keras.models.load_model(tmp_path / "fold" / "result" / "model.keras")
     head = session.model.get_layer("logit").get_weights()[0]
     assert not np.allclose(trained.get_layer("logit").get_weights()[0], head)  # the head fine-tuned too
+
+    # Batch norm stays as the probe saw it (inference mode, ImageNet's statistics and affine): a training
+    # step in training mode must give the probe's own logits, and fine-tuning changes the convolutions only.
+    np.testing.assert_allclose(np.asarray(session.model(train.images, training=True))[:, 0], expected,
+                               rtol=1e-3, atol=1e-3)
+    norms = [layer for layer in session.model._flatten_layers(include_self=False)
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and not any(layer.trainable for layer in norms)
+    after = {layer.name: layer for layer in trained._flatten_layers(include_self=False)}
+    for layer in norms:
+        for before, now in zip(layer.get_weights(), after[layer.name].get_weights()):
+            np.testing.assert_array_equal(before, now)
+    convolutions = [layer for layer in session.model._flatten_layers(include_self=False)
+                    if isinstance(layer, keras.layers.Conv2D)]
+    assert any(not np.array_equal(layer.get_weights()[0], after[layer.name].get_weights()[0])
+               for layer in convolutions)
