@@ -131,16 +131,13 @@ def evaluation_sets(predictions: Mapping[str, np.ndarray], split: str,
     return sets
 
 
-def _groups(rows: Mapping[str, np.ndarray], split: str) -> np.ndarray:
-    return rows["patient"] if split == "patient" else rows["source_id"]
-
 
 def set_metrics(rows: Mapping[str, np.ndarray], split: str, threshold: float, resamples: int,
                 seed: int) -> dict[str, Any]:
     """Pooled and per-fold metrics and bootstrap CIs of one set (patients resampled under a patient split)."""
     summary = evaluate_metrics.summarize(rows["fold"], rows["label"], rows["probability"], threshold)
     summary["bootstrap"] = evaluate_metrics.bootstrap(
-        rows["label"], rows["probability"], _groups(rows, split), resamples, seed,
+        rows["label"], rows["probability"], evaluate_metrics.resample_units(rows, split), resamples, seed,
         functools.partial(evaluate_metrics.metric_values, threshold=threshold))
     summary["bootstrap"]["unit"] = "patient" if split == "patient" else "image"
     return summary
@@ -157,7 +154,8 @@ def calibration_entry(rows: Mapping[str, np.ndarray], pooled_brier: float, split
     """Reliability bins, ECE, Brier, calibration slope and intercept of the pooled probabilities, with the
     bootstrap intervals of ECE, slope and intercept (the same resamples as the set's metrics)."""
     labels, probabilities = rows["label"], rows["probability"]
-    intervals = evaluate_metrics.bootstrap(labels, probabilities, _groups(rows, split), resamples, seed,
+    units = evaluate_metrics.resample_units(rows, split)
+    intervals = evaluate_metrics.bootstrap(labels, probabilities, units, resamples, seed,
                                            calibration_statistics)["intervals"]
     return {**evaluate_metrics.calibration(labels, probabilities), "brier": pooled_brier,
             **evaluate_decision.calibration_slope_intercept(labels, probabilities), "intervals": intervals}
@@ -168,7 +166,7 @@ def admission_comparison(sets: Mapping[str, Mapping[str, np.ndarray]], split: st
     """Pooled ROC AUC of the image model and of image + age/sex, each minus that of age/sex alone, with
     paired bootstrap intervals: does the X-ray add anything over what is known at admission?"""
     rows = sets[OBSERVED]
-    baseline, groups = sets[AGE_SEX]["probability"], _groups(rows, split)
+    baseline, groups = sets[AGE_SEX]["probability"], evaluate_metrics.resample_units(rows, split)
     return {"rows": int(len(rows["label"])), "rows_with_age": int(np.isfinite(rows["age"]).sum()),
             "rows_with_sex": int(np.isfinite(rows["sex"]).sum()), "columns": list(clinical_baseline.ADMISSION_COLUMNS),
             "image_minus_age_sex": evaluate_metrics.paired_auc_difference(

@@ -113,6 +113,11 @@ def summarize(folds: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
     }
 
 
+def resample_units(rows: Mapping[str, np.ndarray], split: str) -> np.ndarray:
+    """What a bootstrap draws: patients when the split kept them apart, else images."""
+    return rows["patient"] if split == "patient" else rows["source_id"]
+
+
 def group_resamples(groups: np.ndarray, resamples: int, seed: int):
     """Row indices of `resamples` bootstrap samples that draw whole groups with replacement."""
     rng = np.random.default_rng(seed)

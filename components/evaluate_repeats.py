@@ -86,7 +86,7 @@ def repeated_metrics(rows: Mapping[str, np.ndarray], split: str, threshold: floa
     """Per-repeat pooled estimates, and per metric their mean, its bootstrap interval and their spread."""
     labels, probabilities = rows["label"], rows["probability"]
     per_repeat = [repeat_values(labels, repeat, threshold) for repeat in probabilities]
-    groups = rows["patient"] if split == "patient" else rows["source_id"]
+    groups = evaluate_metrics.resample_units(rows, split)
     draws: dict[str, list[float]] = {name: [] for name in METRICS}
     for chosen in evaluate_metrics.group_resamples(groups, resamples, seed):
         means = _mean_over_repeats([repeat_values(labels[chosen], repeat[chosen], threshold)
@@ -148,9 +148,9 @@ def run(train_dir: Path, train_summary: Mapping[str, Any], params: Mapping[str, 
         result["baselines"] = {name: {key: value for key, value in summarise(baseline).items()
                                       if key in ("per_repeat", "metrics")}
                                for name, baseline in baselines.items()}
-        groups = rows["patient"] if train_summary["split"] == "patient" else rows["source_id"]
         result["image_minus_age_sex"] = evaluate_metrics.paired_auc_difference(
-            rows["label"], baselines[AGE_SEX]["probability"], rows["probability"], groups,
+            rows["label"], baselines[AGE_SEX]["probability"], rows["probability"],
+            evaluate_metrics.resample_units(rows, train_summary["split"]),
             params["bootstrap_resamples"], params["seed"])
     write_table(Path(out_dir) / TABLE_NAME, result)
     return result
