@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,9 @@ import pytest
 from PIL import Image
 
 from components import configs
+
+# pytest.ini runs one worker per core: on a GPU each would otherwise take all of its memory at once.
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 MIRROR_DIR = configs.REPO_ROOT.parent / "shared" / "data" / "covid-chestxray-dataset"
 HEADER_2020 = (
