@@ -131,7 +131,6 @@ def evaluation_sets(predictions: Mapping[str, np.ndarray], split: str,
     return sets
 
 
-
 def set_metrics(rows: Mapping[str, np.ndarray], split: str, threshold: float, resamples: int,
                 seed: int) -> dict[str, Any]:
     """Pooled and per-fold metrics and bootstrap CIs of one set (patients resampled under a patient split)."""
