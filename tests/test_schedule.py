@@ -1,0 +1,14 @@
+"""The suite's schedule (tests/conftest.py): the slowest modules are handed to the workers first."""
+
+from types import SimpleNamespace
+
+from tests import conftest
+
+
+def test_the_slowest_modules_come_first_in_their_order_and_the_rest_keep_theirs():
+    nodeids = ["tests/a.py::t1", "tests/slow2.py::t", "tests/b.py::t", "tests/slow1.py::t1", "tests/a.py::t2",
+               "tests/slow1.py::t2"]
+    ordered = conftest.slowest_first([SimpleNamespace(nodeid=n) for n in nodeids],
+                                     slowest=("tests/slow1.py", "tests/slow2.py"))
+    assert [item.nodeid for item in ordered] == ["tests/slow1.py::t1", "tests/slow1.py::t2", "tests/slow2.py::t",
+                                                  "tests/a.py::t1", "tests/b.py::t", "tests/a.py::t2"]
