@@ -10,6 +10,7 @@ followed transitively, together with the `__init__` of each package on the way
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -35,25 +36,28 @@ def direct_imports(name: str, root: Path = REPO_ROOT) -> set[str]:
     if path is None:
         raise ValueError(f"{name} is not a module under {root}")
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    found = {module for imported in _imported_names(path.read_text(), package, str(path))
+             for module in _with_parents(imported) if module_path(module, root) is not None}
+    found.discard(name)
+    return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _imported_names(source: str, package: str, filename: str) -> tuple[str, ...]:
+    """Every name an `import` in `source` may bind a module to. Each stage's closure walks the same
+    modules: cached on the text, each is parsed once per process (an edited file is parsed anew)."""
+    names = []
+    for node in ast.walk(ast.parse(source, filename)):
         if isinstance(node, ast.Import):
-            candidates = [alias.name for alias in node.names]
+            names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: resolve against this module's package
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 origin = ".".join(anchor + ([node.module] if node.module else []))
             else:
                 origin = node.module or ""
-            candidates = [origin] + [f"{origin}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        for candidate in candidates:
-            for module in _with_parents(candidate):
-                if module_path(module, root) is not None:
-                    found.add(module)
-    found.discard(name)
-    return found
+            names += [origin] + [f"{origin}.{alias.name}" for alias in node.names]
+    return tuple(names)
 
 
 def import_closure(name: str, root: Path = REPO_ROOT) -> list[str]:
