@@ -45,7 +45,7 @@ def main(argv):
     group.set(1e-4, 0.9)
     images = tf.constant(examples.images)
     weights = rebalance.example_weights(examples.labels, FLAGS.rebalance)
-    fn = augment.make_augment_fn(configs.AugmentConfig(), 0)
+    fn = augment.make_dataset_augment_fn(configs.AugmentConfig(), 0)
     total = FLAGS.steps + 2
 
     def real_batches(seed):

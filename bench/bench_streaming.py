@@ -83,7 +83,7 @@ def child(args) -> None:
     batches = iter(strategy.distribute_datasets_from_function(lambda ctx: input_pipeline.train_dataset(
         images, examples.labels, rebalance.example_weights(examples.labels, "class_weights"), global_batch=64,
         steps=epoch_steps, seeds=list(range(-(-(timed + 2) // epoch_steps))),
-        augment_fn=augment.make_augment_fn(configs.AugmentConfig(), 0), resample=False, input_context=ctx)))
+        augment_fn=augment.make_dataset_augment_fn(configs.AugmentConfig(), 0), resample=False, input_context=ctx)))
     seconds = timing.seconds_per_call(lambda: float(step(next(batches))[0]), warmup=2, repeats=timed, stat=sum)
     print(json.dumps({"streamed": streamed, "rows": len(examples), "load_s": round(load_seconds, 1),
                       "img_per_s": 64 * timed / seconds, "timed_steps": timed, "precision": precision,

@@ -94,7 +94,7 @@ def _sweep(session, phase, examples, p, steps, seed):
     """One LR sweep (`fold.lr_sweep`) of `steps` on `examples`, batches drawn with `seed`; the model is
     restored after. Returns the curve (with its suggestion) and the seconds it took."""
     weights = rebalance.example_weights(examples.labels, p.rebalance)
-    fn = augment.make_augment_fn(p.augmentation, seed)
+    fn = augment.make_dataset_augment_fn(p.augmentation, seed)
     batches = iter(input_pipeline.train_dataset(tf.constant(examples.images), examples.labels, weights,
                                                 global_batch=p.batch_size, steps=steps, seeds=[seed], augment_fn=fn,
                                                 resample=False))

@@ -126,3 +126,15 @@ def make_augment_fn(config: AugmentConfig, seed: int):
         return lambda images, batch_seed: fused_augment(images, config, batch_seed)
     chain = keras_layers(config, seed)
     return lambda images, batch_seed: tf.clip_by_value(chain(images, training=True), 0.0, 255.0)
+
+
+def make_dataset_augment_fn(config: AugmentConfig, seed: int):
+    """`make_augment_fn` for training pipelines: the fused transform traced once, so every pipeline that
+    maps it (a fold builds four) calls one graph instead of tracing its ~250 ops again (0.2 s a pipeline);
+    the batches are the same. (Called eagerly, as test-time augmentation does, the untraced one stays:
+    graph rewrites round differently. Keras' layers need static shapes, so they are not traced.)"""
+    fn = make_augment_fn(config, seed)
+    if config.method != "fused":
+        return fn
+    return tf.function(fn, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
+                                            tf.TensorSpec([2], tf.int64)])

@@ -176,7 +176,7 @@ class _FoldBatches:
                              else len(train) - len(train) % strategy.num_replicas_in_sync)
         streamed = isinstance(train.images, input_pipeline.StreamedImages)
         self.images = train.images if streamed else tf.constant(train.images)
-        self.augment_fn = augment.make_augment_fn(p.augmentation, fold_seed % 100_000)
+        self.augment_fn = augment.make_dataset_augment_fn(p.augmentation, fold_seed % 100_000)
         self.resample = p.rebalance == "resample"
         self.target = (1 - p.resample_target, p.resample_target)
 

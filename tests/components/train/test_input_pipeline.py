@@ -32,11 +32,13 @@ def test_a_corrupted_shard_stops_loading(sample_tfrecords, tmp_path):
         input_pipeline.load_examples(copy, "observed", 32)
 
 
-def _epochs(seeds, context=None, resample=False):
+TRAINING_AUGMENTATION = augment.make_dataset_augment_fn(configs.AugmentConfig(), 0)  # as a fold maps it
+
+
+def _epochs(seeds, context=None, resample=False, fn=TRAINING_AUGMENTATION):
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(0, 255, (20, 16, 16, 3)).astype(np.float32))
     labels = (np.arange(20) % 4 == 0).astype(np.int64)
-    fn = augment.make_augment_fn(configs.AugmentConfig(), 0)
     return list(input_pipeline.train_dataset(images, labels, np.ones(20, np.float32), global_batch=8, steps=2,
                                              seeds=seeds, augment_fn=fn, resample=resample,
                                              input_context=context))
@@ -44,6 +46,16 @@ def _epochs(seeds, context=None, resample=False):
 
 def _epoch(seed, context=None):
     return _epochs([seed], context)
+
+
+def test_the_training_augmentation_is_traced_once_for_every_pipeline_and_feeds_the_same_batches():
+    traced = augment.make_dataset_augment_fn(configs.AugmentConfig(), 0)
+    pipelines = [_epochs([11, 12], fn=traced) for _ in range(2)]
+    assert traced.experimental_get_tracing_count() == 1
+    untraced = augment.make_augment_fn(configs.AugmentConfig(), 0)
+    for batches in pipelines:
+        for a, b in zip(batches, _epochs([11, 12], fn=untraced)):
+            np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
 
 
 @pytest.mark.parametrize("resample", [False, True])
@@ -106,11 +118,11 @@ def test_streamed_rows_are_the_in_memory_rows(both):
 def test_streaming_feeds_the_in_memory_batches_while_the_buffer_holds_every_row(both, resample):
     in_memory, streamed = both
     rows = np.arange(3, 30)
-    fn = augment.make_augment_fn(configs.AugmentConfig(), 0)
 
     def batches(images, labels):
         return list(input_pipeline.train_dataset(images, labels, np.ones(len(labels), np.float32), global_batch=8,
-                                                 steps=3, seeds=[5, 6], augment_fn=fn, resample=resample))
+                                                 steps=3, seeds=[5, 6], augment_fn=TRAINING_AUGMENTATION,
+                                                 resample=resample))
 
     expected = batches(tf.constant(in_memory.images[rows]), in_memory.labels[rows])
     got = batches(streamed.subset(rows).images, streamed.labels[rows])
