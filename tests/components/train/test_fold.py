@@ -1,4 +1,7 @@
-"""One fold's pieces (components/train/fold.py): the LR sweep of a phase and the atomic checkpoint."""
+"""One fold's pieces (components/train/fold.py): the LR sweep of a phase and the atomic checkpoint.
+
+On the stage-3 ResNet-18 (the same blocks, parameter groups and batch norm as the whole one, a quarter of
+its weights): what is asserted is the fold's, whatever the network."""
 
 import numpy as np
 import pytest
@@ -7,6 +10,7 @@ from common import files
 from components.train import fold, input_pipeline, loop, strategy as strat
 
 IMAGE_SIZE = 32
+ARCH = "resnet18_stage3"
 
 
 def _examples(n: int) -> input_pipeline.Examples:
@@ -19,7 +23,7 @@ def _examples(n: int) -> input_pipeline.Examples:
 
 @pytest.fixture(scope="module")
 def session():
-    p = fold.TrainParams(image_size=IMAGE_SIZE, batch_size=8, lr_finder_steps=6, precision="fp32")
+    p = fold.TrainParams(arch=ARCH, image_size=IMAGE_SIZE, batch_size=8, lr_finder_steps=6, precision="fp32")
     return fold.Session(p, strat.get_strategy("default"), "fp32")
 
 
@@ -59,8 +63,8 @@ def test_a_checkpoint_is_written_whole_and_loads_back(session, tmp_path):
 def test_a_streamed_fold_trains_exactly_as_the_in_memory_one(sample_tfrecords, tmp_path):
     import dataclasses
 
-    p = fold.TrainParams(image_size=IMAGE_SIZE, batch_size=8, lr_finder_steps=4, precision="fp32", epochs_frozen=1,
-                         epochs_unfrozen=1, recompute_batch_norm=True)
+    p = fold.TrainParams(arch=ARCH, image_size=IMAGE_SIZE, batch_size=8, lr_finder_steps=4, precision="fp32",
+                         epochs_frozen=1, epochs_unfrozen=1, recompute_batch_norm=True)
     session = fold.Session(p, strat.get_strategy("default"), "fp32")
     results = {}
     for budget in (float("inf"), 0.0):

@@ -14,8 +14,8 @@ from common import files
 from components import configs
 from components.train import component, fold, fold_lock
 
-TINY = fold.TrainParams(image_size=32, folds=2, epochs_frozen=1, epochs_unfrozen=0, lr_finder_steps=4, batch_size=8,
-                        precision="fp32", strategy="default")
+TINY = fold.TrainParams(arch="resnet18_stage3", image_size=32, folds=2, epochs_frozen=1, epochs_unfrozen=0,
+                        lr_finder_steps=4, batch_size=8, precision="fp32", strategy="default")
 
 
 def _write_holder(fold_dir, pid, host, age_s=0.0):
@@ -78,8 +78,8 @@ def test_two_processes_racing_on_one_fold_train_it_once(sample_tfrecords, tmp_pa
 def test_parallel_folds_trains_the_folds_in_two_processes(tmp_path):
     """The parent waits until its helper holds a fold, so each trains one, however long the helper takes to start."""
     command = [sys.executable, "-m", "pipeline.run", f"--output_dir={tmp_path}", "--stop_after=train",
-               "--parallel_folds=2", "--image_size=32", "--folds=2", "--epochs_frozen=3", "--epochs_unfrozen=3",
-               "--lr_finder_steps=4", "--batch_size=8", "--precision=fp32"]
+               "--parallel_folds=2", "--arch=resnet18_stage3", "--image_size=32", "--folds=2", "--epochs_frozen=3",
+               "--epochs_unfrozen=3", "--lr_finder_steps=4", "--batch_size=8", "--precision=fp32"]
     run = subprocess.run(command, cwd=configs.REPO_ROOT, capture_output=True, text=True, timeout=300)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]

@@ -31,16 +31,17 @@ def _weights(path):
 
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("default") / "w.npz"
-    subprocess.run([sys.executable, str(WORKER), str(out), "default", "plain"], check=True, timeout=120)
-    return _weights(out)
+def one_process_runs(tmp_path_factory):
+    """{"MODE-MODEL": its arrays} of the runs that fit in one process (one TensorFlow start for four)."""
+    out = tmp_path_factory.mktemp("strategies")
+    specs = ["default:plain", "mirrored:plain", "mirrored:bn", "mirrored:fused"]
+    subprocess.run([sys.executable, str(WORKER), str(out), *specs], check=True, timeout=240)
+    return {spec.replace(":", "-"): _weights(out / f"{spec.replace(':', '-')}.npz") for spec in specs}
 
 
-def test_mirrored_two_cpu_replicas_match_the_default_strategy(default_run, tmp_path):
-    subprocess.run([sys.executable, str(WORKER), str(tmp_path / "m.npz"), "mirrored", "plain"], check=True,
-                   timeout=120)
-    mirrored = _weights(tmp_path / "m.npz")
+def test_mirrored_two_cpu_replicas_match_the_default_strategy(one_process_runs):
+    default_run, mirrored = one_process_runs["default-plain"], one_process_runs["mirrored-plain"]
+    assert int(default_run["replicas"]) == 1
     assert int(mirrored["replicas"]) == 2 and int(mirrored["fed"]) == int(default_run["fed"]) == 3 * 64
     np.testing.assert_allclose(mirrored["losses"], default_run["losses"], rtol=1e-4)
     for key in default_run:
@@ -48,13 +49,8 @@ def test_mirrored_two_cpu_replicas_match_the_default_strategy(default_run, tmp_p
             np.testing.assert_allclose(mirrored[key], default_run[key], rtol=1e-4, atol=1e-5)
 
 
-def test_fused_batch_norm_under_two_mirrored_cpu_replicas_trains_as_keras_batch_norm(tmp_path):
-    runs = {}
-    for kind in ("bn", "fused"):
-        subprocess.run([sys.executable, str(WORKER), str(tmp_path / f"{kind}.npz"), "mirrored", kind], check=True,
-                       timeout=120)
-        runs[kind] = _weights(tmp_path / f"{kind}.npz")
-    keras_bn, fused = runs["bn"], runs["fused"]
+def test_fused_batch_norm_under_two_mirrored_cpu_replicas_trains_as_keras_batch_norm(one_process_runs):
+    keras_bn, fused = one_process_runs["mirrored-bn"], one_process_runs["mirrored-fused"]
     assert int(fused["replicas"]) == 2 and sorted(fused) == sorted(keras_bn)
     np.testing.assert_allclose(fused["losses"], keras_bn["losses"], rtol=1e-4)
     for key in keras_bn:  # weights, each replica's synchronised moving statistics, and the recomputed ones
@@ -69,8 +65,8 @@ def test_two_local_workers_end_with_identical_trainable_weights(tmp_path):
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
                "CUDA_VISIBLE_DEVICES": ""}
-        procs.append(subprocess.Popen([sys.executable, str(WORKER), str(tmp_path / f"w{index}.npz"), "multi_worker",
-                                       "bn"],
+        (tmp_path / f"w{index}").mkdir()
+        procs.append(subprocess.Popen([sys.executable, str(WORKER), str(tmp_path / f"w{index}"), "multi_worker:bn"],
                                       env=env))
     try:
         for proc in procs:
@@ -79,7 +75,7 @@ def test_two_local_workers_end_with_identical_trainable_weights(tmp_path):
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-    a, b = _weights(tmp_path / "w0.npz"), _weights(tmp_path / "w1.npz")
+    a, b = (_weights(tmp_path / f"w{index}" / "multi_worker-bn.npz") for index in range(2))
     assert int(a["replicas"]) == 2 and int(a["fed"]) == 3 * 64  # global batch 64 over two workers
     trainable = [k for k in a if k.startswith("w")]
     assert trainable
