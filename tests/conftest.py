@@ -18,7 +18,7 @@ from components import configs
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 # The slowest modules, slowest first (seconds of their tests, `--durations=0`, fresh clone at acd9335, 2-core
-# Intel Xeon, 2026-12-03 17:57Z; test_resume.py has run one process fewer since, ~100 s).
+# Intel Xeon, 2026-12-03 17:57Z; test_resume.py has run one process fewer since: 76 s at 8873b24).
 # xdist hands out whole modules (`--dist loadscope`) in collection order (`--no-loadscope-reorder`): started
 # first, they overlap each other instead of one of them running alone at the end while the other worker idles.
 SLOWEST_MODULES = (
