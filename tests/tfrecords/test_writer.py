@@ -72,7 +72,7 @@ print(writer.write_shards([example] * 3, Path(sys.argv[1]), "x", 2, {})["shards"
 def test_the_same_examples_give_the_same_bytes_in_every_process(tmp_path):
     """Without deterministic serialization, protobuf writes a map's entries in an order that changes per process."""
     digests = set()
-    for run in range(2):  # protobuf's order is drawn per process: two processes differ (PYTHONHASHSEED aside)
+    for run in range(2):  # without it the order is drawn anew in each process, whatever PYTHONHASHSEED: two differ
         (tmp_path / str(run)).mkdir()
         out = subprocess.run([sys.executable, "-c", _WRITE_IN_A_NEW_PROCESS, str(tmp_path / str(run))],
                              cwd=configs.REPO_ROOT, capture_output=True, text=True, check=True)
