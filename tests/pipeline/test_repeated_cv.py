@@ -1,32 +1,36 @@
-"""`python -m pipeline.run --repeats=2` end to end on the embedded sample, tiny settings, with the stage-3
+"""The pipeline with `--repeats=2` end to end on the embedded sample, tiny settings, with the stage-3
 ResNet-18: repeat 0 reuses the single split's finished folds, repeat 1 splits anew, evaluate adds the mean
-over repeats."""
+over repeats. In this process (test_flags maps the flags to these configs)."""
 
+import contextlib
 import csv
+import dataclasses
+import io
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
 import models  # noqa: F401  (registers the custom layers for load_model)
-from components import evaluate, evaluate_repeats
+from components import configs, evaluate, evaluate_repeats
 from components.train import outputs as train_outputs, splits
+from pipeline import local_runner
+from pipeline.pipeline import create_pipeline
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = ["--image_size=32", "--folds=2", "--epochs_frozen=1", "--epochs_unfrozen=1", "--lr_finder_steps=4",
-        "--batch_size=8", "--precision=fp32", "--arch=resnet18_stage3", "--bootstrap_resamples=50",
-        "--gradcam_images=0", "--stop_after=evaluate"]
+TINY_TRAIN = configs.TrainConfig(image_size=32, folds=2, epochs_frozen=1, epochs_unfrozen=1, lr_finder_steps=4,
+                                 batch_size=8, precision="fp32", arch="resnet18_stage3")
+TINY_EVALUATE = configs.EvaluateConfig(bootstrap_resamples=50, gradcam_images=0)
 
 
-def _run(out, *extra):
-    proc = subprocess.run([sys.executable, "-m", "pipeline.run", f"--output_dir={out}", *TINY, *extra], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
+def _run(out, repeats=1):
+    """The pipeline up to evaluate; returns everything it printed (the train stage writes through tqdm)."""
+    config = configs.PipelineConfig(output_dir=out, train=dataclasses.replace(TINY_TRAIN, repeats=repeats),
+                                    evaluate=TINY_EVALUATE)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        local_runner.run_pipeline(create_pipeline(config), "evaluate")
+    return printed.getvalue()
 
 
 def _train_dir(out, repeats):
@@ -58,7 +62,7 @@ def _fold_of_row(train_dir, repeat):
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("repeated")
     _run(out)
-    log = _run(out, "--repeats=2")
+    log = _run(out, repeats=2)
     return out, log
 
 

@@ -1,11 +1,12 @@
 """The exported graph: its signatures as TF Serving lists them, REST requests, bad items in a batch."""
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
 
 from serving import signature
 from tests.serving import rest
@@ -30,18 +31,22 @@ def _serve(loaded, body):
     return json.loads(rest.encode_predict_response({k: v.numpy() for k, v in outputs.items()}, request_format))
 
 
-def test_saved_model_cli_lists_the_serving_signature(exported):
+def _tensor(info) -> tuple[str, tuple[int, ...]]:
+    return types_pb2.DataType.Name(info.dtype), tuple(dim.size for dim in info.tensor_shape.dim)
+
+
+def test_the_serving_meta_graph_holds_the_signatures_tf_serving_reads(exported):
+    """saved_model.pb's serving meta graph, read as TF Serving (and `saved_model_cli show`) read it."""
     _, path, _ = exported
-    shown = subprocess.run(["saved_model_cli", "show", "--dir", str(path), "--all"],
-                           capture_output=True, text=True, check=True).stdout
-    default = shown.split("signature_def['serving_default']:")[1].split("signature_def[")[0]
-    assert "inputs['image_bytes'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in default
-    assert "outputs['probability_of_death'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1)" in default
-    assert "outputs['class'] tensor_info:\n        dtype: DT_INT64\n        shape: (-1)" in default
-    assert "outputs['error'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in default
-    assert "Method name is: tensorflow/serving/predict" in default
-    images = shown.split("signature_def['predict_images']:")[1].split("signature_def[")[0]
-    assert "inputs['images'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 64, 64, 3)" in images
+    saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    (meta_graph,) = [graph for graph in saved.meta_graphs if "serve" in graph.meta_info_def.tags]
+    default = meta_graph.signature_def["serving_default"]
+    assert default.method_name == "tensorflow/serving/predict"
+    assert {name: _tensor(info) for name, info in default.inputs.items()} == {"image_bytes": ("DT_STRING", (-1,))}
+    assert {name: _tensor(info) for name, info in default.outputs.items()} == {
+        "probability_of_death": ("DT_FLOAT", (-1,)), "class": ("DT_INT64", (-1,)), "error": ("DT_STRING", (-1,))}
+    images = meta_graph.signature_def["predict_images"]
+    assert {name: _tensor(info) for name, info in images.inputs.items()} == {"images": ("DT_FLOAT", (-1, 64, 64, 3))}
 
 
 def test_a_rest_request_gives_the_keras_ensemble_probability(exported):

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
@@ -58,23 +59,23 @@ def test_a_missing_shard_or_manifest_is_named(shards):
         writer.verify(directory)
 
 
-_WRITE_IN_A_NEW_PROCESS = """
-import sys
-from pathlib import Path
-import tensorflow as tf
-from tfrecords import writer
-example = tf.train.Example(features=tf.train.Features(feature={
-    name: tf.train.Feature(int64_list=tf.train.Int64List(value=[i])) for i, name in enumerate("abcdefghijklmnop")}))
-print(writer.write_shards([example] * 3, Path(sys.argv[1]), "x", 2, {})["shards"][0]["sha256"])
-"""
+def first_shard_digest(directory: Path) -> str:
+    """sha256 of the first of 2 shards of an example whose feature map has 16 entries."""
+    example = tf.train.Example(features=tf.train.Features(feature={
+        name: tf.train.Feature(int64_list=tf.train.Int64List(value=[i])) for i, name in enumerate("abcdefghijklmnop")}))
+    return writer.write_shards([example] * 3, directory, "x", 2, {})["shards"][0]["sha256"]
+
+
+_WRITE_IN_A_NEW_PROCESS = ("import sys; from pathlib import Path; "
+                           "from tests.tfrecords.test_writer import first_shard_digest; "
+                           "print(first_shard_digest(Path(sys.argv[1])))")
 
 
 def test_the_same_examples_give_the_same_bytes_in_every_process(tmp_path):
     """Without deterministic serialization, protobuf writes a map's entries in an order that changes per process."""
-    digests = set()
-    for run in range(2):  # without it the order is drawn anew in each process, whatever PYTHONHASHSEED: two differ
-        (tmp_path / str(run)).mkdir()
-        out = subprocess.run([sys.executable, "-c", _WRITE_IN_A_NEW_PROCESS, str(tmp_path / str(run))],
-                             cwd=configs.REPO_ROOT, capture_output=True, text=True, check=True)
-        digests.add(out.stdout.split()[-1])
+    # Without it the order is drawn anew in each process, whatever PYTHONHASHSEED: this one and a new one differ.
+    (tmp_path / "here").mkdir(), (tmp_path / "new").mkdir()
+    out = subprocess.run([sys.executable, "-c", _WRITE_IN_A_NEW_PROCESS, str(tmp_path / "new")],
+                         cwd=configs.REPO_ROOT, capture_output=True, text=True, check=True)
+    digests = {first_shard_digest(tmp_path / "here"), out.stdout.split()[-1]}
     assert len(digests) == 1
