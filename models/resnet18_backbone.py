@@ -23,7 +23,7 @@ layer names are the full network's, so the same checkpoints load into it
 Numerical parity with torch: symmetric zero padding, explicit before the stride-2
 convolutions (Keras 'same' pads those asymmetrically) and 'same' in the stride-1 3x3 ones,
 where it is symmetric and the convolution pads as it computes (no pad and slice ops of a
-whole activation each way: 7% of a float32 training step); no convolution biases, and
+whole activation each way: bench/results/models.txt); no convolution biases, and
 batch normalization with epsilon 1e-5 and momentum 0.9 (torch's momentum 0.1
 weighs the new batch, Keras's weighs the running value) on the fused kernel
 (`models/fused_batch_norm.py`: faster on CPU, and its moving variance is
