@@ -11,7 +11,10 @@
 3. `--mode=summary --summary=<train_summary.json>`: seconds per phase (LR
    sweeps, frozen, unfrozen, validation) of a finished run, its training
    images/s and the ratio to the bf16 model-only peak measured in the same
-   process.
+   process; then the run's floor: the images each phase trained, at that
+   peak, against `--goal_s` (a time that is below the floor on this host
+   cannot be reached by any input pipeline or loop, only by training on
+   fewer images).
 4. `--mode=profile --tfrecords=DIR`: fold 0's epochs as the pipeline runs
    them (LR sweeps given), then one unfrozen LR sweep, each under cProfile:
    where the main thread waits (train step, next batch, validation,
@@ -46,6 +49,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "peak", ["peak", "sweep", "summary", "profile"], "What to measure.")
 flags.DEFINE_string("tfrecords", None, "tfrecords artifact folder (sweep mode).")
 flags.DEFINE_string("summary", None, "train_summary.json of a finished run (summary mode).")
+flags.DEFINE_float("goal_s", 720.0, "Seconds of training a variant should take (summary mode; #17: 720).")
 flags.DEFINE_string("weights", None, "Pretrained body for sweep mode.")
 flags.DEFINE_list("sweep_steps", ["100", "30"], "LR sweep lengths to compare (100 = fastai, the reference).")
 flags.DEFINE_list("sweep_seeds", ["1", "2"], "Batch seeds: each length is swept once per seed.")
@@ -161,6 +165,30 @@ def mode_sweep():
                       f"mean signed {np.mean(r):+.2f} decades")
 
 
+def phase_floor(summary: dict, peaks: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """{timing phase: (images trained, seconds at the model-only peak)} of a finished fine-tuning run.
+
+    `peaks` is {"frozen": img/s, "unfrozen": img/s}; each LR sweep and each phase's epochs trains
+    steps x global batch images at its body state's peak. Phases that do not train (validation,
+    batch-norm statistics) keep their measured seconds: no training peak bounds them."""
+    folds, params, timings = summary["folds"], summary["params"], summary["timings_s"]
+    if any("lr_steps_run" not in fold for fold in folds):
+        raise ValueError(f"folds without 'lr_steps_run' (method {params.get('method')!r}): the floor covers "
+                         f"fine-tuning runs with LR sweeps")
+    floor = {}
+    for phase, seconds in timings.items():
+        body = phase.removeprefix("lr_sweep_")
+        if body not in peaks:
+            floor[phase] = (0, seconds)
+            continue
+        if phase.startswith("lr_sweep_"):
+            images = sum(fold["lr_steps_run"][body] * fold["global_batch"] for fold in folds)
+        else:
+            images = sum(params[f"epochs_{body}"] * fold["steps_per_epoch"] * fold["global_batch"] for fold in folds)
+        floor[phase] = (images, images / peaks[body])
+    return floor
+
+
 def mode_summary():
     summary = json.loads(open(FLAGS.summary).read())
     timings = summary["timings_s"]
@@ -178,6 +206,20 @@ def mode_summary():
     epochs = summary["params"]["epochs_frozen"], summary["params"]["epochs_unfrozen"]
     blended = sum(epochs) / (epochs[0] / peak_frozen + epochs[1] / peak_unfrozen)
     print(f"RATIO run / model-only peak (epoch-weighted) = {rate / blended:.3f}")
+    try:
+        floor = phase_floor(summary, {"frozen": peak_frozen, "unfrozen": peak_unfrozen})
+    except ValueError as error:
+        raise app.UsageError(f"--summary={FLAGS.summary}: {error}") from error
+    print("floor: each phase's training images at the model-only peak (phases that do not train as measured)")
+    for key in sorted(floor):
+        images, seconds = floor[key]
+        print(f"  {key:18s} {images:6d} img {seconds:8.1f} s  (run {timings[key]:7.1f} s, "
+              f"RATIO floor / run {seconds / timings[key]:.3f})")
+    floor_total = sum(seconds for _, seconds in floor.values())
+    verdict = "within reach" if floor_total <= FLAGS.goal_s else "below the floor: unreachable on this host"
+    print(f"  {'total':18s} {'':10s} {floor_total:8.1f} s  (run {total:7.1f} s, RATIO floor / run "
+          f"{floor_total / total:.3f}); goal {FLAGS.goal_s:.0f} s = {FLAGS.goal_s / floor_total:.2f}x the floor: "
+          f"{verdict}")
 
 
 def _print_profile(profile: cProfile.Profile, seconds: float, what: str, top: int = 30) -> None:
