@@ -11,10 +11,8 @@
 3. `--mode=summary --summary=<train_summary.json>`: seconds per phase (LR
    sweeps, frozen, unfrozen, validation) of a finished run, its training
    images/s and the ratio to the bf16 model-only peak measured in the same
-   process; then the run's floor: the images each phase trained, at that
-   peak, against `--goal_s` (a time that is below the floor on this host
-   cannot be reached by any input pipeline or loop, only by training on
-   fewer images).
+   process; then the run's floor (`bench/floor.py`: its training images at
+   that peak) against `--goal_s`.
 4. `--mode=profile --tfrecords=DIR`: fold 0's epochs as the pipeline runs
    them (LR sweeps given), then one unfrozen LR sweep, each under cProfile:
    where the main thread waits (train step, next batch, validation,
@@ -41,6 +39,7 @@ from absl import app, flags  # noqa: E402
 
 import models  # noqa: E402
 from bench import timing  # noqa: E402
+from bench.floor import phase_floor  # noqa: E402
 from common import files  # noqa: E402
 from components.train import (augment, fold as fold_lib, input_pipeline, loop, rebalance, splits,  # noqa: E402
                               strategy as strat)
@@ -163,30 +162,6 @@ def mode_sweep():
                      for f in map(int, FLAGS.folds)]
                 print(f"  {phase:9s} {n:3d} steps seed {seed}: median |d| {np.median(d):.2f} decades, "
                       f"mean signed {np.mean(r):+.2f} decades")
-
-
-def phase_floor(summary: dict, peaks: dict[str, float]) -> dict[str, tuple[float, float]]:
-    """{timing phase: (images trained, seconds at the model-only peak)} of a finished fine-tuning run.
-
-    `peaks` is {"frozen": img/s, "unfrozen": img/s}; each LR sweep and each phase's epochs trains
-    steps x global batch images at its body state's peak. Phases that do not train (validation,
-    batch-norm statistics) keep their measured seconds: no training peak bounds them."""
-    folds, params, timings = summary["folds"], summary["params"], summary["timings_s"]
-    if any("lr_steps_run" not in fold for fold in folds):
-        raise ValueError(f"folds without 'lr_steps_run' (method {params.get('method')!r}): the floor covers "
-                         f"fine-tuning runs with LR sweeps")
-    floor = {}
-    for phase, seconds in timings.items():
-        body = phase.removeprefix("lr_sweep_")
-        if body not in peaks:
-            floor[phase] = (0, seconds)
-            continue
-        if phase.startswith("lr_sweep_"):
-            images = sum(fold["lr_steps_run"][body] * fold["global_batch"] for fold in folds)
-        else:
-            images = sum(params[f"epochs_{body}"] * fold["steps_per_epoch"] * fold["global_batch"] for fold in folds)
-        floor[phase] = (images, images / peaks[body])
-    return floor
 
 
 def mode_summary():

@@ -1,11 +1,11 @@
-"""bench_train's floor: the images each phase of a finished run trained, at the model-only peak."""
+"""bench/floor.py: the images each phase of a finished run trained, at the model-only peak."""
 
 import json
 import pathlib
 
 import pytest
 
-from bench.bench_train import phase_floor
+from bench.floor import phase_floor
 
 RESULTS = pathlib.Path(__file__).parents[2] / "results"
 
