@@ -11,8 +11,8 @@
 3. `--mode=summary --summary=<train_summary.json>`: seconds per phase (LR
    sweeps, frozen, unfrozen, validation) of a finished run, its training
    images/s and the ratio to the bf16 model-only peak measured in the same
-   process; then the run's floor (`bench/floor.py`: its training images at
-   that peak) against `--goal_s`.
+   process; then the run's lower bound (`bench/peak_bound.py`: its
+   training images at that peak) against `--goal_s`.
 4. `--mode=profile --tfrecords=DIR`: fold 0's epochs as the pipeline runs
    them (LR sweeps given), then one unfrozen LR sweep, each under cProfile:
    where the main thread waits (train step, next batch, validation,
@@ -39,7 +39,7 @@ from absl import app, flags  # noqa: E402
 
 import models  # noqa: E402
 from bench import timing  # noqa: E402
-from bench.floor import phase_floor  # noqa: E402
+from bench.peak_bound import seconds_at_peak  # noqa: E402
 from common import files  # noqa: E402
 from components.train import (augment, fold as fold_lib, input_pipeline, loop, rebalance, splits,  # noqa: E402
                               strategy as strat)
@@ -182,19 +182,19 @@ def mode_summary():
     blended = sum(epochs) / (epochs[0] / peak_frozen + epochs[1] / peak_unfrozen)
     print(f"RATIO run / model-only peak (epoch-weighted) = {rate / blended:.3f}")
     try:
-        floor = phase_floor(summary, {"frozen": peak_frozen, "unfrozen": peak_unfrozen})
+        bound = seconds_at_peak(summary, {"frozen": peak_frozen, "unfrozen": peak_unfrozen})
     except ValueError as error:
         raise app.UsageError(f"--summary={FLAGS.summary}: {error}") from error
-    print("floor: each phase's training images at the model-only peak (phases that do not train as measured)")
-    for key in sorted(floor):
-        images, seconds = floor[key]
+    print("lower bound: each phase's training images at the model-only peak (phases that do not train as measured)")
+    for key in sorted(bound):
+        images, seconds = bound[key]
         print(f"  {key:18s} {images:6d} img {seconds:8.1f} s  (run {timings[key]:7.1f} s, "
-              f"RATIO floor / run {seconds / timings[key]:.3f})")
-    floor_total = sum(seconds for _, seconds in floor.values())
-    verdict = ("within reach" if floor_total <= FLAGS.goal_s
+              f"RATIO bound / run {seconds / timings[key]:.3f})")
+    bound_total = sum(seconds for _, seconds in bound.values())
+    verdict = ("within reach" if bound_total <= FLAGS.goal_s
                else "out of reach on this host without training on fewer images")
-    print(f"  {'total':18s} {'':10s} {floor_total:8.1f} s  (run {total:7.1f} s, RATIO floor / run "
-          f"{floor_total / total:.3f}); goal {FLAGS.goal_s:.0f} s = {FLAGS.goal_s / floor_total:.2f}x the floor: "
+    print(f"  {'total':18s} {'':10s} {bound_total:8.1f} s  (run {total:7.1f} s, RATIO bound / run "
+          f"{bound_total / total:.3f}); goal {FLAGS.goal_s:.0f} s = {FLAGS.goal_s / bound_total:.2f}x the bound: "
           f"{verdict}")
 
 

@@ -1,14 +1,14 @@
-"""The floor of a finished training run: the seconds its training images take at the model-only peak.
+"""A finished training run's lower bound: the seconds its training images take at the model-only peak.
 
 Standard library only, and no flags: tests import it beside the pipeline's flags. A time goal below the
-floor on a host cannot be reached there by any input pipeline or training loop, only by training on
+bound on a host cannot be reached there by any input pipeline or training loop, only by training on
 fewer images (`bench/bench_train.py --mode=summary` prints it against `--goal_s`).
 """
 
 from __future__ import annotations
 
 
-def phase_floor(summary: dict, peaks: dict[str, float]) -> dict[str, tuple[int, float]]:
+def seconds_at_peak(summary: dict, peaks: dict[str, float]) -> dict[str, tuple[int, float]]:
     """{timing phase: (images trained, seconds at the model-only peak)} of a finished fine-tuning run.
 
     `peaks` is {"frozen": img/s, "unfrozen": img/s}; each LR sweep and each phase's epochs trains
@@ -16,17 +16,17 @@ def phase_floor(summary: dict, peaks: dict[str, float]) -> dict[str, tuple[int, 
     batch-norm statistics) keep their measured seconds: no training peak bounds them."""
     folds, params, timings = summary["folds"], summary["params"], summary["timings_s"]
     if any("lr_steps_run" not in fold for fold in folds):
-        raise ValueError(f"folds without 'lr_steps_run' (method {params.get('method')!r}): the floor covers "
+        raise ValueError(f"folds without 'lr_steps_run' (method {params.get('method')!r}): the bound covers "
                          f"fine-tuning runs with LR sweeps")
-    floor = {}
+    bound = {}
     for phase, seconds in timings.items():
         body = phase.removeprefix("lr_sweep_")
         if body not in peaks:
-            floor[phase] = (0, seconds)
+            bound[phase] = (0, seconds)
             continue
         if phase.startswith("lr_sweep_"):
             images = sum(fold["lr_steps_run"][body] * fold["global_batch"] for fold in folds)
         else:
             images = sum(params[f"epochs_{body}"] * fold["steps_per_epoch"] * fold["global_batch"] for fold in folds)
-        floor[phase] = (images, images / peaks[body])
-    return floor
+        bound[phase] = (images, images / peaks[body])
+    return bound
