@@ -20,9 +20,11 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from components import base, evaluate, evaluate_repeats, export, impute, ingest, model_card
-from components.evaluate_decision import DECISION_THRESHOLDS
-from components.evaluate_metrics import CALIBRATION_BINS, METRICS, SCORES
+from components import base, export, impute, ingest, model_card
+from components.evaluate import component as evaluate
+from components.evaluate import repeats as evaluate_repeats
+from components.evaluate.decision import DECISION_THRESHOLDS
+from components.evaluate.metrics import CALIBRATION_BINS, METRICS, SCORES
 from components.published import published_rows
 
 REPORT_NAME = "report.html"

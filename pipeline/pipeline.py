@@ -6,7 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
-from components import base, evaluate, export, impute, ingest, report, write_tfrecords
+from components import base, export, impute, ingest, report, write_tfrecords
+from components.evaluate import component as evaluate
 from components.train import component as train
 from components.configs import VARIANTS, PipelineConfig
 

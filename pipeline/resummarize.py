@@ -25,7 +25,9 @@ from absl import app, flags
 
 from common.errors import PipelineError
 from common.files import write_text_atomic
-from components import configs, evaluate, evaluate_metrics, report
+from components import configs, report
+from components.evaluate import component as evaluate
+from components.evaluate import metrics as evaluate_metrics
 from components.published import published_rows
 from components.train import outputs as train_outputs
 from pipeline import local_runner, study

@@ -32,10 +32,11 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from components import evaluate_metrics, evaluate_repeats
+from components.evaluate import metrics as evaluate_metrics
+from components.evaluate import repeats as evaluate_repeats
 from common.errors import PipelineError
 from common.files import atomic_open, sha256_file, write_json_atomic, write_text_atomic
-from components.evaluate import (AGE_SEX, EARLY_IMAGES, EARLY_OFFSET_DAYS, EVALUATION_NAME, IMAGE_AGE_SEX,
+from components.evaluate.component import (AGE_SEX, EARLY_IMAGES, EARLY_OFFSET_DAYS, EVALUATION_NAME, IMAGE_AGE_SEX,
                                  OBSERVED, OBSERVED_TTA, PATIENT_LEVEL)
 from components.train import outputs as train_outputs
 from components import configs

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.decision import called_died
-from components import evaluate_metrics
+from components.evaluate import metrics as evaluate_metrics
 from serving import signature
 from tests.serving import helpers
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from components import evaluate, model_card
+from components import model_card
+from components.evaluate import component as evaluate
 
 PARTIAL = ("weights: ImageNet, partial: conv1-layer3 + stage-4 shortcut; stage-4 3x3 convs random\n"
            "  source: resnet18_imagenet_partial.npz (sha256 abc)\n  mode: partial; loaded 82 tensors")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import evaluate, impute, ingest, model_card, published, report
+from components import impute, ingest, model_card, published, report
+from components.evaluate import component as evaluate
 from components import configs
 from pipeline import local_runner
 from pipeline.pipeline import create_pipeline

@@ -9,7 +9,9 @@ import re
 
 import pytest
 
-from components import configs, evaluate, evaluate_metrics, report
+from components import configs, report
+from components.evaluate import component as evaluate
+from components.evaluate import metrics as evaluate_metrics
 
 RESULTS = configs.REPO_ROOT / "results"
 EVALUATIONS = sorted(RESULTS.glob(f"*/*/{evaluate.EVALUATION_NAME}"))

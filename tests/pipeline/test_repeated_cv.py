@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 import models  # noqa: F401  (registers the custom layers for load_model)
-from components import configs, evaluate, evaluate_repeats
+from components import configs
+from components.evaluate import component as evaluate
+from components.evaluate import repeats as evaluate_repeats
 from components.train import outputs as train_outputs, splits
 from pipeline import local_runner
 from pipeline.pipeline import create_pipeline

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from common.errors import PipelineError
-from components import configs, evaluate, report
+from components import configs, report
+from components.evaluate import component as evaluate
 from components.train import outputs as train_outputs
 from pipeline import local_runner, resummarize
 from pipeline.pipeline import create_pipeline

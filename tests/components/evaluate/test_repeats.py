@@ -1,4 +1,4 @@
-"""Repeated cross-validation in evaluate (components/evaluate_repeats.py), on generated out-of-fold predictions."""
+"""Repeated cross-validation in evaluate (components/evaluate/repeats.py), on generated out-of-fold predictions."""
 
 import csv
 
@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from common.errors import PipelineError
-from components import clinical_baseline, evaluate_decision, evaluate_metrics, evaluate_repeats
+from components.evaluate import clinical_baseline
+from components.evaluate import decision as evaluate_decision
+from components.evaluate import metrics as evaluate_metrics
+from components.evaluate import repeats as evaluate_repeats
 from components.train import outputs as train_outputs
 
 PATIENTS = 30

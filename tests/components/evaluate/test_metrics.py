@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from components import evaluate_metrics as em
+from components.evaluate import metrics as em
 
 
 def test_fold_metrics_by_hand():

@@ -40,8 +40,12 @@ import tensorflow as tf
 import models  # noqa: F401  (registers the custom layers for load_model)
 from common import files
 from common.errors import PipelineError
-from components import (base, clinical_baseline, evaluate_decision, evaluate_metrics, evaluate_plots, evaluate_repeats,
-                        export, gradcam, ingest)
+from components import base, export, ingest
+from components.evaluate import clinical_baseline, gradcam
+from components.evaluate import decision as evaluate_decision
+from components.evaluate import metrics as evaluate_metrics
+from components.evaluate import plots as evaluate_plots
+from components.evaluate import repeats as evaluate_repeats
 from components.train import augment, fold as train_fold, input_pipeline, loop, lr_finder
 from components.train import outputs as train_outputs
 from components.train import metrics as train_metrics

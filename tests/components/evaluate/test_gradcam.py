@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import models
-from components import gradcam
+from components.evaluate import gradcam
 
 
 def _brightness_classifier(size=32, as_tokens=False):

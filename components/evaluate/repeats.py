@@ -28,7 +28,9 @@ import numpy as np
 
 from common.errors import PipelineError
 from common.files import atomic_open
-from components import clinical_baseline, evaluate_decision, evaluate_metrics
+from components.evaluate import clinical_baseline
+from components.evaluate import decision as evaluate_decision
+from components.evaluate import metrics as evaluate_metrics
 from components.train import outputs as train_outputs
 
 TABLE_NAME = "metrics_repeats.csv"

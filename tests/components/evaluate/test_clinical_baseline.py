@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from common.errors import PipelineError
-from components import clinical_baseline as cb
+from components.evaluate import clinical_baseline as cb
 
 
 def test_outcome_adjacent_columns_are_refused_by_name():

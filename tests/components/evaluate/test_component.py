@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from components import evaluate, evaluate_decision, evaluate_metrics, evaluate_plots
+from components.evaluate import component as evaluate
+from components.evaluate import decision as evaluate_decision
+from components.evaluate import metrics as evaluate_metrics
+from components.evaluate import plots as evaluate_plots
 from components.train import fold as train_fold, input_pipeline, metrics as train_metrics, splits
 from components.train import outputs as train_outputs
 from components import configs

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from components import evaluate_decision as ed
+from components.evaluate import decision as ed
 
 
 def _sigmoid(x):
