@@ -41,7 +41,7 @@ def main():
 
     from models import build_classifier
     from pipeline import score
-    from serving import signature
+    from serving import contract, signature
     from images import image_io, preprocessing
 
     files = sorted(p for p in pathlib.Path(args.images).iterdir() if p.suffix.lower() in score.IMAGE_SUFFIXES)
@@ -56,7 +56,7 @@ def main():
                     progress=False)  # traces and warms the graph
         counts = score.score(entries, tmp / "saved_model", tmp / "scores.csv", args.batch_size, progress=False)
 
-        bare = tf.saved_model.load(str(tmp / "saved_model")).signatures[signature.IMAGES_SIGNATURE]
+        bare = tf.saved_model.load(str(tmp / "saved_model")).signatures[contract.IMAGES_SIGNATURE]
         images = np.stack([preprocessing.preprocess(tf.constant(image_io.load_standard_image(p).encoded),
                                                     args.image_size).numpy() for _, p in entries])
         batches = [tf.constant(images[i:i + args.batch_size]) for i in range(0, len(images), args.batch_size)]

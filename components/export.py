@@ -44,20 +44,18 @@ import numpy as np
 
 from common import files
 from common.errors import PipelineError
-from components import base, configs, model_card
+from components import base, model_card
+from components.evaluate import outputs as evaluate_outputs
 from components.train import outputs as train_outputs
 from serving import push as serving_push
-from serving import signature, warmup
+from serving import contract, signature, warmup
 from images import preprocessing
 
 EXPORT_JSON = "export.json"
 SAVED_MODEL_DIR = "saved_model"
-EVALUATION_JSON = "evaluation.json"
 DEFAULT_MODEL_NAME = "covid_cxr_mortality"
 DEMO_SUFFIX = "_demo"
 DEMO_STATUS = "DEMO — not blessed for use: {reason}"
-# The real X-ray the warmup request sends: a shipped sample file, so every export can write it.
-WARMUP_IMAGE = configs.SAMPLE_DATA_DIR / "images" / "00870a9c.jpg"
 VERIFY_TOLERANCE = 1e-5
 
 
@@ -90,31 +88,14 @@ def load_models(paths: Sequence[Path]):
     import keras
 
     import models  # noqa: F401  (registers the custom layers load_model needs)
+    from models.precision import as_float32
     return [as_float32(keras.models.load_model(path, compile=False)) for path in paths]
-
-
-def as_float32(model):
-    """The same model computing in float32. Mixed-bfloat16 training keeps float32 weights, so
-    nothing is lost; the served graph then runs on any CPU and matches its own check exactly."""
-
-    def to_float32(node):
-        if isinstance(node, dict):
-            if node.get("class_name") == "DTypePolicy":
-                return {**node, "config": {**node["config"], "name": "float32"}}
-            return {key: to_float32(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [to_float32(value) for value in node]
-        return node
-
-    clone = model.__class__.from_config(to_float32(model.get_config()))
-    clone.set_weights(model.get_weights())
-    return clone
 
 
 # ---------------------------------------------------------------- blessing
 def read_metrics(evaluation_dir: Path) -> dict[str, float]:
     """`evaluation.json`'s metrics as {name: value}, taking the `estimate` where a metric has one."""
-    path = Path(evaluation_dir) / EVALUATION_JSON
+    path = Path(evaluation_dir) / evaluate_outputs.EVALUATION_NAME
     if not path.is_file():
         raise PipelineError(f"export: {path} does not exist")
     metrics = json.loads(path.read_text()).get("metrics", {})
@@ -165,12 +146,12 @@ def verify(saved_model_dir: Path, server: signature.EnsembleServer) -> float:
 
     encoded = probe_image_png(server.image_size)
     loaded = tf.saved_model.load(str(saved_model_dir))
-    served = loaded.signatures[signature.DEFAULT_SIGNATURE](**{signature.INPUT_NAME: tf.constant([encoded])})
+    served = loaded.signatures[contract.DEFAULT_SIGNATURE](**{contract.INPUT_NAME: tf.constant([encoded])})
     expected = server.probabilities(preprocessing.preprocess(tf.constant(encoded), server.image_size)[None])
-    if served[signature.ERROR].numpy()[0]:
+    if served[contract.ERROR].numpy()[0]:
         raise PipelineError(f"export: the served graph rejected its test image: "
-                                 f"{served[signature.ERROR].numpy()[0].decode()}")
-    gap = float(np.max(np.abs(served[signature.PROBABILITY].numpy() - expected.numpy())))
+                                 f"{served[contract.ERROR].numpy()[0].decode()}")
+    gap = float(np.max(np.abs(served[contract.PROBABILITY].numpy() - expected.numpy())))
     if not gap <= VERIFY_TOLERANCE:
         raise PipelineError(f"export: the SavedModel differs from the Keras models by {gap:g} "
                                  f"(tolerance {VERIFY_TOLERANCE:g}); nothing pushed")
@@ -206,7 +187,7 @@ def push_plan(blessed: bool, reason: str, model_name: str, demo_model_name: str,
 
 
 def _evaluation_record(inputs: Mapping[str, base.Artifact]) -> dict | None:
-    return json.loads((inputs["evaluation"].path / EVALUATION_JSON).read_text()) if "evaluation" in inputs else None
+    return evaluate_outputs.read_evaluation(inputs["evaluation"].path) if "evaluation" in inputs else None
 
 
 def _data_snapshot(inputs: Mapping[str, base.Artifact]) -> dict | None:
@@ -236,13 +217,13 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         "ensemble": "mean of member probabilities" if len(members) > 1 else "single model",
         **facts,
         "signatures": {
-            signature.DEFAULT_SIGNATURE: {"inputs": {signature.INPUT_NAME: "string [None]"},
-                                          "outputs": {signature.PROBABILITY: "float32 [None]",
-                                                      signature.CLASS: "int64 [None]",
-                                                      signature.ERROR: "string [None]"}},
-            signature.IMAGES_SIGNATURE: {"inputs": {signature.IMAGES_INPUT_NAME: "float32 [None, S, S, 3]"},
-                                         "outputs": {signature.PROBABILITY: "float32 [None]",
-                                                     signature.CLASS: "int64 [None]"}},
+            contract.DEFAULT_SIGNATURE: {"inputs": {contract.INPUT_NAME: "string [None]"},
+                                          "outputs": {contract.PROBABILITY: "float32 [None]",
+                                                      contract.CLASS: "int64 [None]",
+                                                      contract.ERROR: "string [None]"}},
+            contract.IMAGES_SIGNATURE: {"inputs": {contract.IMAGES_INPUT_NAME: "float32 [None, S, S, 3]"},
+                                         "outputs": {contract.PROBABILITY: "float32 [None]",
+                                                     contract.CLASS: "int64 [None]"}},
         },
         "metrics": metrics, "metrics_source": metrics_source, "bless_thresholds": thresholds,
         "blessed": blessed, "reason": reason, "status": status, "demo": not blessed and push_to is not None,
@@ -253,7 +234,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         train_summary=train_outputs.read_summary(inputs["model"].path),
         predictions=train_outputs.read_predictions(inputs["model"].path),
         evaluation=_evaluation_record(inputs), data=_data_snapshot(inputs)))
-    warmup.write_warmup_requests(saved_model_dir, served_name, [WARMUP_IMAGE.read_bytes()])
+    warmup.write_warmup_requests(saved_model_dir, served_name, warmup.synthetic_chest_images())
 
     if push_to:
         version, path = serving_push.push(saved_model_dir, Path(params["serving_dir"]), push_to)

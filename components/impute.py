@@ -23,8 +23,8 @@ from sklearn import ensemble, metrics, model_selection
 
 from common import files
 from common.errors import PipelineError
+from common.labels import NO_LABEL
 from components import base, ingest
-from tfrecords import schema
 
 LABELS_NAME = "labels.csv"
 REPORT_NAME = "imputation_report.json"
@@ -91,7 +91,7 @@ def _cv_scores(forest, x, y, splitter, groups=None) -> dict[str, float]:
 def impute(rows: Sequence[Mapping[str, str]], seed: int, n_estimators: int, folds: int) -> dict[str, Any]:
     observed = np.array([int(row["mortality_observed"]) for row in rows])
     x = features(rows)
-    labelled = observed != schema.NO_LABEL
+    labelled = observed != NO_LABEL
     x_lab, y_lab = x[labelled], observed[labelled]
     groups = np.array([row["patientid"] for row in rows])[labelled]
     if len(np.unique(y_lab)) < 2 or np.bincount(y_lab).min() < folds:

@@ -21,9 +21,9 @@ import tqdm
 
 from common import files
 from common.errors import PipelineError
+from common.labels import NO_LABEL
 from components import base
 from images import image_io
-from tfrecords import schema
 
 METADATA_NAME = "metadata.csv"
 IMAGES_DIR = "images"
@@ -56,7 +56,7 @@ def mortality_from_survival(value: str) -> int | None:
     if token == "Y":
         return 0
     if token in ("", "?"):
-        return schema.NO_LABEL
+        return NO_LABEL
     return None
 
 
@@ -118,7 +118,7 @@ def _rejection(line: int, row: Mapping[str, str], reason: str, detail: str) -> d
 
 def _label_summary(rows: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, int]:
     labels = collections.Counter(row["mortality_observed"] for _, row in rows)
-    labelled = [row for _, row in rows if row["mortality_observed"] != schema.NO_LABEL]
+    labelled = [row for _, row in rows if row["mortality_observed"] != NO_LABEL]
     return {"count": len(labelled), "survived": labels[0], "died": labels[1],
             "patients": len({row["patientid"] for row in labelled})}
 
@@ -158,7 +158,7 @@ def ingest(data_dir: Path, frontal_views: Sequence[str], max_offset_days: float 
         label = mortality_from_survival(row["survival"])
         if label is None:
             warnings.append(f"line {line}: survival {row['survival']!r} is not Y, N, ? or blank; treated as unknown")
-            label = schema.NO_LABEL
+            label = NO_LABEL
         selected.append((line, {**row, "mortality_observed": label}))
 
     early = selected
@@ -201,7 +201,7 @@ def _drop_duplicates(selected, dropped):
     kept = []
     for line, row in selected:
         group = by_name[row["filename"]]
-        labels = {r["mortality_observed"] for _, r in group} - {schema.NO_LABEL}
+        labels = {r["mortality_observed"] for _, r in group} - {NO_LABEL}
         lines = ", ".join(str(l) for l, _ in group)
         if len(labels) > 1:
             dropped.append(_rejection(line, row, "duplicate_conflicting_labels",
@@ -210,7 +210,7 @@ def _drop_duplicates(selected, dropped):
             dropped.append(_rejection(line, row, "duplicate_filename",
                                       f"{row['filename']} already listed on line {group[0][0]}"))
         else:
-            if labels and row["mortality_observed"] == schema.NO_LABEL:
+            if labels and row["mortality_observed"] == NO_LABEL:
                 row = {**row, "mortality_observed": labels.pop()}  # a duplicate row carried the label
             kept.append((line, row))
     return kept

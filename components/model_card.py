@@ -15,10 +15,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from components.evaluate.outputs import OBSERVED
+
 JSON_NAME = "assets.extra/model_card.json"
 MARKDOWN_NAME = "assets.extra/model_card.md"
-# components/evaluate.OBSERVED, the headline set; evaluate imports export, so it cannot be imported here.
-OBSERVED_SET = "observed_labels"
 RANDOM_INITIALISATION = "random initialisation"
 
 RESEARCH_ONLY_NOTICE = ("Research use only. This is not a medical device and must not be used to make decisions "
@@ -77,7 +77,7 @@ def metrics_with_intervals(evaluation: Mapping[str, Any] | None,
     if evaluation is None:
         return {"source": "export parameters (no evaluation)", "interval": None,
                 "values": {name: {"value": value} for name, value in (flat_metrics or {}).items()}}
-    unit = evaluation.get("sets", {}).get(OBSERVED_SET, {}).get("bootstrap", {}).get("unit", "image")
+    unit = evaluation.get("sets", {}).get(OBSERVED, {}).get("bootstrap", {}).get("unit", "image")
     values = {name: {"value": _finite_or_none(m.get("estimate")), "ci_low": _finite_or_none(m.get("ci_low")),
                      "ci_high": _finite_or_none(m.get("ci_high"))}
               for name, m in evaluation.get("metrics", {}).items() if isinstance(m, Mapping)}
@@ -87,7 +87,7 @@ def metrics_with_intervals(evaluation: Mapping[str, Any] | None,
 
 def calibration(evaluation: Mapping[str, Any] | None) -> dict[str, float]:
     """Every scalar the evaluation gives about calibration (ECE, Brier score, base rate, ...)."""
-    found = (evaluation or {}).get("sets", {}).get(OBSERVED_SET, {}).get("calibration", {})
+    found = (evaluation or {}).get("sets", {}).get(OBSERVED, {}).get("calibration", {})
     return {name: float(value) for name, value in found.items()
             if isinstance(value, (int, float)) and not isinstance(value, bool)}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from components import base, export, impute, ingest, model_card
-from components.evaluate import component as evaluate
+from components.evaluate import outputs as evaluate_outputs
 from components.evaluate import repeats as evaluate_repeats
 from components.evaluate.decision import DECISION_THRESHOLDS
 from components.evaluate.metrics import CALIBRATION_BINS, METRICS, SCORES
@@ -93,7 +93,7 @@ def metrics_section(evaluation: Mapping[str, Any], published: Mapping[str, Mappi
                                                                        "high": metrics[name]["ci_high"]}),
              f'{_fmt(metrics[name]["fold_mean"])} ± {_fmt(metrics[name]["fold_std"])}', _fmt(study.get(name), 3)]
             for name in METRICS]
-    unit = evaluation["sets"][evaluate.OBSERVED]["bootstrap"]["unit"]
+    unit = evaluation["sets"][evaluate_outputs.OBSERVED]["bootstrap"]["unit"]
     text = _table(["Metric (positive = died)", "Ours, pooled out-of-fold", f"95% CI (bootstrap over {unit}s)",
                    "Fold mean ± sd", "Study (test)"], rows)
     text += ("<p class=muted>Each estimate is computed once on every validation row pooled; its interval "
@@ -101,8 +101,8 @@ def metrics_section(evaluation: Mapping[str, Any], published: Mapping[str, Mappi
              "much the folds disagree (the study reported fold means).</p>")
     if "repeated_cv" in evaluation:
         text += repeats_section(evaluation["repeated_cv"])
-    if evaluate.STUDY_WAY in evaluation["sets"]:
-        study_way = evaluation["sets"][evaluate.STUDY_WAY]["pooled"]
+    if evaluate_outputs.STUDY_WAY in evaluation["sets"]:
+        study_way = evaluation["sets"][evaluate_outputs.STUDY_WAY]["pooled"]
         text += "<p>The study's way, counting imputed labels in validation (not comparable to a clinical truth): "
         text += ", ".join(f"{NAMES[n]} {_fmt(study_way[n])}" for n in SCORES[:5]) + " (pooled).</p>"
     return text
@@ -157,7 +157,7 @@ def admission_section(evaluation: Mapping[str, Any]) -> str:
     comparison, sets = evaluation.get("admission_comparison"), evaluation["sets"]
     if not comparison:
         return "<p><b>Age and sex</b>: not computed (the evaluation had no admission facts).</p>"
-    shown = (evaluate.AGE_SEX, evaluate.OBSERVED, evaluate.IMAGE_AGE_SEX)
+    shown = (evaluate_outputs.AGE_SEX, evaluate_outputs.OBSERVED, evaluate_outputs.IMAGE_AGE_SEX)
     rows = [[NAMES[metric], *(_estimate_and_interval(sets[name], metric) for name in shown)]
             for metric in ("roc_auc", "pr_auc", "brier")]
     text = (f"<p><b>Does the X-ray add anything over age and sex?</b> ROC AUC of the image model minus age and "
@@ -168,7 +168,7 @@ def admission_section(evaluation: Mapping[str, Any]) -> str:
              "on the other folds' observed rows (missing values: the training folds' median plus a missing "
              "indicator); the combination is fitted on the other folds' out-of-fold image log-odds, so no row's "
              "own image prediction is fitted on itself.</p>")
-    return text + _table(["Pooled out-of-fold [95% CI]", *(evaluate.MODEL_NAMES[name] for name in shown)], rows)
+    return text + _table(["Pooled out-of-fold [95% CI]", *(evaluate_outputs.MODEL_NAMES[name] for name in shown)], rows)
 
 
 def decision_section(evaluation: Mapping[str, Any], figures_dir: Path) -> str:
@@ -179,15 +179,15 @@ def decision_section(evaluation: Mapping[str, Any], figures_dir: Path) -> str:
     first = by_threshold[0]
     rows = [[f"{t:.0%}", _fmt(first[t]["treat_all"]), _fmt(0.0), *(_fmt(curve[t]["model"]) for curve in by_threshold)]
             for t in DECISION_ROWS if t in first]
-    beats = curves[evaluate.OBSERVED]["thresholds_where_model_beats_both"]
+    beats = curves[evaluate_outputs.OBSERVED]["thresholds_where_model_beats_both"]
     text = (f"<p><b>Decision curves</b>: net benefit = TP/n − FP/n · t/(1 − t) of treating every case with "
             f"p ≥ t, at threshold probabilities t from {DECISION_THRESHOLDS[0]:.0%} to {DECISION_THRESHOLDS[-1]:.0%} "
             "(Vickers & Elkin 2006), against treating all and treating none. The image model beats both at "
             + (f"{len(beats)} of the {len(DECISION_THRESHOLDS)} thresholds (lowest {beats[0]:.0%}, highest "
                f"{beats[-1]:.0%})."
                if beats else "none of the thresholds.") + "</p>")
-    text += _table(["Threshold", "Treat all", "Treat none", *(evaluate.MODEL_NAMES[name] for name in names)], rows)
-    figure = figures_dir / evaluate.DECISION_CURVE_FIGURE
+    text += _table(["Threshold", "Treat all", "Treat none", *(evaluate_outputs.MODEL_NAMES[name] for name in names)], rows)
+    figure = figures_dir / evaluate_outputs.DECISION_CURVE_FIGURE
     if figure.is_file():
         text += _image(figure, "Decision curves: net benefit against threshold probability", False)
     return text
@@ -197,35 +197,35 @@ def beyond_study_section(evaluation: Mapping[str, Any], figures_dir: Path) -> st
     """Patient-level ranking, first-week images, test-time augmentation, calibration, decision curves and the
     age/sex baseline, each on observed labels only."""
     sets = evaluation["sets"]
-    columns = {evaluate.OBSERVED: "Images (headline)", evaluate.PATIENT_LEVEL: "Patients (mean over images)",
-               evaluate.EARLY_IMAGES: f"Images of the first {evaluate.EARLY_OFFSET_DAYS} days"}
-    if evaluate.OBSERVED_TTA in sets:
-        columns[evaluate.OBSERVED_TTA] = f"Images, TTA ({sets[evaluate.OBSERVED_TTA]['tta_views']} views)"
+    columns = {evaluate_outputs.OBSERVED: "Images (headline)", evaluate_outputs.PATIENT_LEVEL: "Patients (mean over images)",
+               evaluate_outputs.EARLY_IMAGES: f"Images of the first {evaluate_outputs.EARLY_OFFSET_DAYS} days"}
+    if evaluate_outputs.OBSERVED_TTA in sets:
+        columns[evaluate_outputs.OBSERVED_TTA] = f"Images, TTA ({sets[evaluate_outputs.OBSERVED_TTA]['tta_views']} views)"
     shown = [name for name in columns if name in sets]
     rows = [[NAMES[metric], *(_estimate_and_interval(sets[name], metric) for name in shown)]
             for metric in BEYOND_METRICS]
     text = _table(["Pooled out-of-fold [95% CI], observed labels", *(columns[name] for name in shown)], rows)
-    if evaluate.PATIENT_LEVEL in sets:
-        text += (f"<p><b>Patient level</b> ({sets[evaluate.PATIENT_LEVEL]['n']} patients): each patient's "
+    if evaluate_outputs.PATIENT_LEVEL in sets:
+        text += (f"<p><b>Patient level</b> ({sets[evaluate_outputs.PATIENT_LEVEL]['n']} patients): each patient's "
                  "probability is the mean of their images' probabilities. This answers \"how well are patients, "
                  "not images, ranked\": a patient with many X-rays no longer counts many times.</p>")
     else:
         text += ("<p><b>Patient level</b>: not computed; it needs <code>--split=patient</code>, under which every "
                  "patient's images sit in one fold.</p>")
-    if evaluate.EARLY_IMAGES in sets:
-        early = sets[evaluate.EARLY_IMAGES]
+    if evaluate_outputs.EARLY_IMAGES in sets:
+        early = sets[evaluate_outputs.EARLY_IMAGES]
         text += (f"<p><b>First-week images</b> ({early['n']} images, {early['positives']} of them of patients who died): "
-                 f"images taken at most {evaluate.EARLY_OFFSET_DAYS} days after symptom onset or admission (the "
+                 f"images taken at most {evaluate_outputs.EARLY_OFFSET_DAYS} days after symptom onset or admission (the "
                  "metadata's <code>offset</code>; negative offsets, before it, included; images without one left "
                  "out), the X-rays a triage decision would have. Scored by the same models, trained on all "
                  "images.</p>")
-    if evaluate.OBSERVED_TTA in sets:
+    if evaluate_outputs.OBSERVED_TTA in sets:
         text += (f"<p><b>Test-time augmentation</b>: each validation image scored by its fold's model on the plain "
-                 f"image and {sets[evaluate.OBSERVED_TTA]['tta_views'] - 1} views with the training augmentation, "
+                 f"image and {sets[evaluate_outputs.OBSERVED_TTA]['tta_views'] - 1} views with the training augmentation, "
                  "probabilities averaged.</p>")
     else:
         text += "<p><b>Test-time augmentation</b>: off (<code>--tta_views</code>).</p>"
-    calibration = sets[evaluate.OBSERVED]["calibration"]
+    calibration = sets[evaluate_outputs.OBSERVED]["calibration"]
     intervals = calibration["intervals"]
     text += (f"<p><b>Calibration</b> of the image-level probabilities: expected calibration error "
              f"{_fmt(calibration['ece'])} [{_interval(intervals['ece'])}] ({CALIBRATION_BINS} equal-width bins), "
@@ -235,7 +235,7 @@ def beyond_study_section(evaluation: Mapping[str, Any], figures_dir: Path) -> st
              f"{_fmt(calibration['brier'])}, base rate {_fmt(calibration['base_rate'])}. No recalibration is fitted: "
              "slope and intercept only describe, ROC AUC only ranks, and a monotone recalibration leaves it "
              "unchanged.</p>")
-    figure = figures_dir / evaluate.CALIBRATION_FIGURE
+    figure = figures_dir / evaluate_outputs.CALIBRATION_FIGURE
     if figure.is_file():
         text += _image(figure, "Reliability diagram: observed died fraction against mean predicted probability, "
                                "bin counts beside the points", False)
@@ -339,7 +339,7 @@ def render(context: Mapping[str, Any], figures_dir: Path) -> str:
 
 def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
     evaluation_dir = inputs["evaluate"].path
-    evaluation = json.loads((evaluation_dir / evaluate.EVALUATION_NAME).read_text())
+    evaluation = evaluate_outputs.read_evaluation(evaluation_dir)
     timings = {name: artifact.record.get("seconds") for name, artifact in inputs.items()}
     provenance = {**params["provenance"],
                   "stage seconds": ", ".join(f"{k} {v:.0f}" for k, v in timings.items() if v is not None),

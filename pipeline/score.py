@@ -47,7 +47,7 @@ from absl import app, flags
 
 from common import files
 from common.errors import PipelineError
-from serving import push
+from serving import contract, push
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "SavedModel folder, TF Serving model folder (latest version), pipeline "
@@ -64,9 +64,8 @@ flags.DEFINE_string("shard", "0/1", "i/n: score only the i-th of n contiguous bl
                     "<output stem>-0000i-of-0000n.csv.")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-COLUMNS = ("filename", "probability_of_death", "class", "error")
+COLUMNS = ("filename", contract.PROBABILITY, contract.CLASS, contract.ERROR)
 SAVED_MODEL_PB = "saved_model.pb"
-SIGNATURE = "serving_default"
 
 
 class ScoreError(PipelineError):
@@ -220,9 +219,9 @@ def _csv_bytes(rows) -> bytes:
 def load_signature(saved_model_dir: Path) -> Callable:
     import tensorflow as tf
     loaded = tf.saved_model.load(str(saved_model_dir))
-    if SIGNATURE not in loaded.signatures:
-        raise ScoreError(f"{saved_model_dir} has no {SIGNATURE!r} signature")
-    function = loaded.signatures[SIGNATURE]
+    if contract.DEFAULT_SIGNATURE not in loaded.signatures:
+        raise ScoreError(f"{saved_model_dir} has no {contract.DEFAULT_SIGNATURE!r} signature")
+    function = loaded.signatures[contract.DEFAULT_SIGNATURE]
     function._loaded = loaded  # keep the variables alive as long as the function
     return function
 
@@ -277,9 +276,9 @@ def score(entries: Sequence[tuple[str, Path | Exception]], saved_model_dir: Path
                 readable = [i for i, (_, data, _) in enumerate(batch) if data is not None]
                 results = {}
                 if readable:
-                    out = function(image_bytes=tf.constant([batch[i][1] for i in readable]))
-                    probability = out["probability_of_death"].numpy()
-                    classes, errors = out["class"].numpy(), out["error"].numpy()
+                    out = function(**{contract.INPUT_NAME: tf.constant([batch[i][1] for i in readable])})
+                    probability = out[contract.PROBABILITY].numpy()
+                    classes, errors = out[contract.CLASS].numpy(), out[contract.ERROR].numpy()
                     for j, i in enumerate(readable):
                         results[i] = (probability[j], classes[j], errors[j].decode())
                 rows = []

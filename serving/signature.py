@@ -41,14 +41,9 @@ import tensorflow as tf
 
 from common.decision import called_died
 from images import image_io, preprocessing
+from serving.contract import (CLASS, DEFAULT_SIGNATURE, ERROR, IMAGES_INPUT_NAME, IMAGES_SIGNATURE, INPUT_NAME,
+                              PROBABILITY)
 
-INPUT_NAME = "image_bytes"  # ends in _bytes: TF Serving's REST API maps {"b64": ...} onto it
-IMAGES_INPUT_NAME = "images"
-PROBABILITY = "probability_of_death"
-CLASS = "class"
-ERROR = "error"
-DEFAULT_SIGNATURE = "serving_default"
-IMAGES_SIGNATURE = "predict_images"
 
 # Per-item status codes; the message of each is the `error` output.
 OK, NOT_JPEG_OR_PNG, BAD_DIMENSIONS, UNDECODABLE = range(4)

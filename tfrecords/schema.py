@@ -15,7 +15,6 @@ from typing import Any, Mapping
 import tensorflow as tf
 
 LABEL_SOURCES = ("observed", "imputed")
-NO_LABEL = -1
 
 
 def _bytes(value: bytes | str) -> tf.train.Feature:

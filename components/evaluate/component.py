@@ -40,36 +40,25 @@ import tensorflow as tf
 import models  # noqa: F401  (registers the custom layers for load_model)
 from common import files
 from common.errors import PipelineError
-from components import base, export, ingest
+from components import base, ingest
 from components.evaluate import clinical_baseline, gradcam
 from components.evaluate import decision as evaluate_decision
 from components.evaluate import metrics as evaluate_metrics
 from components.evaluate import plots as evaluate_plots
 from components.evaluate import repeats as evaluate_repeats
+from components.evaluate.outputs import (EVALUATION_NAME, PER_FOLD_NAME, SUMMARY_NAME, TTA_PREDICTIONS_NAME,
+                                         DECISION_CURVE_NAME, CALIBRATION_FIGURE, DECISION_CURVE_FIGURE, OBSERVED,
+                                         STUDY_WAY, PATIENT_LEVEL, OBSERVED_TTA, EARLY_IMAGES, AGE_SEX, IMAGE_AGE_SEX,
+                                         MODEL_NAMES, EARLY_OFFSET_DAYS)
 from components.train import augment, fold as train_fold, input_pipeline, loop, lr_finder
 from components.train import outputs as train_outputs
 from components.train import metrics as train_metrics
 from images import preprocessing
+from models.precision import as_float32
 from tfrecords import schema, writer
 
-EVALUATION_NAME = "evaluation.json"
-PER_FOLD_NAME = "metrics_per_fold.csv"
-SUMMARY_NAME = "metrics_summary.csv"
-TTA_PREDICTIONS_NAME = "predictions_tta.csv"
-DECISION_CURVE_NAME = "decision_curve.csv"
-CALIBRATION_FIGURE = "calibration.png"
-DECISION_CURVE_FIGURE = "decision_curve.png"
-OBSERVED = "observed_labels"
-STUDY_WAY = "study_way_imputed_labels_in_validation"
-PATIENT_LEVEL = "patient_level_observed_labels"
-OBSERVED_TTA = "observed_labels_tta"
-EARLY_IMAGES = "early_images_observed_labels"
-AGE_SEX = "age_sex_observed_labels"
-IMAGE_AGE_SEX = "image_plus_age_sex_observed_labels"
-MODEL_NAMES = {OBSERVED: "image model", AGE_SEX: "age + sex", IMAGE_AGE_SEX: "image + age + sex"}
 ESTIMATE = ("pooled out-of-fold predictions; 95% interval: percentile bootstrap of the same pooled statistic; "
             "fold_mean +- fold_std: the spread over the validation folds")
-EARLY_OFFSET_DAYS = 7  # metadata `offset`: days since symptom onset or admission; negative = before it
 
 
 def with_row_facts(predictions: Mapping[str, np.ndarray],
@@ -298,7 +287,7 @@ def tta_predictions(train_dir: Path, tfrecords_dir: Path, predictions: Mapping[s
     for fold in np.unique(predictions["fold"]):
         rows = np.flatnonzero(predictions["fold"] == fold)
         fold_seed = input_pipeline.epoch_seed(seed, int(fold), "tta", 0)
-        model = export.as_float32(keras.models.load_model(train_outputs.model_path(train_dir, int(fold)), compile=False))
+        model = as_float32(keras.models.load_model(train_outputs.model_path(train_dir, int(fold)), compile=False))
         images = validation_images(tfrecords_dir, predictions["source_id"][rows], p.image_size)
         augment_fn = augment.make_augment_fn(p.augmentation, fold_seed % 100_000)
         probabilities[rows] = view_probabilities(loop.make_predict(model), images, augment_fn, views, fold_seed,

@@ -18,7 +18,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from components import base, export, model_card
 from components import configs
-from serving import push, signature, warmup
+from serving import contract, push, warmup
 from tests.serving import helpers
 
 THRESHOLDS = {"roc_auc": 0.7}
@@ -100,7 +100,7 @@ def test_the_demo_name_must_differ_from_the_real_one(tmp_path, train_artifact):
                      _params(tmp_path / "s", 0.55, demo_model_name="covid"), tmp_path / "runs")
 
 
-def test_the_warmup_requests_hold_a_real_x_ray_the_served_model_answers(tmp_path, train_artifact):
+def test_the_warmup_requests_hold_generated_images_the_served_model_answers(tmp_path, train_artifact):
     import keras
 
     import models  # noqa: F401
@@ -108,19 +108,30 @@ def test_the_warmup_requests_hold_a_real_x_ray_the_served_model_answers(tmp_path
     base.execute(export.SPEC, {"model": train_artifact}, _params(serving_dir, 0.8), tmp_path / "runs")
     version = serving_dir / "covid" / "1"
     records = list(tf.data.TFRecordDataset(str(version / warmup.WARMUP_FILE)))
-    assert len(records) == 1
-    log = prediction_log_pb2.PredictionLog.FromString(records[0].numpy())
-    assert log.WhichOneof("log_type") == "predict_log"
-    request = log.predict_log.request
-    assert request.model_spec.name == "covid" and request.model_spec.signature_name == "serving_default"
-    images = tf.make_ndarray(request.inputs["image_bytes"])
-    assert images.shape == (1,) and images[0] == export.WARMUP_IMAGE.read_bytes()
-    served = tf.saved_model.load(str(version)).signatures[request.model_spec.signature_name](
-        image_bytes=tf.constant(images))
+    assert len(records) == 2  # the generated picture as PNG, then as JPEG
+    loaded = tf.saved_model.load(str(version))
     folds = [keras.models.load_model(p) for p in export.find_fold_models(train_artifact.path)]
-    assert served["error"].numpy()[0] == b""
-    assert float(served["probability_of_death"][0]) == pytest.approx(
-        helpers.keras_probabilities(folds, images[0]), abs=1e-5)
+    for record, expected in zip(records, warmup.synthetic_chest_images()):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        assert log.WhichOneof("log_type") == "predict_log"
+        request = log.predict_log.request
+        assert request.model_spec.name == "covid" and request.model_spec.signature_name == "serving_default"
+        images = tf.make_ndarray(request.inputs["image_bytes"])
+        assert images.shape == (1,) and images[0] == expected
+        served = loaded.signatures[request.model_spec.signature_name](image_bytes=tf.constant(images))
+        assert served["error"].numpy()[0] == b""
+        assert float(served["probability_of_death"][0]) == pytest.approx(
+            helpers.keras_probabilities(folds, images[0]), abs=1e-5)
+
+
+def test_the_generated_warmup_pictures_decode_as_chest_films():
+    png, jpeg = warmup.synthetic_chest_images()
+    from_png, from_jpeg = (tf.io.decode_image(image).numpy()[..., 0].astype(int) for image in (png, jpeg))
+    assert png[:4] == b"\x89PNG" and jpeg[:3] == b"\xff\xd8\xff"
+    assert abs(from_png - from_jpeg).mean() < 2
+    side = from_png.shape[0]
+    lung, mediastinum = from_png[side * 45 // 100, side * 30 // 100], from_png[side * 45 // 100, side // 2]
+    assert lung < mediastinum - 100
 
 
 def test_blessed_models_are_pushed_as_growing_versions(tmp_path, train_artifact):
@@ -256,7 +267,7 @@ def test_the_served_class_uses_the_export_threshold(tmp_path, train_artifact):
     artifact, _ = base.execute(export.SPEC, {"model": train_artifact},
                                _params(tmp_path / "s", 0.8, threshold=0.01), tmp_path / "r")
     loaded = tf.saved_model.load(str(artifact.path / "saved_model"))
-    out = loaded.signatures[signature.DEFAULT_SIGNATURE](image_bytes=tf.constant(helpers.sample_jpegs(2)))
+    out = loaded.signatures[contract.DEFAULT_SIGNATURE](image_bytes=tf.constant(helpers.sample_jpegs(2)))
     assert np.all(out["class"].numpy() == (out["probability_of_death"].numpy() > 0.01))
     assert export.read_export(artifact)["threshold"] == 0.01
 

@@ -5,6 +5,7 @@ import pytest
 
 from components import model_card
 from components.evaluate import component as evaluate
+from components.evaluate import outputs as evaluate_outputs
 
 PARTIAL = ("weights: ImageNet, partial: conv1-layer3 + stage-4 shortcut; stage-4 3x3 convs random\n"
            "  source: resnet18_imagenet_partial.npz (sha256 abc)\n  mode: partial; loaded 82 tensors")
@@ -41,10 +42,6 @@ def card():
     return built, evaluation
 
 
-def test_the_observed_set_name_is_evaluates():
-    assert model_card.OBSERVED_SET == evaluate.OBSERVED
-
-
 def test_weights_provenance_names_the_initialisation():
     assert model_card.weights_provenance(PARTIAL) == {
         "initialisation": "ImageNet, partial (stage-4 3x3 convs random)", "detail": PARTIAL}
@@ -68,7 +65,7 @@ def test_metrics_carry_the_evaluations_intervals_and_calibration(card):
     assert auc == {"value": roc_auc["estimate"], "ci_low": roc_auc["ci_low"], "ci_high": roc_auc["ci_high"]}
     assert auc["ci_low"] <= auc["value"] <= auc["ci_high"]
     assert built["metrics"]["interval"] == "95% bootstrap interval, images resampled"
-    calibration = evaluation["sets"][evaluate.OBSERVED]["calibration"]
+    calibration = evaluation["sets"][evaluate_outputs.OBSERVED]["calibration"]
     for name in ("ece", "brier", "slope", "intercept"):
         assert built["calibration"][name] == calibration[name]
     assert "bins" not in built["calibration"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
+from common.labels import NO_LABEL
 from components import base, ingest, impute
 from components import configs
 from pipeline import local_runner
@@ -64,7 +65,7 @@ def test_tfrecords_round_trip_bytes_and_labels(sample_run):
         assert parsed["label/source"].numpy().decode() == label["label_source"]
         assert parsed["patient/id"].numpy().decode() == examples[source_id]["patientid"]
         if label["label_source"] == "imputed":
-            assert int(parsed["label/mortality_observed"]) == schema.NO_LABEL
+            assert int(parsed["label/mortality_observed"]) == NO_LABEL
     assert seen == set(examples)
 
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from serving import signature
+from serving import contract, signature
 from tests.serving import rest
 from tests.serving import helpers
 
@@ -25,8 +25,8 @@ def exported(tmp_path_factory):
 
 def _serve(loaded, body):
     """What TF Serving does with a REST body: decode the JSON, run the signature, encode the answer."""
-    function = loaded.signatures[signature.DEFAULT_SIGNATURE]
-    inputs, request_format = rest.decode_predict_request(body, {signature.INPUT_NAME: "string"})
+    function = loaded.signatures[contract.DEFAULT_SIGNATURE]
+    inputs, request_format = rest.decode_predict_request(body, {contract.INPUT_NAME: "string"})
     outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
     return json.loads(rest.encode_predict_response({k: v.numpy() for k, v in outputs.items()}, request_format))
 
@@ -55,7 +55,7 @@ def test_a_rest_request_gives_the_keras_ensemble_probability(exported):
     gray_png = helpers.png_bytes(np.asarray(tf.io.decode_jpeg(jpegs[0], channels=1))[..., 0])
     images = jpegs + [gray_png]
     for body in (rest.predict_body(images),  # {"instances": [{"b64": ...}, ...]}, what curl -d @body.json sends
-                 rest.predict_body(images, input_name=signature.INPUT_NAME)):
+                 rest.predict_body(images, input_name=contract.INPUT_NAME)):
         predictions = _serve(loaded, body)["predictions"]
         assert len(predictions) == len(images)
         for image, prediction in zip(images, predictions):
@@ -119,7 +119,7 @@ def test_a_batch_with_no_good_image_answers_instead_of_failing(exported):
 def test_the_json_answer_is_what_tf_serving_writes(exported):
     _, _, loaded = exported
     body = _serve(loaded, rest.predict_body([helpers.sample_jpegs(1)[0], b"x"]))
-    function = loaded.signatures[signature.DEFAULT_SIGNATURE]
+    function = loaded.signatures[contract.DEFAULT_SIGNATURE]
     raw = rest.encode_predict_response({k: v.numpy() for k, v in function(
         image_bytes=tf.constant([helpers.sample_jpegs(1)[0], b"x"])).items()})
     assert '"probability_of_death": NaN' in raw and set(body) == {"predictions"}
@@ -131,8 +131,8 @@ def test_predict_images_matches_serving_default_on_preprocessed_tensors(exported
     _, _, loaded = exported
     jpegs = helpers.sample_jpegs(3)
     images = tf.stack([preprocessing.preprocess(tf.constant(j), helpers.IMAGE_SIZE) for j in jpegs])
-    from_images = loaded.signatures[signature.IMAGES_SIGNATURE](images=images)["probability_of_death"]
-    from_bytes = loaded.signatures[signature.DEFAULT_SIGNATURE](image_bytes=tf.constant(jpegs))["probability_of_death"]
+    from_images = loaded.signatures[contract.IMAGES_SIGNATURE](images=images)["probability_of_death"]
+    from_bytes = loaded.signatures[contract.DEFAULT_SIGNATURE](image_bytes=tf.constant(jpegs))["probability_of_death"]
     np.testing.assert_allclose(from_images.numpy(), from_bytes.numpy(), atol=1e-6)
 
 

@@ -3,7 +3,7 @@
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving import signature, warmup
+from serving import contract, warmup
 from tests.serving import helpers
 
 
@@ -16,6 +16,6 @@ def test_each_image_is_one_serving_default_request_of_its_own(tmp_path):
     assert len(logs) == 2
     for log, image in zip(logs, images):
         request = log.predict_log.request
-        assert (request.model_spec.name, request.model_spec.signature_name) == ("covid", signature.DEFAULT_SIGNATURE)
-        assert list(request.inputs) == [signature.INPUT_NAME]
-        assert tf.make_ndarray(request.inputs[signature.INPUT_NAME]).tolist() == [image]
+        assert (request.model_spec.name, request.model_spec.signature_name) == ("covid", contract.DEFAULT_SIGNATURE)
+        assert list(request.inputs) == [contract.INPUT_NAME]
+        assert tf.make_ndarray(request.inputs[contract.INPUT_NAME]).tolist() == [image]

@@ -1,0 +1,35 @@
+"""The evaluate artifact's file layout and the names of its metric sets.
+
+Later stages (export, the model card, the report) and the study's tables read an evaluation through these
+names, without loading the stage itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+EVALUATION_NAME = "evaluation.json"
+PER_FOLD_NAME = "metrics_per_fold.csv"
+SUMMARY_NAME = "metrics_summary.csv"
+TTA_PREDICTIONS_NAME = "predictions_tta.csv"
+DECISION_CURVE_NAME = "decision_curve.csv"
+CALIBRATION_FIGURE = "calibration.png"
+DECISION_CURVE_FIGURE = "decision_curve.png"
+OBSERVED = "observed_labels"
+STUDY_WAY = "study_way_imputed_labels_in_validation"
+PATIENT_LEVEL = "patient_level_observed_labels"
+OBSERVED_TTA = "observed_labels_tta"
+EARLY_IMAGES = "early_images_observed_labels"
+AGE_SEX = "age_sex_observed_labels"
+IMAGE_AGE_SEX = "image_plus_age_sex_observed_labels"
+MODEL_NAMES = {OBSERVED: "image model", AGE_SEX: "age + sex", IMAGE_AGE_SEX: "image + age + sex"}
+# The first-week images (fixed before any result was seen: is risk readable from the X-ray a triage decision
+# would use?). Metadata `offset`: days since symptom onset or admission; negative = before it.
+EARLY_OFFSET_DAYS = 7
+
+
+def read_evaluation(evaluate_dir: Path) -> dict[str, Any]:
+    """An evaluate artifact's `evaluation.json`."""
+    return json.loads((Path(evaluate_dir) / EVALUATION_NAME).read_text())
