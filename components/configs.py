@@ -34,12 +34,25 @@ VARIANTS = {
 FRONTAL_VIEWS = ("PA", "AP", "AP Supine", "AP semi erect", "AP Erect")
 
 
-def flag(default, help: str, *, name: str | None = None, choices=None, absolute: bool = False):
+def flag(default, help: str, *, name: str | None = None, choices=None, absolute: bool = False,
+         in_fold_key: bool = True):
     """A field that is also a command-line flag (pipeline/flags.py defines it): `--<name>` (the field's name
     by default) with this default and help, an enum of `choices` if given; `absolute`: a path resolved
-    against the working directory. Fields sharing one flag (e.g. --seed) give the same name and help."""
+    against the working directory. Fields sharing one flag (e.g. --seed) give the same name and help.
+    `in_fold_key=False` (train settings only): the setting cannot change what a fold computes, so changing it
+    reuses trained folds (components/train/component.py: `fold_key`)."""
     return dataclasses.field(default=default, metadata={"flag": name, "help": help, "choices": choices,
-                                                        "absolute": absolute})
+                                                        "absolute": absolute, "in_fold_key": in_fold_key})
+
+
+def outside_fold_key(default):
+    """A train setting that is not a flag and cannot change what a fold computes (see `flag`)."""
+    return dataclasses.field(default=default, metadata={"in_fold_key": False})
+
+
+def fold_key_fields(config_class) -> tuple[str, ...]:
+    """The fields of a train config that name a fold's work (every field unless marked otherwise)."""
+    return tuple(field.name for field in dataclasses.fields(config_class) if field.metadata.get("in_fold_key", True))
 
 
 SEED_HELP = "Seed for imputation's forest, the folds, initialisation and batches."
@@ -109,7 +122,11 @@ class AugmentConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """The study's schedule and its settings (components/train/fold.py documents each)."""
+    """The study's schedule and its settings (components/train/fold.py documents each).
+
+    A fold's work folder is named by its settings, except those marked `in_fold_key=False`: how it is run
+    (strategy, checkpoints, memory), what names it apart already (the weights file, by its sha256; the split,
+    folds and repeats, by the fold's own rows) (components/train/component.py: `fold_key`)."""
 
     arch: str = flag("resnet18", "Architecture from models.ARCHITECTURES.")
     method: str = flag("fine_tune", "fine_tune: the study's schedule; linear_probe: L2 logistic regression on the "
@@ -119,14 +136,16 @@ class TrainConfig:
                        choices=("fine_tune", "linear_probe", "lp_ft"))
     image_size: int = flag(224, "Training image size (pixels, square).")
     weights: str | None = flag(None, "Pretrained body: torchvision .pth/.safetensors/.npz or Keras .weights.h5. "
-                               "Default: none (training from scratch, which the run says).", absolute=True)
+                               "Default: none (training from scratch, which the run says).", absolute=True,
+                               in_fold_key=False)
     weights_mode: str = flag("auto", "How --weights must match the body.", choices=("auto", "strict", "partial"))
     split: str = flag("patient", "patient: stratified group K-fold by patient; image: stratified K-fold over images "
-                      "(the study's).", choices=("patient", "image"))
-    folds: int = flag(5, "Cross-validation folds.")
+                      "(the study's).", choices=("patient", "image"), in_fold_key=False)
+    folds: int = flag(5, "Cross-validation folds.", in_fold_key=False)
     # Repeat 0 is the single split; each repeat trains `folds` more fold models (components/train/splits.py).
     repeats: int = flag(1, "Repeated cross-validation: the folds drawn anew this many times, with seeds derived "
-                        "from --seed (repeat 0 = the single split); evaluate adds the mean over repeats.")
+                        "from --seed (repeat 0 = the single split); evaluate adds the mean over repeats.",
+                        in_fold_key=False)
     seed: int = flag(0, SEED_HELP)
     epochs_frozen: int = flag(5, "One-cycle epochs with the body frozen.")
     epochs_unfrozen: int = flag(30, "One-cycle epochs with the body unfrozen.")
@@ -148,17 +167,21 @@ class TrainConfig:
     precision: str = flag("auto", "bf16 = mixed bfloat16; auto = bf16 on GPUs and AVX512-BF16/AMX CPUs, else fp32.",
                           choices=("auto", "fp32", "bf16"))
     strategy: str = flag("auto", "auto: MirroredStrategy on GPUs, default on CPU; multi_worker reads TF_CONFIG.",
-                         choices=("auto", "default", "mirrored", "multi_worker"))
-    deterministic: bool = flag(True, "Enable TF op determinism (exact resume).")
+                         choices=("auto", "default", "mirrored", "multi_worker"), in_fold_key=False)
+    deterministic: bool = flag(True, "Enable TF op determinism (exact resume).", in_fold_key=False)
     memory_budget_gb: float = flag(8.0, "Decoded training images (float32) up to this size stay in memory; past it "
-                                   "they are streamed from the TFRecords and decoded on every pass.")
+                                   "they are streamed from the TFRecords and decoded on every pass.",
+                                   in_fold_key=False)
     shuffle_buffer: int = flag(10_000, "Rows in the shuffle buffer of streamed images (memory: this many encoded "
-                               "images); at least the rows of a fold, streaming feeds the in-memory batches.")
+                               "images); at least the rows of a fold, streaming feeds the in-memory batches.",
+                               in_fold_key=False)
     checkpoint_every_s: float = flag(60.0, "Least seconds between a fold's resume checkpoints (a phase's last epoch "
-                                     "always writes one; 0 = every epoch). A kill re-runs the epochs since the last.")
+                                     "always writes one; 0 = every epoch). A kill re-runs the epochs since the last.",
+                                     in_fold_key=False)
     parallel_folds: int = flag(1, "Folds trained side by side in this many processes on this machine (each fold "
-                               "under a lock, so machines sharing --output_dir split the folds too).")
-    eval_batch_size: int = 64
+                               "under a lock, so machines sharing --output_dir split the folds too).",
+                               in_fold_key=False)
+    eval_batch_size: int = outside_fold_key(64)
 
     def __post_init__(self):
         if self.repeats < 1:
@@ -223,3 +246,6 @@ class PipelineConfig:
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"variant {self.variant!r} is not one of {', '.join(VARIANTS)}")
+        if self.export.serving_dir is None:  # the default: beside the run's artifacts
+            object.__setattr__(self, "export", dataclasses.replace(self.export,
+                                                                   serving_dir=Path(self.output_dir) / "serving"))

@@ -7,10 +7,8 @@ TFX's Evaluator + Pusher in one stage:
    and what the signatures are); `members` picks one fold instead;
 2. the SavedModel is loaded back and checked against the Keras models on a
    test image (within 1e-5), so a broken graph is never pushed;
-3. the model is "blessed" when every metric of the evaluation meets its
-   threshold (`bless_thresholds`, e.g. {"roc_auc": 0.7} against
-   `evaluation.json`'s `metrics.roc_auc.estimate`, the pooled out-of-fold value); a missing or NaN metric does
-   not bless;
+3. the model is "blessed" when the evaluation's ROC AUC (`evaluation.json`'s `metrics.roc_auc.estimate`,
+   the pooled out-of-fold value) is at least `bless_min_roc_auc`; a missing or NaN metric does not bless;
 4. its model card (`components/model_card.py`) and TF Serving warmup
    requests (`serving/warmup.py`) are written into `assets.extra/`;
 5. a blessed model is copied to `<serving_dir>/<model_name>/<version>/`,
@@ -203,7 +201,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         metrics, metrics_source = read_metrics(inputs["evaluation"].path), str(inputs["evaluation"].path)
     else:
         metrics, metrics_source = params.get("metrics"), "parameters"
-    thresholds = dict(params.get("bless_thresholds") or {})
+    thresholds = {"roc_auc": params["bless_min_roc_auc"]}
     blessed, reason = bless(metrics, thresholds)
     model_name = params.get("model_name", DEFAULT_MODEL_NAME)
     served_name, push_to, status = push_plan(

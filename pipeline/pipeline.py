@@ -52,11 +52,7 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
         # One SavedModel averaging the fold models, with its model card; pushed to TF Serving's layout under
         # the model name when blessed, else under the demo name, marked DEMO (nowhere with --nopush_demo).
         Node(export.SPEC, {"model": "train", "evaluation": "evaluate", "data": DATA},
-             {"serving_dir": str(config.export.serving_dir or Path(config.output_dir) / "serving"),
-              "model_name": config.export.model_name, "demo_model_name": config.export.demo_model_name,
-              "push_demo": config.export.push_demo,
-              "bless_thresholds": {"roc_auc": config.export.bless_min_roc_auc},
-              "threshold": config.export.threshold, "members": config.export.members}),
+             dataclasses.asdict(config.export)),
         # One self-contained report.html: data, imputation, metrics beside the study, figures, provenance.
         Node(report.SPEC, {"ingest": "ingest", "impute": "impute", "train": "train", "evaluate": "evaluate",
                            "export": "export"}, {"provenance": dict(config.provenance)}),

@@ -50,7 +50,8 @@ from components.evaluate.outputs import (EVALUATION_NAME, PER_FOLD_NAME, SUMMARY
                                          DECISION_CURVE_NAME, CALIBRATION_FIGURE, DECISION_CURVE_FIGURE, OBSERVED,
                                          STUDY_WAY, PATIENT_LEVEL, OBSERVED_TTA, EARLY_IMAGES, AGE_SEX, IMAGE_AGE_SEX,
                                          MODEL_NAMES, EARLY_OFFSET_DAYS)
-from components.train import augment, fold as train_fold, input_pipeline, loop, lr_finder
+from components.train import augment, input_pipeline, loop, lr_finder
+from components.train.params import TrainParams
 from components.train import outputs as train_outputs
 from components.train import metrics as train_metrics
 from images import preprocessing
@@ -274,7 +275,7 @@ def view_probabilities(predict, images: np.ndarray, augment_fn, views: int, seed
 
 
 def tta_predictions(train_dir: Path, tfrecords_dir: Path, predictions: Mapping[str, np.ndarray],
-                    train_params: Mapping[str, Any], views: int, seed: int) -> dict[str, np.ndarray]:
+                    p: TrainParams, views: int, seed: int) -> dict[str, np.ndarray]:
     """Every validation row's probability averaged over `views` views (see `view_probabilities`) by its
     fold's model, in float32 whatever precision it trained in.
 
@@ -282,7 +283,6 @@ def tta_predictions(train_dir: Path, tfrecords_dir: Path, predictions: Mapping[s
     a training image could have had, as the exported ensemble averages its members' probabilities."""
     if views < 1:
         raise ValueError(f"tta_views must be 0 (off) or at least 1, not {views}")
-    p = train_fold.TrainParams(**train_params)
     probabilities = np.zeros(len(predictions["source_id"]))
     for fold in np.unique(predictions["fold"]):
         rows = np.flatnonzero(predictions["fold"] == fold)
@@ -370,11 +370,11 @@ def examples_by_source_id(artifact: base.Artifact) -> dict[str, dict[str, str]]:
 
 def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
     train = inputs["train"]
-    summary = train_outputs.read_summary(train.path)
+    summary, trained_with = train_outputs.read_summary(train.path), train_outputs.read_params(train.path)
     predictions = with_row_facts(train_outputs.read_predictions(train.path), examples_by_source_id(inputs["examples"]))
     tta = None
     if params["tta_views"]:
-        tta = tta_predictions(train.path, inputs["tfrecords"].path, predictions, summary["params"],
+        tta = tta_predictions(train.path, inputs["tfrecords"].path, predictions, trained_with,
                               params["tta_views"], params["seed"])
         _write_tta_predictions(out_dir / TTA_PREDICTIONS_NAME, predictions, tta)
     record = evaluation_record(predictions, summary["variant"], summary["split"], summary["weights"], params, tta)
@@ -385,7 +385,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     if params["gradcam_images"]:
         observed = _observed(predictions)
         examples = _gradcam_examples(train, inputs["tfrecords"].path, observed, params["gradcam_images"],
-                                     summary["params"]["image_size"])
+                                     trained_with.image_size)
         if examples:
             evaluate_plots.gradcam_grid(*examples, out_dir / "gradcam.png")
     return {name: round(value["estimate"], 4) for name, value in record["metrics"].items()}

@@ -44,10 +44,8 @@ from common.errors import PipelineError
 from components import base
 from components.train import (fold as fold_lib, fold_lock, input_pipeline, linear_probe, outputs, probe_fold,
                               splits, strategy as strat)
+from components.train import params as params_lib
 
-# Parameters that must not change what a fold computes; they stay out of its key.
-NOT_IN_FOLD_KEY = ("strategy", "deterministic", "folds", "split", "variant", "eval_batch_size", "weights",
-                   "checkpoint_every_s", "memory_budget_gb", "shuffle_buffer", "repeats", "parallel_folds")
 
 
 def _weights_sha(path: str | None) -> str | None:
@@ -64,7 +62,7 @@ def _shuffle_buffer(p: fold_lib.TrainParams, train: input_pipeline.Examples) -> 
 def fold_key(p: fold_lib.TrainParams, precision: str, train: input_pipeline.Examples,
              val: input_pipeline.Examples, fold: int, repeat: int = 0) -> str:
     """The hash naming a fold's work folder; repeat 0 leaves the repeat out, so it is the single split's key."""
-    params = {k: v for k, v in dataclasses.asdict(p).items() if k not in NOT_IN_FOLD_KEY}
+    params = {k: v for k, v in dataclasses.asdict(p).items() if k in params_lib.FOLD_KEY_FIELDS}
     payload = {
         "code": SPEC.code_version(), "params": params, "precision": precision, "fold": fold,
         "shuffle_buffer": _shuffle_buffer(p, train),

@@ -43,19 +43,11 @@ from common import files
 from components import configs
 from components.train import (augment, batch_norm_stats, input_pipeline, linear_probe, loop, lr_finder, metrics,
                               outputs, rebalance, schedule, strategy as strat)
+from components.train.params import TrainParams
 
 PHASES = ("frozen", "unfrozen")
 STATE = "state.json"
 DONE = "done.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainParams(configs.TrainConfig):
-    """The train stage's settings (configs.TrainConfig) plus what the variant decides."""
-
-    variant: str = "original_weights"
-    labels: str = "observed"            # 'observed' | 'observed+imputed'
-    rebalance: str = "class_weights"    # 'none' | 'class_weights' | 'resample'
 
 
 def _variable_groups(model: keras.Model, lr_mult: float):

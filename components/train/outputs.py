@@ -36,6 +36,7 @@ import numpy as np
 
 from common import files
 from components.train import lr_finder
+from components.train.params import TrainParams
 
 SUMMARY = "train_summary.json"
 FOLD_PREFIX = "fold_"
@@ -186,6 +187,11 @@ def write_summary(train_dir: Path, summary: Mapping[str, Any]) -> None:
 # ---------------------------------------------------------------- readers
 def read_summary(train_dir: Path) -> dict[str, Any]:
     return json.loads((Path(train_dir) / SUMMARY).read_text())
+
+
+def read_params(train_dir: Path) -> TrainParams:
+    """The parameters a run trained with, from its summary."""
+    return TrainParams(**read_summary(train_dir)["params"])
 
 
 def read_fold_predictions(folder: Path) -> dict[str, list]:

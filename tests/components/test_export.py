@@ -35,7 +35,7 @@ def train_artifact(tmp_path_factory):
 
 def _params(serving_dir, roc_auc, **overrides):
     params = {"serving_dir": str(serving_dir), "model_name": "covid", "demo_model_name": "covid_demo",
-              "push_demo": True, "bless_thresholds": THRESHOLDS,
+              "push_demo": True, "bless_min_roc_auc": THRESHOLDS["roc_auc"],
               "threshold": 0.5, "members": "all", "metrics": {"roc_auc": roc_auc}}
     params.update(overrides)
     return params

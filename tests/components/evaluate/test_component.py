@@ -144,7 +144,8 @@ def trained(tmp_path_factory):
 def test_one_tta_view_is_the_stored_prediction(trained):
     inputs, summary = trained
     predictions = train_outputs.read_predictions(inputs["train"].path)
-    tta = evaluate.tta_predictions(inputs["train"].path, inputs["tfrecords"].path, predictions, summary["params"],
+    trained_with = train_outputs.read_params(inputs["train"].path)
+    tta = evaluate.tta_predictions(inputs["train"].path, inputs["tfrecords"].path, predictions, trained_with,
                                    views=1, seed=0)
     np.testing.assert_allclose(tta["probability"], predictions["probability"], atol=1e-5)
 
@@ -160,7 +161,7 @@ def test_three_tta_views_give_a_named_set_of_finite_probabilities(trained, tmp_p
     assert np.isfinite(tta).all() and ((0 <= tta) & (tta <= 1)).all()
     assert not np.allclose(tta, predictions["probability"], atol=1e-4)  # the augmented views count
     again = evaluate.tta_predictions(inputs["train"].path, inputs["tfrecords"].path, predictions,
-                                     summary["params"], views=3, seed=0)
+                                     train_outputs.read_params(inputs["train"].path), views=3, seed=0)
     np.testing.assert_array_equal(again["probability"], tta)  # seeded: the same views every time
 
     record = json.loads((tmp_path / evaluate.EVALUATION_NAME).read_text())
@@ -200,8 +201,8 @@ def test_negative_tta_views_is_a_named_error(trained):
     inputs, summary = trained
     predictions = train_outputs.read_predictions(inputs["train"].path)
     with pytest.raises(ValueError, match="tta_views must be 0 .off. or at least 1, not -2"):
-        evaluate.tta_predictions(inputs["train"].path, inputs["tfrecords"].path, predictions, summary["params"],
-                                 views=-2, seed=0)
+        evaluate.tta_predictions(inputs["train"].path, inputs["tfrecords"].path, predictions,
+                                 train_outputs.read_params(inputs["train"].path), views=-2, seed=0)
 
 
 def _cohort(patients=120, seed=0):
