@@ -27,10 +27,11 @@ from common.errors import PipelineError
 from common.files import write_text_atomic
 from components import configs, report
 from components.evaluate import component as evaluate
+from components.evaluate import study_tables
 from components.evaluate import metrics as evaluate_metrics
 from components.published import published_rows
 from components.train import outputs as train_outputs
-from pipeline import local_runner, study
+from pipeline import local_runner
 from pipeline.pipeline import create_pipeline
 
 FLAGS = flags.FLAGS  # --output_dir (where ingest's artifact is written and reused) is pipeline.run's, via study
@@ -109,7 +110,7 @@ def resummarize_folder(folder: Path, output_dir: Path) -> list[Path]:
             runs.append({**run, "evaluation": record, "artifacts": {"train": str(run_dir)},
                          "command": provenance.get("command", "")})
         resamples = runs[0]["evaluation"]["sets"][evaluate.OBSERVED]["bootstrap"]["resamples"]
-        stems.append(study.write_tables(folder, table, split, runs, resamples, provenance["seed"]))
+        stems.append(study_tables.write_tables(folder, table, split, runs, resamples, provenance["seed"]))
     return stems
 
 

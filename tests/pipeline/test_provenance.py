@@ -1,6 +1,9 @@
-"""The one git check behind the report's and the study's code version (pipeline/provenance.py)."""
+"""The one git check behind the report's and the study's code version, and the machine (pipeline/provenance.py)."""
 
+import os
 import subprocess
+
+import tensorflow as tf
 
 from pipeline import provenance
 
@@ -30,3 +33,11 @@ def test_outside_a_checkout_the_commit_is_unknown(tmp_path):
 def test_the_report_and_the_study_use_the_same_check():
     from pipeline import run, study
     assert run.git_commit is study.git_commit is provenance.git_commit
+
+
+def test_the_machine_names_its_cpu_and_cores():
+    described = provenance.machine()
+    assert described["cores"] == os.cpu_count()
+    assert len(described["gpus"]) == len(tf.config.list_physical_devices("GPU"))
+    with open("/proc/cpuinfo") as handle:
+        assert described["cpu"] in handle.read()
