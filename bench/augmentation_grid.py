@@ -10,10 +10,11 @@ sharpness (mean absolute Laplacian) of each and the time per batch of 64.
 usage: python -m bench.augmentation_grid [--image=path/to/xray.jpg] [--out=docs/augmentation_comparison.png]
 """
 
-import os
 import statistics
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from common.quiet import quiet_tensorflow_logs
+
+quiet_tensorflow_logs()  # before TensorFlow loads
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -13,10 +13,11 @@ rows only to show the effect, after the decision it informs was made.
 """
 
 import argparse
-import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from common.quiet import quiet_tensorflow_logs
+
+quiet_tensorflow_logs()  # before TensorFlow loads
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

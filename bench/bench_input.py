@@ -10,10 +10,11 @@ ratio (goal >= 0.90), plus the input pipeline alone.
 usage: python -m bench.bench_input --tfrecords=<tfrecords artifact dir> [--steps=8 --precision=bf16]
 """
 
-import os
 import statistics
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from common.quiet import quiet_tensorflow_logs
+
+quiet_tensorflow_logs()  # before TensorFlow loads
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

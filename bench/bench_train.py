@@ -25,13 +25,14 @@ import cProfile
 import dataclasses
 import json
 import math
-import os
 import pathlib
 import pstats
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from common.quiet import quiet_tensorflow_logs
+
+quiet_tensorflow_logs()  # before TensorFlow loads
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -14,6 +14,10 @@ ones, else it stops.
 
 from __future__ import annotations
 
+from common.quiet import quiet_tensorflow_logs
+
+quiet_tensorflow_logs()  # first: before any import below loads TensorFlow
+
 import json
 import math
 import re

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from common.quiet import quiet_tensorflow_logs
+
+quiet_tensorflow_logs()  # first: before any import below loads TensorFlow
+
 import os
 import platform
 import sys

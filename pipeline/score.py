@@ -31,6 +31,10 @@ status 0 when it scored what it could, 2 with a one-line error for bad flags.
 
 from __future__ import annotations
 
+from common.quiet import quiet_tensorflow_logs
+
+quiet_tensorflow_logs()  # first: before any import below loads TensorFlow
+
 import concurrent.futures
 import csv
 import glob

@@ -16,6 +16,10 @@ Nothing is tuned here: each cell is what its run produced.
 
 from __future__ import annotations
 
+from common.quiet import quiet_tensorflow_logs
+
+quiet_tensorflow_logs()  # first: before any import below loads TensorFlow
+
 import dataclasses
 import json
 import platform

@@ -1,6 +1,7 @@
-"""Serving: the exported graph (`signature`), TF Serving's model folder (`push`) and its REST JSON
-rules (`rest`).
+"""Serving: the exported graph (`signature`), TF Serving's model folder (`push`) and its warmup
+requests (`warmup`).
 
 `components/export.py` writes and pushes the SavedModel; `pipeline/score.py`
-scores folders of images with it; docs/serving.md shows how to serve it.
+scores folders of images with it; docs/serving.md shows how to serve it. TF Serving's REST JSON
+rules, which the tests send requests by, are a test stand-in: `tests/serving/rest.py`.
 """

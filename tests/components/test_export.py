@@ -228,19 +228,19 @@ def test_a_killed_push_leaves_no_version_and_the_next_one_cleans_up(tmp_path):
         sys.path.insert(0, {str(configs.REPO_ROOT)!r})
         from serving import push
         real_copytree = shutil.copytree
-        def slow_copy(src, dst, **kwargs):
+        def copy_one_then_hang(src, dst, **kwargs):  # the copy stays under way until the test kills it
+            shutil.copy2(src, dst, **kwargs)
             pathlib.Path({str(marker)!r}).touch()
-            time.sleep(0.2)
-            return shutil.copy2(src, dst, **kwargs)
-        shutil.copytree = lambda src, dst, **kwargs: real_copytree(src, dst, copy_function=slow_copy)
+            while True:
+                time.sleep(1)
+        shutil.copytree = lambda src, dst, **kwargs: real_copytree(src, dst, copy_function=copy_one_then_hang)
         push.push(pathlib.Path({str(saved)!r}), pathlib.Path({str(tmp_path / "serving")!r}), "m")
     """)
     child = subprocess.Popen([sys.executable, "-c", script])
-    deadline = time.time() + 30
+    deadline = time.time() + 900
     while not marker.exists() and time.time() < deadline and child.poll() is None:
         time.sleep(0.05)
     assert marker.exists(), "the child never started copying"
-    time.sleep(0.5)
     assert child.poll() is None, "the child finished before it could be killed"
     child.send_signal(signal.SIGKILL)
     child.wait()

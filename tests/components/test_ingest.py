@@ -192,7 +192,7 @@ def test_the_cli_prints_one_clear_error_without_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.run", f"--data_dir={data}", f"--output_dir={tmp_path / 'out'}",
          "--stop_after=ingest"],
-        capture_output=True, text=True, cwd=configs.REPO_ROOT, timeout=120,
+        capture_output=True, text=True, cwd=configs.REPO_ROOT, timeout=900,
     )
     assert result.returncode == 2
     assert "error:" in result.stderr and "';'" in result.stderr

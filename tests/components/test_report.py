@@ -136,13 +136,13 @@ def test_report_renders_in_headless_chromium(rendered, tmp_path):
              f"--user-data-dir={tmp_path / 'profile'}"]
     shot = tmp_path / "report.png"
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,2400", path.as_uri()],
-                   check=True, capture_output=True, timeout=120)
+                   check=True, capture_output=True, timeout=900)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.shape == (2400, 1200)
     assert pixels.std() > 20  # text, tables and figures, not a blank page
     assert (pixels < 100).mean() > 0.01  # dark ink present
     dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", path.as_uri()], check=True, capture_output=True,
-                         text=True, timeout=120).stdout
+                         text=True, timeout=900).stdout
     assert dom.count("<table>") >= 4 and "ROC AUC" in dom
 
 

@@ -100,7 +100,7 @@ def test_an_edited_image_reruns_ingest(sample_run, copy_sample, tmp_path):
     assert after["ingest"].path != before["ingest"].path
 
 
-def _wait_for_tmp(output: Path, component: str, process, timeout=120.0) -> None:
+def _wait_for_tmp(output: Path, component: str, process, timeout=900.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         folder = output / component

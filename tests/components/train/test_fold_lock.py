@@ -64,7 +64,7 @@ def test_two_processes_racing_on_one_fold_train_it_once(sample_tfrecords, tmp_pa
     for racer in racers:
         racer.start()
     for racer in racers:
-        racer.join(timeout=240)
+        racer.join(timeout=900)
     assert [racer.exitcode for racer in racers] == [0, 0]
     reports = [json.loads(out.read_text()) for out in outs]
     trained = [any("LR finder (frozen)" in line for line in r["log"]) for r in reports]
@@ -80,7 +80,7 @@ def test_parallel_folds_trains_the_folds_in_two_processes(tmp_path):
     command = [sys.executable, "-m", "pipeline.run", f"--output_dir={tmp_path}", "--stop_after=train",
                "--parallel_folds=2", "--arch=resnet18_stage3", "--image_size=32", "--folds=2", "--epochs_frozen=3",
                "--epochs_unfrozen=3", "--lr_finder_steps=4", "--batch_size=8", "--precision=fp32"]
-    run = subprocess.run(command, cwd=configs.REPO_ROOT, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(command, cwd=configs.REPO_ROOT, capture_output=True, text=True, timeout=900)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]
     # A helper's line may follow the parent's progress bar on the same terminal line.

@@ -26,7 +26,7 @@ def _command(out, *extra):
 
 
 def _run(out, *extra):
-    proc = subprocess.run(_command(out, *extra), cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(_command(out, *extra), cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -65,7 +65,7 @@ def resumed(tmp_path_factory):
     proc = subprocess.Popen(_command(out, "--recompute_batch_norm"), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     work = out / "train" / "work"
-    deadline = time.time() + 240
+    deadline = time.time() + 900
     killed = False
     while time.time() < deadline and proc.poll() is None:
         done = list(work.glob("fold-*/done.json"))

@@ -35,7 +35,7 @@ def one_process_runs(tmp_path_factory):
     """{"MODE-MODEL": its arrays} of the runs that fit in one process (one TensorFlow start for four)."""
     out = tmp_path_factory.mktemp("strategies")
     specs = ["default:plain", "mirrored:plain", "mirrored:bn", "mirrored:fused"]
-    subprocess.run([sys.executable, str(WORKER), str(out), *specs], check=True, timeout=240)
+    subprocess.run([sys.executable, str(WORKER), str(out), *specs], check=True, timeout=900)
     return {spec.replace(":", "-"): _weights(out / f"{spec.replace(':', '-')}.npz") for spec in specs}
 
 
@@ -70,7 +70,7 @@ def test_two_local_workers_end_with_identical_trainable_weights(tmp_path):
                                       env=env))
     try:
         for proc in procs:
-            assert proc.wait(timeout=180) == 0
+            assert proc.wait(timeout=900) == 0
     finally:
         for proc in procs:
             if proc.poll() is None:
