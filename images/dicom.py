@@ -91,13 +91,14 @@ def render(raw: bytes, name: str) -> RenderedDicom:
         raise image_io.ImageRejected("not_an_image", f"{name} is not a DICOM file")
     try:
         dataset = _parse(raw, stop_before_pixels=False)
-    except Exception as error:  # noqa: BLE001 - pydicom raises many types for a broken header
-        raise image_io.ImageRejected("truncated_or_corrupt", f"{name}: DICOM header unreadable: {error}") from None
-    facts = dicom_facts(dataset)
-    stored = _stored_values(dataset, facts, raw, name)
-    padding = _padding_mask(dataset, stored)
-    values = modality_lut(dataset, stored)
-    shown = voi_lut(dataset, values, padding)
+        facts = dicom_facts(dataset)
+        stored = _stored_values(dataset, facts, raw, name)
+        padding = _padding_mask(dataset, stored)
+        shown = voi_lut(dataset, modality_lut(dataset, stored), padding)
+    except image_io.ImageRejected:
+        raise
+    except Exception as error:  # noqa: BLE001 - a vendor's broken header must be named, never crash a run
+        raise image_io.ImageRejected("truncated_or_corrupt", f"{name}: DICOM header unusable: {error}") from None
     if _inverted(dataset):
         shown = 1.0 - shown
     pixels = np.round(np.clip(shown, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -233,8 +234,8 @@ def voi_lut(dataset: Dataset, values: np.ndarray, padding: np.ndarray | None = N
         lut_values, bits = _lookup(dataset, dataset.VOILUTSequence[0], values)
         return lut_values / float(2**bits - 1)
     center, width = _first(dataset.get("WindowCenter")), _first(dataset.get("WindowWidth"))
-    if center is not None and width is not None and width > 0:
-        function = (_text(dataset, "VOILUTFunction") or "LINEAR")
+    function = _text(dataset, "VOILUTFunction") or "LINEAR"
+    if center is not None and width is not None and width > 0 and (width >= 1 or function != "LINEAR"):
         return window(values, center, width, function)
     picture = values if padding is None or padding.all() else values[~padding]
     low, high = float(picture.min()), float(picture.max())
@@ -242,15 +243,13 @@ def voi_lut(dataset: Dataset, values: np.ndarray, padding: np.ndarray | None = N
 
 
 def window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
-    """A window to 0..1 by the formulas of C.11.2.1.2 (LINEAR), C.11.2.1.3.2 (LINEAR_EXACT) and
-    C.11.2.1.3.1 (SIGMOID)."""
+    """A window to 0..1 by the formulas of C.11.2.1.2 (LINEAR, width >= 1), C.11.2.1.3.2 (LINEAR_EXACT)
+    and C.11.2.1.3.1 (SIGMOID)."""
     values = np.asarray(values, dtype=np.float64)
     if function == "SIGMOID":
         return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
     if function == "LINEAR_EXACT":
         return np.clip((values - center) / width + 0.5, 0.0, 1.0)
-    if width < 1:
-        raise ValueError(f"a LINEAR window needs a width of at least 1, not {width}")
     if width == 1:
         return (values > center - 0.5).astype(np.float64)
     return np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
@@ -259,11 +258,12 @@ def window(values: np.ndarray, center: float, width: float, function: str = "LIN
 def _inverted(dataset: Dataset) -> bool:
     """Whether the VOI output is shown with its minimum white.
 
-    MONOCHROME1 means "the minimum sample value is intended to be displayed as white" (C.7.6.3.1.2), and
-    Presentation LUT Shape INVERSE means "output after inversion is in P-Values" (C.11.6.1.2). Both name
-    the one inversion of the VOI output, not two: the DX and CR modules say INVERSE "shall be used if
-    Photometric Interpretation is MONOCHROME1" (C.8.11.1.1.1 / C.8.11.3), so a file carrying both is
-    inverted once, and INVERSE on a MONOCHROME2 file inverts it.
+    MONOCHROME1: "The minimum sample value is intended to be displayed as white after any VOI gray
+    scale transformations have been performed" (C.7.6.3.1.2). Presentation LUT Shape INVERSE: "output
+    after inversion is in P-Values" (C.11.6.1.2). Both name the one inversion of the VOI output, not
+    two: the DX Image Module (C.8.11.3) says IDENTITY "shall be used if Photometric Interpretation is
+    MONOCHROME2" and INVERSE "shall be used if Photometric Interpretation is MONOCHROME1", so a file
+    carrying both is inverted once; INVERSE on a MONOCHROME2 file inverts it.
     """
     return (_text(dataset, "PhotometricInterpretation") == "MONOCHROME1"
             or _text(dataset, "PresentationLUTShape") == "INVERSE")

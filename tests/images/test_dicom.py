@@ -156,8 +156,8 @@ def test_a_voi_lut_sequence_comes_before_the_window_and_its_descriptor_is_checke
     assert _max_difference(_render(ds), expected) <= 1
     item.LUTDescriptor = [4096, 0, 8]  # a descriptor claiming 8 bits for 12-bit data: the data decide
     assert _max_difference(_render(ds), 255 - gray.astype(int)) <= 1
-    item.LUTDescriptor = [0, 0, 16]  # 0 entries means 65536
-    item.add_new("LUTData", "US", list(range(65536)))
+    item.LUTDescriptor = [0, 0, 16]  # 0 entries means 65536; so many entries only fit in OW
+    item.add_new("LUTData", "OW", np.arange(65536, dtype="<u2").tobytes())
     assert _max_difference(_render(ds), np.round(stored / 65535 * 255)) <= 1
 
 
@@ -169,6 +169,17 @@ def test_a_sigmoid_window_follows_the_standard_formula():
     linear = _render(dataset(ramp, WindowCenter=512, WindowWidth=256))
     assert _max_difference(linear, np.round(np.clip((ramp - 511.5) / 255 + 0.5, 0, 1) * 255)) <= 1
     assert _max_difference(rendered, linear) > 10
+    exact = _render(dataset(ramp, WindowCenter=512, WindowWidth=256, VOILUTFunction="LINEAR_EXACT"))
+    assert _max_difference(exact, np.round(np.clip((ramp - 512.0) / 256 + 0.5, 0, 1) * 255)) <= 1
+
+
+def test_an_invalid_window_falls_back_to_the_pixels_range_and_a_broken_header_is_named():
+    gray = sample_gray()
+    assert _max_difference(_render(dataset(gray, WindowCenter=128, WindowWidth=0)), _stretched(gray)) <= 1
+    number_of_frames = b"\x28\x00\x08\x00IS\x02\x007 "  # (0028,0008) IS "7 ", explicit VR little endian
+    raw = to_bytes(dataset(gray, NumberOfFrames=7))
+    assert number_of_frames in raw
+    assert _rejected(raw.replace(number_of_frames, number_of_frames[:-2] + b"x ")) == "truncated_or_corrupt"
 
 
 def test_pixel_padding_is_left_out_of_the_range():
