@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import re
-import warnings
 
 import numpy as np
 import pydicom
@@ -142,9 +141,9 @@ def age_in_years(value: str | None) -> float | None:
 # ---------------------------------------------------------------- reading
 def _parse(raw: bytes, stop_before_pixels: bool) -> Dataset:
     """The dataset, with a transfer syntax even when the file had no meta header (as pydicom guessed it)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom warns on every lenient fix of a vendor's header
-        dataset = pydicom.dcmread(io.BytesIO(raw), force=True, stop_before_pixels=stop_before_pixels)
+    # pydicom's warnings on a vendor's lenient header are left to show: `warnings.catch_warnings` would
+    # change the process's filters under the other reader threads of `pipeline.score`.
+    dataset = pydicom.dcmread(io.BytesIO(raw), force=True, stop_before_pixels=stop_before_pixels)
     if "TransferSyntaxUID" not in dataset.file_meta:
         implicit, little_endian = dataset.original_encoding
         if not little_endian:
@@ -191,9 +190,7 @@ def _stored_values(dataset: Dataset, facts: DicomFacts, raw: bytes, name: str) -
             raise image_io.ImageRejected("dicom_truncated_pixel_data", f"{name} has {len(dataset.PixelData)} bytes "
                                          f"of pixel data; {rows}x{columns} pixels need {expected}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return np.asarray(dataset.pixel_array)
+        return np.asarray(dataset.pixel_array)
     except Exception as error:  # noqa: BLE001 - the decoders raise many types on cut or damaged data
         raise image_io.ImageRejected("dicom_truncated_pixel_data",
                                      f"{name}: the {syntax.name} pixel data cannot be decoded: {error}") from None

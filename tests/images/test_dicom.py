@@ -41,7 +41,7 @@ def _rejected(raw: bytes) -> str:
 @pytest.fixture(scope="module")
 def rg1_uncr() -> bytes:
     """pydicom-data's CR chest PA: MONOCHROME1, 15 bits stored, a window in the header."""
-    return open(get_testdata_file("RG1_UNCR.dcm"), "rb").read()
+    return open(get_testdata_file("RG1_UNCR.dcm", download=False), "rb").read()
 
 
 def test_a_real_monochrome1_chest_renders_with_the_lungs_dark(rg1_uncr):
@@ -52,7 +52,7 @@ def test_a_real_monochrome1_chest_renders_with_the_lungs_dark(rg1_uncr):
     right_lung = pixels[2 * height // 5:3 * height // 5, width // 5:2 * width // 5]
     mediastinum = pixels[2 * height // 5:3 * height // 5, 9 * width // 20:11 * width // 20]
     assert right_lung.mean() + 30 < mediastinum.mean()  # air dark, the spine and heart bright
-    as_monochrome2 = dcmread(get_testdata_file("RG1_UNCR.dcm"))
+    as_monochrome2 = dcmread(get_testdata_file("RG1_UNCR.dcm", download=False))
     as_monochrome2.PhotometricInterpretation = "MONOCHROME2"
     assert _max_difference(_render(as_monochrome2), 255 - pixels.astype(int)) <= 1
     assert rendered.facts == dicom.DicomFacts(
@@ -159,6 +159,21 @@ def test_a_voi_lut_sequence_comes_before_the_window_and_its_descriptor_is_checke
     item.LUTDescriptor = [0, 0, 16]  # 0 entries means 65536; so many entries only fit in OW
     item.add_new("LUTData", "OW", np.arange(65536, dtype="<u2").tobytes())
     assert _max_difference(_render(ds), np.round(stored / 65535 * 255)) <= 1
+
+
+def test_a_modality_lut_sequence_replaces_slope_and_intercept():
+    gray = sample_gray()
+    item = Dataset()
+    item.LUTDescriptor = [256, 0, 12]  # 12 output bits: pydicom's own lookup would build a `uint12` dtype
+    item.add_new("LUTData", "US", [4095 - 16 * i for i in range(256)])
+    ds = dataset(gray, ModalityLUTSequence=[item], RescaleSlope=5, RescaleIntercept=7, WindowCenter=2048,
+                 WindowWidth=4096)
+    assert _max_difference(_render(ds), 255 - gray.astype(int)) <= 1
+
+
+def test_colour_is_refused_by_name():
+    rgb = np.repeat(sample_gray()[..., None], 3, axis=2)
+    assert _rejected(to_bytes(dataset(rgb, "RGB"))) == "dicom_not_grayscale"
 
 
 def test_a_sigmoid_window_follows_the_standard_formula():
