@@ -67,6 +67,8 @@ class DicomFacts:
 
 @dataclasses.dataclass(frozen=True)
 class RenderedDicom:
+    """What every reader gets: the displayed picture and the header facts to screen and report it by."""
+
     pixels: np.ndarray  # uint8 [rows, columns], 0 black
     facts: DicomFacts
 
@@ -118,6 +120,7 @@ def screen(facts: DicomFacts) -> str | None:
 
 
 def dicom_facts(dataset: Dataset) -> DicomFacts:
+    """The header's screening and reporting facts; upper-case, None where absent or empty."""
     return DicomFacts(
         view_position=_text(dataset, "ViewPosition"),
         body_part=_text(dataset, "BodyPartExamined"),
