@@ -194,9 +194,10 @@ def _stored_values(dataset: Dataset, facts: DicomFacts, raw: bytes, name: str) -
                                          f"of pixel data; {rows}x{columns} pixels need {expected}")
     try:
         return np.asarray(dataset.pixel_array)
-    except Exception as error:  # noqa: BLE001 - the decoders raise many types on cut or damaged data
-        raise image_io.ImageRejected("dicom_truncated_pixel_data",
-                                     f"{name}: the {syntax.name} pixel data cannot be decoded: {error}") from None
+    except Exception as error:  # noqa: BLE001 - the decoders raise many types on damaged data
+        raise image_io.ImageRejected("dicom_undecodable" if syntax.is_compressed else "truncated_or_corrupt",
+                                     f"{name}: the installed decoders cannot decode its {syntax.name} pixel "
+                                     f"data: {error}") from None
 
 
 def _decoder_available(syntax: UID) -> bool:

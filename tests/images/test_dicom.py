@@ -244,6 +244,13 @@ def test_truncated_pixel_data_is_refused(tmp_path):
     assert _rejected(compressed[:len(compressed) // 2]) == "dicom_truncated_pixel_data"
 
 
+def test_damaged_compressed_pixel_data_is_undecodable(tmp_path):
+    compressed = bytearray(write(dataset(sample_gray()), tmp_path / "j2k.dcm", JPEG2000Lossless).read_bytes())
+    codestream = compressed.index(b"\xff\x4f\xff\x51")  # the JPEG 2000 SOC and SIZ markers
+    compressed[codestream:codestream + 64] = bytes(64)  # same lengths, no codestream header
+    assert _rejected(bytes(compressed)) == "dicom_undecodable"
+
+
 def test_a_transfer_syntax_without_decoder_is_refused_by_name():
     ds = dataset(sample_gray())
     ds.file_meta.TransferSyntaxUID = MPEG2MPML
