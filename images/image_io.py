@@ -6,7 +6,10 @@ gray or RGB JPEG/PNG) keep their original bytes; anything else (16-bit PNG,
 RGBA, palette, CMYK JPEG, other formats) is converted once here to a lossless
 8-bit RGB PNG, so the one TensorFlow decode in `preprocessing.py` handles all;
 high-bit-depth gray is stretched by `preprocessing.stretch_to_uint8`, the
-function serving applies to a 16-bit PNG it receives.
+function serving applies to a 16-bit PNG it receives. DICOM files, recognised by
+content whatever their name, are rendered by `dicom.render` (the standard's
+grayscale pipeline) and stored as a lossless 8-bit gray PNG with their header
+facts beside it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from images import preprocessing
+from images import dicom, preprocessing
 
 # A chest X-ray is at most a few thousand pixels a side; anything far larger is
 # a decompression bomb or a broken header, and is refused before decoding.
@@ -48,6 +51,7 @@ class StandardImage:
     height: int
     source_mode: str
     converted: bool
+    dicom: dicom.DicomFacts | None = None  # for a DICOM file: its header facts, for screening and reports
 
 
 def resolve_inside(images_dir: Path, filename: str) -> Path:
@@ -73,12 +77,14 @@ def load_standard_image(path: Path) -> StandardImage:
     raw = path.read_bytes()
     if not raw:
         raise ImageRejected("empty_file", f"{path.name} has 0 bytes")
+    if dicom.is_dicom(raw):
+        return _rendered_dicom(raw, path.name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(raw))
             width, height = image.size
-            _check_dimensions(path, width, height)
+            check_dimensions(path.name, width, height)
             image.load()
     except ImageRejected:
         raise
@@ -98,14 +104,26 @@ def load_standard_image(path: Path) -> StandardImage:
     return StandardImage(buffer.getvalue(), "png", width, height, mode, converted=True)
 
 
-def _check_dimensions(path: Path, width: int, height: int) -> None:
+def _rendered_dicom(raw: bytes, name: str) -> StandardImage:
+    rendered = dicom.render(raw, name)
+    buffer = io.BytesIO()
+    # zlib level 1: 5x faster than PIL's default 6 on a 2000 px radiograph (0.11 vs 0.58 s), 17% more bytes
+    Image.fromarray(rendered.pixels).save(buffer, format="PNG", compress_level=1)
+    height, width = rendered.pixels.shape
+    facts = rendered.facts
+    return StandardImage(buffer.getvalue(), "png", width, height, f"DICOM {facts.photometric} {facts.bits_stored}-bit",
+                         converted=True, dicom=facts)
+
+
+def check_dimensions(name: str, width: int, height: int) -> None:
+    """Refuse decompression bombs and broken headers before decoding, and images too small to be X-rays."""
     if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
         raise ImageRejected(
             "absurd_dimensions",
-            f"{path.name} claims {width}x{height} pixels (limit {MAX_PIXELS} pixels, {MAX_SIDE} a side)",
+            f"{name} claims {width}x{height} pixels (limit {MAX_PIXELS} pixels, {MAX_SIDE} a side)",
         )
     if min(width, height) < MIN_SIDE:
-        raise ImageRejected("absurd_dimensions", f"{path.name} is only {width}x{height} pixels")
+        raise ImageRejected("absurd_dimensions", f"{name} is only {width}x{height} pixels")
 
 
 def to_rgb8(image: Image.Image) -> Image.Image:

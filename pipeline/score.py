@@ -10,8 +10,12 @@ output folder (`runs/`: the export stage of the last run) or an export artifact.
 
 Every file is first read with `images.image_io.load_standard_image`, the
 loader ingest used: CMYK, 16-bit, palette and RGBA images become the 8-bit RGB
-training saw, and unreadable files get a named reason (`not_an_image: ...`,
-`truncated_or_corrupt: ...`). The rest go in batches through the SavedModel's
+training saw, DICOM files are rendered by `images.dicom.render` (the standard's
+grayscale pipeline) and sent as gray PNG, and unreadable files get a named
+reason (`not_an_image: ...`, `truncated_or_corrupt: ...`, `dicom_undecodable: ...`).
+This happens in the reader threads (`--workers`), beside the model's batches.
+A folder's DICOM files are found by content, so PACS exports named by their
+UID without a suffix are scored too. The rest go in batches through the SavedModel's
 `serving_default` signature (so the decode and preprocessing are the served
 ones). The output CSV has one row per input file (per CSV row with --csv), in
 input order: `filename, probability_of_death, class, error`.
@@ -56,7 +60,8 @@ from serving import contract, push
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "SavedModel folder, TF Serving model folder (latest version), pipeline "
                     "output folder, or export artifact.")
-flags.DEFINE_string("images", None, "A folder (its image files: .jpg .jpeg .png ...) or a glob pattern.")
+flags.DEFINE_string("images", None, "A folder (its image files: .jpg .jpeg .png ..., and DICOM files by content, "
+                    "with or without a suffix) or a glob pattern.")
 flags.DEFINE_string("csv", None, "A metadata-style CSV with a filename column (instead of --images).")
 flags.DEFINE_string("filename_column", "filename", "The CSV column naming each image file.")
 flags.DEFINE_string("images_dir", None, "Where the CSV's files are (default: an images/ folder beside the CSV).")
@@ -67,7 +72,9 @@ flags.DEFINE_integer("workers", 4, "Threads reading and checking image files.", 
 flags.DEFINE_string("shard", "0/1", "i/n: score only the i-th of n contiguous blocks of the inputs, into "
                     "<output stem>-0000i-of-0000n.csv.")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".dcm", ".dicom")
+# Enough of a file to tell DICOM from anything else: the preamble and `DICM`, or a header without them.
+DICOM_HEAD_BYTES = 64 * 1024
 COLUMNS = ("filename", contract.PROBABILITY, contract.CLASS, contract.ERROR)
 SAVED_MODEL_PB = "saved_model.pb"
 
@@ -104,11 +111,18 @@ def list_images(images: str) -> list[tuple[str, Path]]:
     """(name for the output, path) of every image in a folder, or of every file a glob matches."""
     folder = Path(images)
     if folder.is_dir():
-        files = sorted(p for p in folder.iterdir()
-                       if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        files = sorted(p for p in folder.iterdir() if not p.name.startswith(".")
+                       and (p.suffix.lower() in IMAGE_SUFFIXES or (p.is_file() and _is_dicom_file(p))))
         return [(p.name, p) for p in files]
     matches = sorted(Path(m) for m in glob.glob(images, recursive=True))
     return [(str(p), p) for p in matches if not p.is_dir()]
+
+
+def _is_dicom_file(path: Path) -> bool:
+    """DICOM by content, for the files PACS exports name by their UID (`1.2.840....`, no suffix)."""
+    from images import dicom
+    with open(path, "rb") as handle:
+        return dicom.is_dicom(handle.read(DICOM_HEAD_BYTES))
 
 
 def list_csv(csv_path: Path, images_dir: Path | None, column: str) -> list[tuple[str, Path | Exception]]:

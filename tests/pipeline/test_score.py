@@ -18,6 +18,7 @@ from pipeline import score
 from serving import signature
 from tests.serving import helpers
 from images import image_io
+from tests.conftest import encode
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +200,30 @@ def test_shards_concatenated_in_order_are_the_unsharded_output(saved_model, imag
     assert sorted(len(r) for r in rows) == [16, 16, 16] and sum(rows, []) == _rows(whole)
     with pytest.raises(score.ScoreError, match="not i/n"):
         score.parse_shard("3/3")
+
+
+def test_a_dicom_scores_as_the_png_of_its_pixels(saved_model, tmp_path):
+    """DICOM files (found by content, also without a suffix) are rendered in the readers and served as PNG."""
+    from tests.images import dicom_files
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    gray = dicom_files.sample_gray(side=96)
+    Image.fromarray(gray).save(folder / "same.png")
+    monochrome1 = dicom_files.dataset(255 - gray, "MONOCHROME1", WindowCenter=128, WindowWidth=256)
+    dicom_files.write(monochrome1, folder / "1.2.826.0.1.3680043.8.498.1", dicom_files.RLELossless)
+    dicom_files.write(dicom_files.dataset(gray, WindowCenter=128, WindowWidth=256), folder / "same.dcm")
+    (folder / "notes").write_text("not an image and not DICOM: not listed\n")
+    entries = score.list_images(str(folder))
+    assert [name for name, _ in entries] == ["1.2.826.0.1.3680043.8.498.1", "same.dcm", "same.png"]
+    score.score(entries, saved_model, tmp_path / "folder.csv", progress=False)
+    table = tmp_path / "list.csv"
+    table.write_text("filename\nsame.dcm\n1.2.826.0.1.3680043.8.498.1\n")
+    score.score(score.list_csv(table, folder, "filename"), saved_model, tmp_path / "csv.csv", progress=False)
+    rows = _rows(tmp_path / "folder.csv") + _rows(tmp_path / "csv.csv")
+    assert len(rows) == 5 and not any(r["error"] for r in rows)
+    assert len({r["probability_of_death"] for r in rows}) == 1
+    png, not_inverted = (encode(Image.fromarray(pixels), "PNG") for pixels in (gray, 255 - gray))
+    served_png, served_not_inverted = _served(saved_model, [png, not_inverted])
+    assert float(rows[0]["probability_of_death"]) == pytest.approx(served_png, abs=1e-6)
+    assert abs(served_png - served_not_inverted) > 1e-4  # the model tells the inversion apart
