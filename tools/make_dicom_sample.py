@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import files  # noqa: E402
 from components import configs, ingest  # noqa: E402
-from tfrecords import schema  # noqa: E402
+from common.labels import NO_LABEL  # noqa: E402
 
 SOURCE = configs.REPO_ROOT / "sample_data" / "covid-chestxray-sample"
 OUTPUT = configs.REPO_ROOT / "sample_data" / "covid-chestxray-dicom"
@@ -51,7 +51,7 @@ def yes_no(value: str) -> str:
 
 def died(survival: str) -> str:
     label = ingest.mortality_from_survival(survival)
-    return "" if label in (None, schema.NO_LABEL) else str(label)
+    return "" if label in (None, NO_LABEL) else str(label)
 
 
 def dicom_age(age: str) -> str | None:
