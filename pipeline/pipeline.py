@@ -6,11 +6,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
+from common import pseudonym
 from components import base, evaluate, export, impute, ingest, report, write_tfrecords
 from components.train import component as train
 from components.configs import VARIANTS, PipelineConfig
 
-DATA = "data"  # the name under which nodes receive the upstream data folder
+DATA = "data"  # the name under which nodes receive the data folder (upstream collection or manifest)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Pipeline:
     data_dir: Path
     output_dir: Path
     nodes: tuple[Node, ...]
+    pseudonym_key: Path = pseudonym.DEFAULT_KEY_PATH  # read by the runner only for a manifest
 
 
 def create_pipeline(config: PipelineConfig) -> Pipeline:
@@ -60,4 +62,4 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
         Node(report.SPEC, {"ingest": "ingest", "impute": "impute", "train": "train", "evaluate": "evaluate",
                            "export": "export"}, {"provenance": dict(config.provenance)}),
     )
-    return Pipeline(Path(config.data_dir), Path(config.output_dir), nodes)
+    return Pipeline(Path(config.data_dir), Path(config.output_dir), nodes, Path(config.pseudonym_key))
