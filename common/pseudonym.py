@@ -63,6 +63,14 @@ def load_or_create_key(path: Path, output_dir: Path, notify: Callable[[str], Non
             handle.write(secrets.token_hex(KEY_BYTES) + "\n")
         notify(f"note: created the pseudonym key {path}: keep it (outside --output_dir) to map pseudonyms back "
                "to patients with `python -m pipeline.manifest --lookup`")
+    return load_key(path)
+
+
+def load_key(path: Path) -> bytes:
+    """The key at `path`; a missing or malformed one is refused (a new key would map nothing back)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise PipelineError(f"--pseudonym_key={path}: no key there (the key the pseudonyms were made with)")
     text = path.read_text().strip()
     try:
         key = bytes.fromhex(text)

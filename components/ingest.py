@@ -1,4 +1,4 @@
-"""Ingest: from a data source (components of `sources/`) to a checked table of usable images.
+"""Ingest: from the data folder's source (`sources/`) to a checked table of usable images.
 
 The source keeps the frontal X-rays and labels them (the upstream `metadata.csv`: COVID-19 rows,
 `survival`; a hospital's `manifest.csv`: `died`, pseudonymous patients). Here, for either: optionally
@@ -22,7 +22,7 @@ import sources
 from common import files
 from components import base
 from images import image_io
-from sources.base import rejection as _rejection
+from sources.base import rejection
 from tfrecords import schema
 
 EXAMPLES_NAME = "examples.csv"
@@ -63,7 +63,7 @@ def ingest(data: Path | sources.Source, frontal_views: Sequence[str], max_offset
             if taken_within(row["offset"], max_offset_days):
                 early.append((line, row))
             else:
-                dropped.append(_rejection(line, row, "offset_out_of_range",
+                dropped.append(rejection(line, row, "offset_out_of_range",
                                           f"offset {row['offset']!r} is not <= {max_offset_days:g} days"))
 
     deduplicated = _drop_duplicates(early, dropped)
@@ -99,10 +99,10 @@ def _drop_duplicates(selected, dropped):
         labels = {r["mortality_observed"] for _, r in group} - {schema.NO_LABEL}
         lines = ", ".join(str(l) for l, _ in group)
         if len(labels) > 1:
-            dropped.append(_rejection(line, row, "duplicate_conflicting_labels",
+            dropped.append(rejection(line, row, "duplicate_conflicting_labels",
                                       f"{row['filename']} is listed on lines {lines} with different survival"))
         elif group[0][0] != line:
-            dropped.append(_rejection(line, row, "duplicate_filename",
+            dropped.append(rejection(line, row, "duplicate_filename",
                                       f"{row['filename']} already listed on line {group[0][0]}"))
         else:
             if labels and row["mortality_observed"] == schema.NO_LABEL:
@@ -127,7 +127,7 @@ def _check_images(source, rows, dropped, workers):
         for line, row, info, rejected in tqdm.tqdm(results, total=len(rows), desc="ingest: checking images",
                                                    unit="img", leave=False):
             if rejected is not None:
-                dropped.append(_rejection(line, row, rejected.reason, rejected.detail))
+                dropped.append(rejection(line, row, rejected.reason, rejected.detail))
             else:
                 usable.append((line, {**row, **info}))
     return usable
