@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NoReturn, Sequence
 
 from common import pseudonym
 from common.errors import PipelineError
@@ -52,17 +52,18 @@ class ManifestSource(Source):
         self.rows = []
         for (line, raw), path in zip(raw_rows, paths):
             patient_id = raw["patient_id"].strip()
+            if not patient_id:
+                self._fail(line, "patient_id", "is blank")
             name = self._image_name(raw["image"].strip(), path, patient_id, shared_names)
+            row = self._standard_row(line, raw, patient_id, name)
             self._paths[name] = path
-            self._patients[pseudonym.patient_pseudonym(key, patient_id)] = patient_id
-            self.rows.append((line, self._standard_row(line, raw, patient_id, name)))
+            self._patients[row["patientid"]] = patient_id
+            self.rows.append((line, row))
 
     def _path(self, line: int, raw: Mapping[str, str]) -> Path:
         value = raw["image"].strip()
         if not value:
             self._fail(line, "image", "is blank")
-        if not raw["patient_id"].strip():
-            self._fail(line, "patient_id", "is blank")
         path = Path(value).expanduser()
         return (path if path.is_absolute() else self.data_dir / path).resolve()
 
@@ -73,7 +74,7 @@ class ManifestSource(Source):
                 self._fail(line, "image", f"the same image as line {first_line[path]}")
             first_line[path] = line
 
-    def _fail(self, line: int, column: str, problem: str):
+    def _fail(self, line: int, column: str, problem: str) -> NoReturn:
         raise ManifestError(f"{self.table} line {line}, column {column}: {problem}")
 
     def _image_name(self, image: str, path: Path, patient_id: str, shared_names: set[str]) -> str:
@@ -85,8 +86,8 @@ class ManifestSource(Source):
             return pseudonym.image_pseudonym(self._key, image, suffix)
         return name
 
-    def _standard_row(self, line: int, raw: Mapping[str, str], patient_id: str,
-                      name: str) -> dict[str, Any]:
+    def _standard_row(self, line: int, raw: Mapping[str, str], patient_id: str, name: str) -> dict[str, Any]:
+        """The row in the study's words (`survival` Y/N, flags Y/N, `offset`), every value checked."""
         value = lambda column: raw.get(column, "").strip()  # noqa: E731
         died = value("died")
         if died not in ("1", "0", ""):

@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 import sources
@@ -112,3 +114,31 @@ def test_lookup_maps_pseudonyms_back(tmp_path):
     _, row = source.rows[0]
     assert source.lookup([row["patientid"], row["filename"], "pt-unknown"]) == {
         row["patientid"]: rows[0]["patient_id"], row["filename"]: str(tmp_path / rows[0]["image"])}
+
+
+def test_dicom_header_facts_give_the_view_and_screen_the_image(tmp_path, monkeypatch):
+    """With images/dicom.py (written elsewhere): a blank view comes from ViewPosition, and dicom.screen's
+    reason rejects an image. Stood in for here by a fake module and a fake loader."""
+    import types
+
+    import images
+
+    fake = types.SimpleNamespace(screen=lambda facts: "dicom_lateral_view" if facts.view_position == "LL" else None)
+    monkeypatch.setitem(sys.modules, "images.dicom", fake)
+    monkeypatch.setattr(images, "dicom", fake, raising=False)
+    hospital(tmp_path, images=2)
+    source = _source(tmp_path)
+    (_, blank), (_, given) = source.select(["PA", "AP"]).rows
+    real = image_io.load_standard_image
+
+    def with_facts(view_position):
+        monkeypatch.setattr(image_io, "load_standard_image", lambda path: types.SimpleNamespace(
+            **vars(real(path)), dicom=types.SimpleNamespace(view_position=view_position)))
+
+    with_facts("AP")
+    assert (source.check_image(blank)["view"], source.check_image(blank)["view_assumed"]) == ("AP", 0)
+    assert source.check_image(given)["view"] == "PA"  # the manifest's view wins
+    with_facts("LL")
+    with pytest.raises(image_io.ImageRejected) as rejected:
+        source.check_image(blank)
+    assert rejected.value.reason == "dicom_lateral_view" and blank["filename"] in rejected.value.detail
