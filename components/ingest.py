@@ -145,7 +145,8 @@ def summary_line(counts: Mapping[str, Any]) -> str:
         f"({counts['frontal_patients']} patients) -> {labelled['count']} labelled ({labelled['survived']} survived, "
         f"{labelled['died']} died; {labelled['patients']} patients){early}; "
         f"{counts['missing_files']} image files missing, "
-        f"{counts['rejected_images'] - counts['missing_files']} other images rejected; {counts['usable']} usable images{assumed}"
+        f"{counts['rejected_images'] - counts['missing_files']} other images rejected; "
+        f"{counts['usable']} usable images{assumed}"
     )
 
 

@@ -16,7 +16,6 @@ from typing import Any, Mapping, Sequence
 
 from common.errors import PipelineError
 from images import image_io
-from tfrecords.schema import NO_LABEL
 
 # The study's outcome-adjacent flags: they label (imputation) but are never model inputs.
 CLINICAL_COLUMNS = ("went_icu", "needed_supplemental_O2", "intubation_present", "extubated")

@@ -19,8 +19,8 @@ from typing import Any, Mapping, NoReturn, Sequence
 from common import pseudonym
 from common.errors import PipelineError
 from images import image_io
-from sources.base import CLINICAL_COLUMNS, EXAMPLE_COLUMNS, NO_LABEL, Selection, Source, image_facts, read_table, \
-    rejection
+from sources.base import CLINICAL_COLUMNS, EXAMPLE_COLUMNS, Selection, Source, image_facts, read_table, rejection
+from tfrecords.schema import NO_LABEL
 
 MANIFEST_NAME = "manifest.csv"
 REQUIRED_COLUMNS = ("image", "patient_id", "died")

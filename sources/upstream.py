@@ -12,7 +12,8 @@ from typing import Sequence
 
 from common.errors import PipelineError
 from images import image_io
-from sources.base import NO_LABEL, Selection, Source, read_table, rejection
+from sources.base import Selection, Source, read_table, rejection
+from tfrecords.schema import NO_LABEL
 
 METADATA_NAME = "metadata.csv"
 IMAGES_DIR = "images"

@@ -98,8 +98,8 @@ def _plan(p: fold_lib.TrainParams, precision: str, tfrecords: Path, work_dir: Pa
     """The rows and, per repeat and fold, (repeat, fold, training rows, validation rows, its work folder)."""
     missing = writer.load_manifest(tfrecords).get("imputation_missing_columns")
     if missing and p.labels == "observed+imputed":
-        raise PipelineError(f"--variant={p.variant} trains on imputed labels, but imputation was not possible: the data "
-                            f"has no column(s) {', '.join(missing)}; give them, or train an original* variant")
+        raise PipelineError(f"--variant={p.variant} trains on imputed labels, but imputation was not possible: the "
+                            f"data has no column(s) {', '.join(missing)}; give them, or train an original* variant")
     examples = input_pipeline.load_examples(tfrecords, p.labels, p.image_size, p.memory_budget_gb, p.shuffle_buffer)
     if isinstance(examples.images, input_pipeline.StreamedImages):
         log(f"train: {len(examples)} images past --memory_budget_gb={p.memory_budget_gb:g} as float32: "
