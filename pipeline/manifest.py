@@ -27,8 +27,9 @@ def lookup(data_dir: Path, key_path: Path, names: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.manifest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lookup", nargs="+", required=True, metavar="PSEUDONYM",
-                        help="Map these pseudonyms back to patient ids / image paths.")
+    mode = parser.add_mutually_exclusive_group(required=True)  # one mode per run (--lookup, so far)
+    mode.add_argument("--lookup", nargs="+", metavar="PSEUDONYM",
+                      help="Map these pseudonyms back to patient ids / image paths.")
     parser.add_argument("--data_dir", required=True, type=Path, help="The folder holding manifest.csv.")
     parser.add_argument("--pseudonym_key", type=Path, default=pseudonym.DEFAULT_KEY_PATH,
                         help="The key the pseudonyms were made with (default: %(default)s).")
