@@ -78,6 +78,7 @@ def import_closure(name: str, root: Path = REPO_ROOT) -> list[str]:
 LAYERS = (
     ("common",),                          # errors, atomic files, hashing, this import graph
     ("images", "tfrecords", "models"),    # image reading + shared preprocessing; TFRecord schema + writer; networks
+    ("sources",),                         # data folders (the upstream collection, a manifest) as rows for ingest
     ("serving",),                         # the served graph and TF Serving's folder layout
     ("components",),                      # the stages, their configs and their outputs
     ("pipeline",),                        # wiring, runners and the other front doors (study, score, TFDS builder)

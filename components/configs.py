@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from common import pseudonym
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA_DIR = REPO_ROOT / "sample_data" / "covid-chestxray-sample"
 DEFAULT_OUTPUT_DIR = REPO_ROOT / "runs"
@@ -231,7 +233,10 @@ class ExportConfig:
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     data_dir: Path = flag(SAMPLE_DATA_DIR, "Folder in the layout of ieee8023/covid-chestxray-dataset "
-                          "(metadata.csv + images/).")
+                          "(metadata.csv + images/), or holding your own manifest.csv (docs/data.md).")
+    # Read only for a manifest; never inside --output_dir (common/pseudonym.py).
+    pseudonym_key: Path = flag(pseudonym.DEFAULT_KEY_PATH, "With a manifest: the key of the patient and image "
+                               "pseudonyms, kept outside --output_dir; created if missing.")
     output_dir: Path = flag(DEFAULT_OUTPUT_DIR, "Where artifacts are written and reused.")
     variant: str = flag("original_weights", "The study's variant to train.", choices=tuple(VARIANTS))
     ingest: IngestConfig = IngestConfig()

@@ -1,56 +1,64 @@
-"""The upstream data folder as the pipeline's first input (TFX's Importer role).
+"""The data folder as the pipeline's first input (TFX's Importer role), with its source (`sources/`).
 
-Its fingerprint is the sha256 of `metadata.csv` and of every file under
-`images/`, so editing a row or replacing an image re-runs ingest and all that
-follows, while an untouched folder reuses every cached stage.
+Its fingerprint is the sha256 of the source's table and of every image file it
+covers (the upstream collection: all of `images/`; a manifest: every file it
+names, wherever it lies, and the pseudonym key's id), so editing a row or
+replacing an image re-runs ingest and all that follows, while an untouched
+folder reuses every cached stage.
 
 Hashing a large collection on every run is slow, so each image's sha256 is
 remembered in a cache file by (path, size, mtime): a file whose size and
 modification time are unchanged is not read again (the rule `make` and
-`rsync` use). `metadata.csv` is small and always hashed.
+`rsync` use). The table is small and always hashed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
+from typing import Callable
 
+import sources
 from common import files
-from common.errors import PipelineError
 from components import base
-from components.ingest import IMAGES_DIR, METADATA_NAME
 
 
-def import_data_dir(data_dir: Path, sha256_cache: Path | None = None) -> base.Artifact:
-    """The data folder as an artifact; `sha256_cache` (a JSON file, created if missing) spares re-hashing."""
+@dataclasses.dataclass(frozen=True)
+class DataArtifact(base.Artifact):
+    """The folder's artifact and the source that reads it (which ingest and the TFRecord writer use)."""
+
+    source: sources.Source
+
+
+def import_data_dir(data_dir: Path, sha256_cache: Path | None = None,
+                    pseudonym_key: Callable[[], bytes] | None = None) -> DataArtifact:
+    """The data folder as an artifact; `sha256_cache` (a JSON file, created if missing) spares re-hashing;
+    `pseudonym_key` gives the key a manifest needs (sources.open_source)."""
     data_dir = Path(data_dir).resolve()
-    metadata = data_dir / METADATA_NAME
-    if not metadata.is_file():
-        raise PipelineError(
-            f"--data_dir={data_dir}: no {METADATA_NAME} there (expected the layout of "
-            "ieee8023/covid-chestxray-dataset: metadata.csv + images/)"
-        )
+    source = sources.open_source(data_dir, pseudonym_key)
     known = _read_cache(sha256_cache)
     seen = {}
     digest = hashlib.sha256()
-    digest.update(files.sha256_file(metadata).encode())
-    images = data_dir / IMAGES_DIR
-    image_files = sorted(p for p in images.rglob("*") if p.is_file()) if images.is_dir() else []
-    for path in image_files:
+    digest.update(files.sha256_file(source.table).encode())
+    if source.key_id:
+        digest.update(source.key_id.encode())
+    image_files = source.image_files()
+    for name, path, key in image_files:
         stat = path.stat()
-        key, stamp = str(path), [stat.st_size, stat.st_mtime_ns]
+        stamp = [stat.st_size, stat.st_mtime_ns]
         entry = known.get(key)
         sha = entry[2] if entry and entry[:2] == stamp else files.sha256_file(path)
         seen[key] = [*stamp, sha]
-        digest.update(str(path.relative_to(images)).encode())
+        digest.update(name.encode())
         digest.update(sha.encode())
     if sha256_cache is not None and seen != {k: v for k, v in known.items() if k in seen}:
         Path(sha256_cache).parent.mkdir(parents=True, exist_ok=True)
         files.write_json_atomic(sha256_cache, {**known, **seen})
     record = {"component": "data_source", "fingerprint": digest.hexdigest(),
               "counts": {"image_files": len(image_files)}}
-    return base.Artifact(data_dir, record)
+    return DataArtifact(data_dir, record, source)
 
 
 def _read_cache(path: Path | None) -> dict:

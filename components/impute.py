@@ -8,7 +8,9 @@ images of one patient on both sides of a split flatter the score.
 
 Output `labels.csv`: one row per usable image with the observed label (-1 if
 none), the label a variant trains on (observed, else imputed), its source and
-the forest's probability of death.
+the forest's probability of death. Data without the four flags (a manifest may
+leave them out) cannot be imputed: its unlabelled images keep -1 with source
+`none`, the report says so, and the imputed variants refuse to train.
 """
 
 from __future__ import annotations
@@ -134,6 +136,31 @@ def impute(rows: Sequence[Mapping[str, str]], seed: int, n_estimators: int, fold
     return {"labels": table, "report": report}
 
 
+def missing_feature_columns(examples: base.Artifact) -> list[str]:
+    """The study's flags that ingest's table lacks (a manifest without them)."""
+    with open(examples.path / ingest.EXAMPLES_NAME, newline="") as handle:
+        header = next(csv.reader(handle))
+    return [column for column in ingest.CLINICAL_COLUMNS if column not in header]
+
+
+def without_imputation(rows: Sequence[Mapping[str, str]], missing: Sequence[str]) -> dict[str, Any]:
+    """Observed labels only; the report says why nothing was imputed."""
+    observed = [int(row["mortality_observed"]) for row in rows]
+    table = [{"source_id": row["source_id"], "patientid": row["patientid"], "mortality_observed": label,
+              "mortality": label, "label_source": "observed" if label != NO_LABEL else "none",
+              "imputed_probability": "nan"} for row, label in zip(rows, observed)]
+    report = {"imputation": f"not possible: the data has no column(s) {', '.join(missing)}",
+              "missing_columns": list(missing), "labelled": sum(label != NO_LABEL for label in observed),
+              "imputed": 0, "imputed_died": 0, "unlabelled": observed.count(NO_LABEL)}
+    return {"labels": table, "report": report}
+
+
+def read_refusal(artifact: base.Artifact) -> dict[str, list[str]]:
+    """{'imputation_missing_columns': [...]} when imputation was not possible, else {}."""
+    missing = artifact.counts.get("imputation_missing_columns")
+    return {"imputation_missing_columns": missing} if missing else {}
+
+
 def read_labels(artifact: base.Artifact) -> dict[str, dict[str, str]]:
     with open(artifact.path / LABELS_NAME, newline="") as handle:
         return {row["source_id"]: row for row in csv.DictReader(handle)}
@@ -141,13 +168,16 @@ def read_labels(artifact: base.Artifact) -> dict[str, dict[str, str]]:
 
 def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
     rows = ingest.read_examples(inputs["examples"])
-    result = impute(rows, params["seed"], params["n_estimators"], params["cv_folds"])
-    with open(out_dir / LABELS_NAME, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LABEL_COLUMNS)
-        writer.writeheader()
-        writer.writerows(result["labels"])
+    missing = missing_feature_columns(inputs["examples"])
+    if missing:
+        result = without_imputation(rows, missing)
+    else:
+        result = impute(rows, params["seed"], params["n_estimators"], params["cv_folds"])
+    _write_labels(out_dir / LABELS_NAME, result["labels"])
     files.write_json_atomic(out_dir / REPORT_NAME, result["report"])
     report = result["report"]
+    if missing:
+        return {"labelled": report["labelled"], "imputed": 0, "imputed_died": 0, "imputation_missing_columns": missing}
     return {
         "labelled": report["labelled"], "imputed": report["imputed"], "imputed_died": report["imputed_died"],
         "cv_accuracy": round(report["cv_by_image"]["accuracy"], 4),
@@ -156,8 +186,18 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     }
 
 
+def _write_labels(path: Path, labels: Sequence[Mapping[str, Any]]) -> None:
+    with files.atomic_open(path, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LABEL_COLUMNS)
+        writer.writeheader()
+        writer.writerows(labels)
+
+
 def _summary(artifact: base.Artifact) -> str:
     c = artifact.counts
+    if c.get("imputation_missing_columns"):
+        return (f"{c['labelled']} observed labels; imputation not possible: no column(s) "
+                f"{', '.join(c['imputation_missing_columns'])} (the imputed variants refuse)")
     return (f"{c['labelled']} observed + {c['imputed']} imputed labels ({c['imputed_died']} imputed deaths); "
             f"forest {artifact.record['parameters']['cv_folds']}-fold CV accuracy {c['cv_accuracy']:.3f}, balanced {c['cv_balanced_accuracy']:.3f}, "
             f"majority baseline {c['majority_baseline']:.3f}")

@@ -1,10 +1,10 @@
-"""Ingest: from the upstream `metadata.csv` + `images/` to a checked table of usable images.
+"""Ingest: from the data folder's source (`sources/`) to a checked table of usable images.
 
-Keeps COVID-19 X-rays in frontal views (optionally only those taken early:
-`max_offset_days`), derives the mortality label from `survival`, decodes every
-image once to prove it is usable, and writes `examples.csv` plus
-`ingest_report.json` (the count after each step and every row dropped or
-rejected, with its reason). Nothing here trains or imputes.
+The source keeps the frontal X-rays and labels them (the upstream `metadata.csv`: COVID-19 rows,
+`survival`; a hospital's `manifest.csv`: `died`, pseudonymous patients). Here, for either: optionally
+only those taken early (`max_offset_days`), one row per image file, and every image decoded once to
+prove it is usable; `examples.csv` plus `ingest_report.json` (the count after each step and every row
+dropped or rejected, with its reason). Nothing here trains or imputes.
 """
 
 from __future__ import annotations
@@ -13,107 +13,25 @@ import csv
 import json
 import collections
 import concurrent.futures
-import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import tqdm
 
+import sources
 from common import files
-from common.errors import PipelineError
 from common.labels import NO_LABEL
 from components import base
-from images import image_io
+from images import dicom, image_io
+from sources.base import rejection
 
-METADATA_NAME = "metadata.csv"
-IMAGES_DIR = "images"
 EXAMPLES_NAME = "examples.csv"
 REPORT_NAME = "ingest_report.json"
 
-REQUIRED_COLUMNS = (
-    "patientid", "offset", "sex", "age", "finding", "survival", "intubation_present",
-    "went_icu", "needed_supplemental_O2", "extubated", "view", "modality", "filename",
-)
-CLINICAL_COLUMNS = ("went_icu", "needed_supplemental_O2", "intubation_present", "extubated")
-EXAMPLE_COLUMNS = (
-    "source_id", "line", "patientid", "offset", "sex", "age", "view", "filename",
-    "survival", "mortality_observed", *CLINICAL_COLUMNS,
-    "width", "height", "source_mode", "converted",
-)
-# Reasons a row is not selected (the study's choice of rows), as opposed to an image being rejected.
-SELECTION_REASONS = ("not_covid", "not_xray", "not_frontal", "offset_out_of_range")
-
-
-class MetadataError(PipelineError):
-    """metadata.csv cannot be read as the upstream table."""
-
-
-def mortality_from_survival(value: str) -> int | None:
-    """`survival` N -> 1 (died), Y -> 0 (survived), blank or `?` -> -1; else None."""
-    token = value.strip().upper()
-    if token == "N":
-        return 1
-    if token == "Y":
-        return 0
-    if token in ("", "?"):
-        return NO_LABEL
-    return None
-
-
-def is_covid(finding: str) -> bool:
-    """True for the 2020 spelling (`COVID-19, ARDS`) and the 2021 one (`Pneumonia/Viral/COVID-19`)."""
-    return "COVID-19" in {token.strip() for token in re.split(r"[/,]", finding)}
-
-
-def read_metadata(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Read the table strictly; return the header and (first line, row) pairs."""
-    if not path.is_file():
-        raise MetadataError(f"{path}: file not found (expected the upstream {METADATA_NAME})")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, strict=True)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise MetadataError(f"{path}: the file is empty") from None
-        except csv.Error as error:
-            raise MetadataError(f"{path} line 1: {error}") from None
-        _check_header(path, header)
-        rows = []
-        start = reader.line_num + 1
-        try:
-            for fields in reader:
-                if fields and any(field.strip() for field in fields):
-                    if len(fields) > len(header) and any(f.strip() for f in fields[len(header):]):
-                        raise MetadataError(
-                            f"{path} line {start}: {len(fields)} fields but the header has {len(header)}"
-                        )
-                    fields = fields + [""] * (len(header) - len(fields))
-                    rows.append((start, dict(zip(header, fields))))
-                start = reader.line_num + 1
-        except csv.Error as error:
-            raise MetadataError(
-                f"{path} line {start}: {error} (a quoted field opened on line {start} is never closed?)"
-            ) from None
-        except UnicodeDecodeError as error:
-            raise MetadataError(f"{path} near line {start}: not UTF-8 text ({error.reason})") from None
-    return header, rows
-
-
-def _check_header(path: Path, header: Sequence[str]) -> None:
-    if len(header) == 1:
-        for delimiter in (";", "\t", "|"):
-            if delimiter in header[0]:
-                raise MetadataError(
-                    f"{path} line 1: columns are separated by {delimiter!r}; the upstream table is comma-separated"
-                )
-    missing = [column for column in REQUIRED_COLUMNS if column not in header]
-    if missing:
-        raise MetadataError(f"{path} line 1: missing required column(s): {', '.join(missing)}")
-
-
-def _rejection(line: int, row: Mapping[str, str], reason: str, detail: str) -> dict[str, Any]:
-    return {"line": line, "filename": row.get("filename", ""), "patientid": row.get("patientid", ""),
-            "reason": reason, "detail": detail}
+CLINICAL_COLUMNS = sources.CLINICAL_COLUMNS
+# Reasons a row is not selected (the study's choice of rows, and DICOM headers that say the image is not a
+# frontal chest radiograph for presentation), as opposed to an image being rejected.
+SELECTION_REASONS = ("not_covid", "not_xray", "not_frontal", "offset_out_of_range", *dicom.DICOM_SCREEN_REASONS)
 
 
 def _label_summary(rows: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, int]:
@@ -132,34 +50,12 @@ def taken_within(offset: str, max_offset_days: float) -> bool:
         return False
 
 
-def ingest(data_dir: Path, frontal_views: Sequence[str], max_offset_days: float | None = None,
+def ingest(data: Path | sources.Source, frontal_views: Sequence[str], max_offset_days: float | None = None,
            workers: int = 2) -> dict[str, Any]:
-    """Select, label and check the rows of `data_dir`; return examples and report."""
-    header, rows = read_metadata(data_dir / METADATA_NAME)
-    layout = "2021" if "RT_PCR_positive" in header else "2020"
-    dropped: list[dict[str, Any]] = []
-    warnings: list[str] = []
-    frontal = {view.strip().lower() for view in frontal_views}
-
-    covid_xray = []
-    for line, row in rows:
-        if not is_covid(row["finding"]):
-            dropped.append(_rejection(line, row, "not_covid", f"finding {row['finding']!r}"))
-        elif row["modality"].strip().lower() != "x-ray":
-            dropped.append(_rejection(line, row, "not_xray", f"modality {row['modality']!r}"))
-        else:
-            covid_xray.append((line, row))
-
-    selected = []
-    for line, row in covid_xray:
-        if row["view"].strip().lower() not in frontal:
-            dropped.append(_rejection(line, row, "not_frontal", f"view {row['view']!r}"))
-            continue
-        label = mortality_from_survival(row["survival"])
-        if label is None:
-            warnings.append(f"line {line}: survival {row['survival']!r} is not Y, N, ? or blank; treated as unknown")
-            label = NO_LABEL
-        selected.append((line, {**row, "mortality_observed": label}))
+    """Select, label and check the rows of `data` (a folder or its source); return examples and report."""
+    source = data if isinstance(data, sources.Source) else sources.open_source(data)
+    selection = source.select(frontal_views)
+    selected, dropped, warnings = selection.rows, selection.dropped, selection.warnings
 
     early = selected
     if max_offset_days is not None:
@@ -168,16 +64,14 @@ def ingest(data_dir: Path, frontal_views: Sequence[str], max_offset_days: float 
             if taken_within(row["offset"], max_offset_days):
                 early.append((line, row))
             else:
-                dropped.append(_rejection(line, row, "offset_out_of_range",
+                dropped.append(rejection(line, row, "offset_out_of_range",
                                           f"offset {row['offset']!r} is not <= {max_offset_days:g} days"))
 
     deduplicated = _drop_duplicates(early, dropped)
-    usable = _check_images(data_dir / IMAGES_DIR, deduplicated, dropped, workers)
+    usable = _check_images(source, deduplicated, dropped, workers)
 
     counts = {
-        "schema": layout,
-        "rows": len(rows),
-        "covid_xray": len(covid_xray),
+        **selection.counts,
         "frontal": len(selected),
         "frontal_patients": len({row["patientid"] for _, row in selected}),
         "labelled": _label_summary(selected),
@@ -189,8 +83,17 @@ def ingest(data_dir: Path, frontal_views: Sequence[str], max_offset_days: float 
         "usable_patients": len({row["patientid"] for _, row in usable}),
         "usable_labelled": _label_summary(usable),
         "converted_images": sum(1 for _, row in usable if row["converted"]),
+        **_dicom_screened(dropped),
+        **source.image_counts(usable),
     }
-    return {"examples": usable, "counts": counts, "dropped": dropped, "warnings": warnings}
+    return {"examples": usable, "counts": counts, "dropped": dropped, "warnings": warnings,
+            "columns": source.example_columns}
+
+
+def _dicom_screened(dropped) -> dict[str, Any]:
+    """How many images each DICOM screening reason left out; nothing when none was (PNG/JPEG data)."""
+    screened = collections.Counter(d["reason"] for d in dropped if d["reason"] in dicom.DICOM_SCREEN_REASONS)
+    return {"dicom_screened": dict(sorted(screened.items()))} if screened else {}
 
 
 def _drop_duplicates(selected, dropped):
@@ -204,10 +107,10 @@ def _drop_duplicates(selected, dropped):
         labels = {r["mortality_observed"] for _, r in group} - {NO_LABEL}
         lines = ", ".join(str(l) for l, _ in group)
         if len(labels) > 1:
-            dropped.append(_rejection(line, row, "duplicate_conflicting_labels",
+            dropped.append(rejection(line, row, "duplicate_conflicting_labels",
                                       f"{row['filename']} is listed on lines {lines} with different survival"))
         elif group[0][0] != line:
-            dropped.append(_rejection(line, row, "duplicate_filename",
+            dropped.append(rejection(line, row, "duplicate_filename",
                                       f"{row['filename']} already listed on line {group[0][0]}"))
         else:
             if labels and row["mortality_observed"] == NO_LABEL:
@@ -216,21 +119,14 @@ def _drop_duplicates(selected, dropped):
     return kept
 
 
-def _check_one(images_dir: Path, row: Mapping[str, str]) -> dict[str, Any]:
-    path = image_io.resolve_inside(images_dir, row["filename"])
-    image = image_io.load_standard_image(path)
-    return {"width": image.width, "height": image.height, "source_mode": image.source_mode,
-            "converted": int(image.converted)}
-
-
-def _check_images(images_dir, rows, dropped, workers):
+def _check_images(source, rows, dropped, workers):
     """Decode every image; rejected ones are listed with their reason, never raised."""
     usable = []
 
     def check(item):
         line, row = item
         try:
-            return line, row, _check_one(images_dir, row), None
+            return line, row, source.check_image(row), None
         except image_io.ImageRejected as rejected:
             return line, row, None, rejected
 
@@ -239,7 +135,7 @@ def _check_images(images_dir, rows, dropped, workers):
         for line, row, info, rejected in tqdm.tqdm(results, total=len(rows), desc="ingest: checking images",
                                                    unit="img", leave=False):
             if rejected is not None:
-                dropped.append(_rejection(line, row, rejected.reason, rejected.detail))
+                dropped.append(rejection(line, row, rejected.reason, rejected.detail))
             else:
                 usable.append((line, {**row, **info}))
     return usable
@@ -250,26 +146,30 @@ def summary_line(counts: Mapping[str, Any]) -> str:
     early = ("" if counts.get("max_offset_days") is None else
              f"; {counts['within_offset']} of the {counts['frontal']} frontal taken at most "
              f"{counts['max_offset_days']:g} days in")
+    assumed = ("" if not counts.get("view_assumed_frontal") else
+               f" ({counts['view_assumed_frontal']} without a view, assumed frontal)")
     return (
         f"{counts['rows']} rows -> {counts['covid_xray']} COVID-19 X-rays -> {counts['frontal']} frontal "
         f"({counts['frontal_patients']} patients) -> {labelled['count']} labelled ({labelled['survived']} survived, "
         f"{labelled['died']} died; {labelled['patients']} patients){early}; "
         f"{counts['missing_files']} image files missing, "
-        f"{counts['rejected_images'] - counts['missing_files']} other images rejected; {counts['usable']} usable images"
+        f"{counts['rejected_images'] - counts['missing_files']} other images rejected; "
+        f"{counts['usable']} usable images{assumed}"
     )
 
 
-def example_rows(examples: Sequence[tuple[int, Mapping[str, Any]]]) -> list[dict[str, str]]:
+def example_rows(examples: Sequence[tuple[int, Mapping[str, Any]]],
+                 columns: Sequence[str] = sources.EXAMPLE_COLUMNS) -> list[dict[str, str]]:
     """Usable examples as the string rows of `examples.csv` (what later stages read)."""
-    return [{column: str({**row, "line": line, "source_id": row["filename"]}[column]) for column in EXAMPLE_COLUMNS}
+    return [{column: str({**row, "line": line, "source_id": row["filename"]}[column]) for column in columns}
             for line, row in examples]
 
 
-def _write_examples(path: Path, examples: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=EXAMPLE_COLUMNS)
+def _write_examples(path: Path, examples: Sequence[tuple[int, Mapping[str, Any]]], columns: Sequence[str]) -> None:
+    with files.atomic_open(path, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(example_rows(examples))
+        writer.writerows(example_rows(examples, columns))
 
 
 def read_examples(artifact: base.Artifact) -> list[dict[str, str]]:
@@ -278,8 +178,8 @@ def read_examples(artifact: base.Artifact) -> list[dict[str, str]]:
 
 
 def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
-    result = ingest(inputs["data"].path, params["frontal_views"], params["max_offset_days"])
-    _write_examples(out_dir / EXAMPLES_NAME, result["examples"])
+    result = ingest(inputs["data"].source, params["frontal_views"], params["max_offset_days"])
+    _write_examples(out_dir / EXAMPLES_NAME, result["examples"], result["columns"])
     counts = result["counts"]
     files.write_json_atomic(out_dir / REPORT_NAME, {
         "summary": summary_line(counts),

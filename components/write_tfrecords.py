@@ -1,7 +1,7 @@
 """TFRecords: every usable image, once, with its observed and training labels.
 
-Joins ingest's table with impute's labels, re-reads each image through the
-same safe loader ingest used, and writes sharded `tf.train.Example`s plus a
+Joins ingest's table with impute's labels, re-reads each image (found by the
+data folder's source) through the same safe loader ingest used, and writes sharded `tf.train.Example`s plus a
 manifest (counts and sha256 per shard). Variants select rows at read time.
 `--tfrecord_writer=beam` writes the same shards, byte for byte, with an Apache Beam
 pipeline on `--beam_runner` (tfrecords/beam_writer.py).
@@ -24,6 +24,7 @@ from images import image_io
 from tfrecords import schema, writer
 
 PREFIX = "covid_cxr"
+_OUTCOMES = {"1": "died", "0": "survived", str(schema.NO_LABEL): "unknown"}  # label/mortality's values
 
 
 def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
@@ -32,29 +33,31 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     missing = [row["source_id"] for row in rows if row["source_id"] not in labels]
     if missing:
         raise PipelineError(f"tfrecords: {len(missing)} images have no label row, e.g. {missing[0]}")
-    images_dir = inputs["data"].path / ingest.IMAGES_DIR
+    source = inputs["data"].source
+    paths = {row["source_id"]: source.image_path(row["filename"]) for row in rows}
     records = [{**row, **labels[row["source_id"]]} for row in rows]
     label_counts = collections.Counter(
-        f"{r['label_source']}/{'died' if r['mortality'] == '1' else 'survived'}" for r in records
+        f"{r['label_source']}/{_OUTCOMES[r['mortality']]}" for r in records
     )
-    extra = {"features": sorted(schema.FEATURE_SPEC), "label_counts": dict(sorted(label_counts.items()))}
+    extra = {"features": sorted(schema.FEATURE_SPEC), "label_counts": dict(sorted(label_counts.items())),
+             **impute.read_refusal(inputs["labels"])}
     if params["writer"] == "beam":
         from tfrecords import beam_writer  # Beam's import (seconds, and its logging) only when asked for
 
         manifest = beam_writer.write_shards(
-            records, functools.partial(_example, images_dir), out_dir, PREFIX, params["num_shards"], extra,
+            records, functools.partial(_example, paths), out_dir, PREFIX, params["num_shards"], extra,
             params["beam_runner"], shlex.split(params["beam_options"]))
     else:
-        examples = (_example(images_dir, record)
+        examples = (_example(paths, record)
                     for record in tqdm.tqdm(records, desc="tfrecords: writing", unit="img", leave=False))
         manifest = writer.write_shards(examples, out_dir, PREFIX, params["num_shards"], extra)
     return {"num_examples": manifest["num_examples"], "num_shards": len(manifest["shards"]),
             **manifest["label_counts"]}
 
 
-def _example(images_dir: Path, record: Mapping[str, Any]) -> tf.train.Example:
+def _example(paths: Mapping[str, Path], record: Mapping[str, Any]) -> tf.train.Example:
     """One row's image, re-read through ingest's safe loader, and its labels as an Example."""
-    image = image_io.load_standard_image(image_io.resolve_inside(images_dir, record["filename"]))
+    image = image_io.load_standard_image(paths[record["source_id"]])
     return schema.make_example(image.encoded, image.format, record)
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable
 
-from common import files
+from common import files, pseudonym
 from components import base, data_source
 from pipeline.pipeline import DATA, Pipeline
 
@@ -17,7 +18,8 @@ def run_pipeline(
     pipeline: Pipeline, stop_after: str | None = None, log: Callable[[str], None] = print
 ) -> dict[str, base.Artifact]:
     """Execute nodes up to and including `stop_after`; return each node's artifact."""
-    artifacts = {DATA: data_source.import_data_dir(pipeline.data_dir, pipeline.output_dir / SHA256_CACHE)}
+    key = functools.partial(pseudonym.load_or_create_key, pipeline.pseudonym_key, pipeline.output_dir, log)
+    artifacts = {DATA: data_source.import_data_dir(pipeline.data_dir, pipeline.output_dir / SHA256_CACHE, key)}
     pipeline.output_dir.mkdir(parents=True, exist_ok=True)
     total = len(pipeline.nodes)
     for position, node in enumerate(pipeline.nodes, start=1):

@@ -6,12 +6,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
+from common import pseudonym
 from components import base, export, impute, ingest, report, write_tfrecords
 from components.evaluate import component as evaluate
 from components.train import component as train
 from components.configs import VARIANTS, PipelineConfig
 
-DATA = "data"  # the name under which nodes receive the upstream data folder
+DATA = "data"  # the name under which nodes receive the data folder (upstream collection or manifest)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Pipeline:
     data_dir: Path
     output_dir: Path
     nodes: tuple[Node, ...]
+    pseudonym_key: Path = pseudonym.DEFAULT_KEY_PATH  # read by the runner only for a manifest
 
 
 def create_pipeline(config: PipelineConfig) -> Pipeline:
@@ -57,4 +59,4 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
         Node(report.SPEC, {"ingest": "ingest", "impute": "impute", "train": "train", "evaluate": "evaluate",
                            "export": "export"}, {"provenance": dict(config.provenance)}),
     )
-    return Pipeline(Path(config.data_dir), Path(config.output_dir), nodes)
+    return Pipeline(Path(config.data_dir), Path(config.output_dir), nodes, Path(config.pseudonym_key))

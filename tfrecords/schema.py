@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import tensorflow as tf
 
-LABEL_SOURCES = ("observed", "imputed")
+LABEL_SOURCES = ("observed", "imputed", "none")  # none: no label and no imputation (data without the flags)
 
 
 def _bytes(value: bytes | str) -> tf.train.Feature:

@@ -45,6 +45,7 @@ from components import base
 from components.train import (fold as fold_lib, fold_lock, input_pipeline, linear_probe, outputs, probe_fold,
                               splits, strategy as strat)
 from components.train import params as params_lib
+from tfrecords import writer
 
 
 
@@ -93,6 +94,10 @@ def _start(p: fold_lib.TrainParams) -> tuple[tf.distribute.Strategy, str]:
 
 def _plan(p: fold_lib.TrainParams, precision: str, tfrecords: Path, work_dir: Path, log=lambda line: None):
     """The rows and, per repeat and fold, (repeat, fold, training rows, validation rows, its work folder)."""
+    missing = writer.load_manifest(tfrecords).get("imputation_missing_columns")
+    if missing and p.labels == "observed+imputed":
+        raise PipelineError(f"--variant={p.variant} trains on imputed labels, but imputation was not possible: the "
+                            f"data has no column(s) {', '.join(missing)}; give them, or train an original* variant")
     examples = input_pipeline.load_examples(tfrecords, p.labels, p.image_size, p.memory_budget_gb, p.shuffle_buffer)
     if isinstance(examples.images, input_pipeline.StreamedImages):
         log(f"train: {len(examples)} images past --memory_budget_gb={p.memory_budget_gb:g} as float32: "

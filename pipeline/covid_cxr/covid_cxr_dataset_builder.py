@@ -28,6 +28,7 @@ import tensorflow_datasets as tfds
 from components import impute, ingest
 from components import configs
 from images import image_io
+from sources import upstream
 from tfrecords import schema
 
 
@@ -65,7 +66,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         return {"train": self._generate_examples(Path(dl_manager.manual_dir))}
 
     def _generate_examples(self, data_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-        images_dir = data_dir / ingest.IMAGES_DIR
+        images_dir = data_dir / upstream.IMAGES_DIR
         return (_example(row_and_label, images_dir) for row_and_label in _rows_and_labels(data_dir))
 
 
@@ -75,7 +76,7 @@ class CovidCxrBeam(Builder):
     def _generate_examples(self, data_dir: Path):
         import apache_beam as beam  # only this builder needs Beam
 
-        return beam.Create(_rows_and_labels(data_dir)) | beam.Map(_example, data_dir / ingest.IMAGES_DIR)
+        return beam.Create(_rows_and_labels(data_dir)) | beam.Map(_example, data_dir / upstream.IMAGES_DIR)
 
 
 def _rows_and_labels(data_dir: Path) -> list[tuple[dict[str, str], dict[str, Any]]]:

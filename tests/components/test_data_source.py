@@ -62,3 +62,23 @@ def test_a_damaged_cache_costs_only_a_rehash(tmp_path, hashed):
 def test_a_folder_without_metadata_is_refused_by_name(tmp_path):
     with pytest.raises(PipelineError, match="no metadata.csv"):
         data_source.import_data_dir(tmp_path)
+
+
+def test_a_manifest_fingerprint_covers_every_image_it_names_wherever_it_lies(tmp_path):
+    from tests.sources.manifest_data import hospital, identifiers, write_manifest
+
+    rows = hospital(tmp_path / "data", images=3)
+    elsewhere = tmp_path / "elsewhere" / "1.2.840.113619.9.png"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes((tmp_path / "data" / rows[0]["image"]).read_bytes())
+    rows[0]["image"] = str(elsewhere)
+    write_manifest(tmp_path / "data", rows)
+    cache = tmp_path / "out" / "sha256_cache.json"
+    key = lambda: b"k" * 32  # noqa: E731
+    first = data_source.import_data_dir(tmp_path / "data", cache, key)
+    assert first.counts["image_files"] == 3 and first.source.key_id
+    elsewhere.write_bytes(elsewhere.read_bytes() + b"\0")
+    assert data_source.import_data_dir(tmp_path / "data", cache, key).fingerprint != first.fingerprint
+    assert data_source.import_data_dir(tmp_path / "data", cache, lambda: b"o" * 32).fingerprint != first.fingerprint
+    cached = cache.read_bytes()
+    assert [secret for secret in [*identifiers(rows), b"elsewhere"] if secret in cached] == []

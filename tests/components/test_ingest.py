@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from components import ingest
+from sources import upstream
 from components import configs
 from tests.conftest import HEADER_2020, encode, write_metadata, xray_like, xray_row
 
@@ -64,7 +65,7 @@ def test_same_counts_from_the_2021_schema(mirror_dir, mirror_ingested, tmp_path)
 
 @pytest.mark.parametrize("value,label", [("Y", 0), ("y", 0), (" N ", 1), ("n", 1), ("?", -1), ("", -1)])
 def test_survival_labels(value, label):
-    assert ingest.mortality_from_survival(value) == label
+    assert upstream.mortality_from_survival(value) == label
 
 
 def test_unrecognised_survival_is_unknown_with_a_warning(tmp_path):
@@ -160,31 +161,31 @@ def test_unterminated_quote_names_its_line(tmp_path):
     good = ",".join(xray_row("a.png").values())
     broken = good.replace(",COVID-19,", ',"COVID-19,', 1)
     data = _write_raw(tmp_path, f"{header}\n{good}\n{good}\n{broken}\n{good}\n")
-    with pytest.raises(ingest.MetadataError, match="line 4"):
-        ingest.read_metadata(data / "metadata.csv")
+    with pytest.raises(upstream.MetadataError, match="line 4"):
+        upstream.read_metadata(data / "metadata.csv")
 
 
 def test_missing_column_is_named(tmp_path):
     header = [c for c in HEADER_2020 if c != "survival"]
     data = tmp_path / "d"
     write_metadata(data, [{k: v for k, v in xray_row("a.png").items() if k != "survival"}], header=header)
-    with pytest.raises(ingest.MetadataError, match="missing required column.*survival"):
-        ingest.read_metadata(data / "metadata.csv")
+    with pytest.raises(upstream.MetadataError, match="missing required column.*survival"):
+        upstream.read_metadata(data / "metadata.csv")
 
 
 def test_wrong_delimiter_is_named(tmp_path):
     header = ";".join(HEADER_2020)
     data = _write_raw(tmp_path, header + "\n" + ";".join(xray_row("a.png").values()) + "\n")
-    with pytest.raises(ingest.MetadataError, match="';'"):
-        ingest.read_metadata(data / "metadata.csv")
+    with pytest.raises(upstream.MetadataError, match="';'"):
+        upstream.read_metadata(data / "metadata.csv")
 
 
 def test_extra_fields_name_the_line(tmp_path):
     header = ",".join(HEADER_2020)
     good = ",".join(xray_row("a.png").values())
     data = _write_raw(tmp_path, f"{header}\n{good}\n{good},surplus,values\n")
-    with pytest.raises(ingest.MetadataError, match="line 3"):
-        ingest.read_metadata(data / "metadata.csv")
+    with pytest.raises(upstream.MetadataError, match="line 3"):
+        upstream.read_metadata(data / "metadata.csv")
 
 
 def test_the_cli_prints_one_clear_error_without_traceback(tmp_path):

@@ -69,6 +69,34 @@ def test_tfrecords_round_trip_bytes_and_labels(sample_run):
     assert seen == set(examples)
 
 
+# sha256 of every output of the data stages on the embedded sample, recorded with the code before the data
+# sources (sources/) came in (commit 8f4711e, the pinned requirements.txt): reading the upstream collection
+# through sources.upstream must not change one byte.
+UPSTREAM_OUTPUTS_BEFORE_SOURCES = {
+    "ingest": {
+        "examples.csv": "166f034108319fef75e63e44cb6d4916e7810599a055b917d7b41b702392c992",
+        "ingest_report.json": "eb7f7e260d6ae2e875a4f4664f9033f5fd5e41ce7e4f18aca612e8ef207dad51",
+    },
+    "impute": {
+        "imputation_report.json": "22198836eb865619c2cb547d1e6b822da63c6c95ba5587b9b1a5fb1dd403b1a6",
+        "labels.csv": "fcf8fd3f8e6a96d039e1994c1328c01ce664563da6804df5d2988f857551c1fe",
+    },
+    "tfrecords": {
+        "covid_cxr-00000-of-00004.tfrecord": "9d4658836fa33c3a2916a48ffa84cedf1dca8393b8a1431ebe2072a1957d76fa",
+        "covid_cxr-00001-of-00004.tfrecord": "fe8b66acd42c69751ac83d306289648cf3548674be03ff136f25779424761f6b",
+        "covid_cxr-00002-of-00004.tfrecord": "863e850234a14da8ff0d4fb31b94efe8cf3c5fd13486e70da10962695e8a9308",
+        "covid_cxr-00003-of-00004.tfrecord": "e5e37dcce77988f2298f7d92148700ae655ce4385879bb8ba8c52e9412d1fff3",
+        "manifest.json": "0442de8a647f96c607b351d6afaf4f2266c852421130c03034302d969ac0acdc",
+    },
+}
+
+
+def test_the_upstream_outputs_are_byte_identical_to_those_before_the_data_sources(sample_run):
+    _, artifacts = sample_run
+    assert {stage: _content(artifacts[stage]) for stage in UPSTREAM_OUTPUTS_BEFORE_SOURCES} == \
+        UPSTREAM_OUTPUTS_BEFORE_SOURCES
+
+
 def test_second_run_is_cached_and_a_changed_parameter_reruns_only_what_follows(sample_run):
     output, first = sample_run
     again = _run(configs.SAMPLE_DATA_DIR, output)
