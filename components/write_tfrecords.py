@@ -19,12 +19,13 @@ import tensorflow as tf
 import tqdm
 
 from common.errors import PipelineError
+from common.labels import NO_LABEL
 from components import base, impute, ingest
 from images import image_io
 from tfrecords import schema, writer
 
 PREFIX = "covid_cxr"
-_OUTCOMES = {"1": "died", "0": "survived", str(schema.NO_LABEL): "unknown"}  # label/mortality's values
+_OUTCOMES = {"1": "died", "0": "survived", str(NO_LABEL): "unknown"}  # label/mortality's values
 
 
 def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:

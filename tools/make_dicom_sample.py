@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import files  # noqa: E402
 from components import configs, ingest  # noqa: E402
+from sources import upstream  # noqa: E402
 from common.labels import NO_LABEL  # noqa: E402
 
 SOURCE = configs.REPO_ROOT / "sample_data" / "covid-chestxray-sample"
@@ -50,7 +51,7 @@ def yes_no(value: str) -> str:
 
 
 def died(survival: str) -> str:
-    label = ingest.mortality_from_survival(survival)
+    label = upstream.mortality_from_survival(survival)
     return "" if label in (None, NO_LABEL) else str(label)
 
 
@@ -126,7 +127,7 @@ def make(source: Path, output: Path) -> list[dict[str, str]]:
     manifest = []
     for index, (_, row) in enumerate(examples):
         patient_id = patients.setdefault(row["patientid"], f"SYNTH-{len(patients) + 1:04d}")
-        ds, name = dicom_file(row, index, patient_id, _gray(source / ingest.IMAGES_DIR / row["filename"]))
+        ds, name = dicom_file(row, index, patient_id, _gray(source / upstream.IMAGES_DIR / row["filename"]))
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
         (building / name).write_bytes(buffer.getvalue())

@@ -1,3 +1,4 @@
+"""The manifest source (sources/manifest.py): checks, pseudonyms, DICOM headers, lookup."""
 
 import pytest
 
