@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from bench import timing  # noqa: E402
-from components.train import augment  # noqa: E402
+from images import augment  # noqa: E402
 from components import configs  # noqa: E402
 from images import preprocessing  # noqa: E402
 

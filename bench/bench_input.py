@@ -23,7 +23,8 @@ from absl import app, flags  # noqa: E402
 import models  # noqa: E402
 from bench import timing  # noqa: E402
 from components import configs  # noqa: E402
-from components.train import augment, input_pipeline, loop, rebalance, strategy as strat  # noqa: E402
+from components.train import input_pipeline, loop, rebalance, strategy as strat  # noqa: E402
+from images import augment
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("tfrecords", None, "A tfrecords artifact folder (runs/tfrecords/<key>).", required=True)

@@ -62,7 +62,8 @@ def child(args) -> None:
 
     import models
     from components import configs
-    from components.train import augment, input_pipeline, loop, rebalance, strategy as strat
+    from components.train import input_pipeline, loop, rebalance, strategy as strat
+    from images import augment
 
     start = time.perf_counter()
     examples = input_pipeline.load_examples(pathlib.Path(args.tfrecords), "observed", 224, args.budget)

@@ -42,8 +42,10 @@ import models  # noqa: E402
 from bench import timing  # noqa: E402
 from bench.peak_bound import seconds_at_peak  # noqa: E402
 from common import files  # noqa: E402
-from components.train import (augment, fold as fold_lib, input_pipeline, loop, rebalance, splits,  # noqa: E402
+from components.train import (fold as fold_lib, input_pipeline, loop, rebalance, splits,  # noqa: E402
                               strategy as strat)
+from images import augment  # noqa: E402
+from models.predict import make_predict  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "peak", ["peak", "sweep", "summary", "profile"], "What to measure.")
@@ -79,7 +81,7 @@ def peak(precision, frozen, steps=None, batch=64, size=224):
     for _ in range(steps):
         float(step(dist)[0])
     train_rate = steps * batch / (time.perf_counter() - start)
-    predict = loop.make_predict(model)
+    predict = make_predict(model)
     predict(batch_data[0])
     start = time.perf_counter()
     predict(batch_data[0]).numpy()

@@ -102,7 +102,7 @@ AUGMENT_METHODS = ("fused", "keras_layers", "none")
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-    """The training augmentation and its strengths (components/train/augment.py applies them)."""
+    """The training augmentation and its strengths (images/augment.py applies them)."""
 
     method: str = flag("fused", "fused: zoom+rotation+warp as one projective transform (fastai); "
                        "keras_layers: Keras core layers.", name="augment", choices=AUGMENT_METHODS)

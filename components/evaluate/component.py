@@ -36,9 +36,11 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from scipy import special
 
 import models  # noqa: F401  (registers the custom layers for load_model)
 from common import files
+from common.seeds import epoch_seed
 from common.errors import PipelineError
 from components import base, ingest
 from components.evaluate import clinical_baseline, gradcam
@@ -50,12 +52,11 @@ from components.evaluate.outputs import (EVALUATION_NAME, PER_FOLD_NAME, SUMMARY
                                          DECISION_CURVE_NAME, CALIBRATION_FIGURE, DECISION_CURVE_FIGURE, OBSERVED,
                                          STUDY_WAY, PATIENT_LEVEL, OBSERVED_TTA, EARLY_IMAGES, AGE_SEX, IMAGE_AGE_SEX,
                                          MODEL_NAMES, EARLY_OFFSET_DAYS)
-from components.train import augment, input_pipeline, loop, lr_finder
-from components.train.params import TrainParams
 from components.train import outputs as train_outputs
-from components.train import metrics as train_metrics
-from images import preprocessing
+from components.train.params import TrainParams
+from images import augment, preprocessing
 from models.precision import as_float32
+from models.predict import make_predict
 from tfrecords import schema, writer
 
 ESTIMATE = ("pooled out-of-fold predictions; 95% interval: percentile bootstrap of the same pooled statistic; "
@@ -271,7 +272,11 @@ def view_probabilities(predict, images: np.ndarray, augment_fn, views: int, seed
     augmentation with batch seed (seed, v). One view is held in memory at a time."""
     def view(v):
         return images if v == 0 else augment_fn(tf.constant(images), tf.constant([seed, v], tf.int64)).numpy()
-    return np.stack([train_metrics.sigmoid(loop.predict_logits(predict, view(v), batch_size)) for v in range(views)])
+
+    def probabilities(batch):
+        logits = [predict(tf.constant(batch[i:i + batch_size])).numpy() for i in range(0, len(batch), batch_size)]
+        return special.expit(np.concatenate(logits).astype(np.float64))
+    return np.stack([probabilities(view(v)) for v in range(views)])
 
 
 def tta_predictions(train_dir: Path, tfrecords_dir: Path, predictions: Mapping[str, np.ndarray],
@@ -286,11 +291,11 @@ def tta_predictions(train_dir: Path, tfrecords_dir: Path, predictions: Mapping[s
     probabilities = np.zeros(len(predictions["source_id"]))
     for fold in np.unique(predictions["fold"]):
         rows = np.flatnonzero(predictions["fold"] == fold)
-        fold_seed = input_pipeline.epoch_seed(seed, int(fold), "tta", 0)
+        fold_seed = epoch_seed(seed, int(fold), "tta", 0)
         model = as_float32(keras.models.load_model(train_outputs.model_path(train_dir, int(fold)), compile=False))
         images = validation_images(tfrecords_dir, predictions["source_id"][rows], p.image_size)
         augment_fn = augment.make_augment_fn(p.augmentation, fold_seed % 100_000)
-        probabilities[rows] = view_probabilities(loop.make_predict(model), images, augment_fn, views, fold_seed,
+        probabilities[rows] = view_probabilities(make_predict(model), images, augment_fn, views, fold_seed,
                                                  p.eval_batch_size).mean(axis=0)
     return {**predictions, "probability": probabilities}
 
@@ -351,7 +356,7 @@ def write_figures(out_dir: Path, record: Mapping[str, Any], predictions, histori
     evaluate_plots.pr_curves(observed["fold"], observed["label"], observed["probability"], out_dir / "pr.png")
     evaluate_plots.loss_curves(histories, out_dir / "loss.png")
     if lr_curves:
-        lr_finder.plot(lr_curves, out_dir / "lr_finder.png", "LR finder, every fold (dotted: suggestion)")
+        train_outputs.plot_lr_curves(lr_curves, out_dir / "lr_finder.png", "LR finder, every fold (dotted: suggestion)")
 
 
 def add_repeated_cv(record: dict[str, Any], train_dir: Path, summary: Mapping[str, Any],

@@ -1,6 +1,7 @@
 """The study's figures: loss curves per fold, mean ROC and PR curves over folds, confusion matrix and
 Grad-CAM overlays, plus a reliability diagram and decision curves (the LR-finder figure is
-`components.train.lr_finder.plot`, shared with the train stage). Each function writes one PNG and returns its path."""
+`components.train.outputs.plot_lr_curves`, drawn from the train artifact's curves). Each function
+writes one PNG and returns its path."""
 
 from __future__ import annotations
 

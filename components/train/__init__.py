@@ -2,7 +2,8 @@
 
 Modules in the order a batch meets them: `splits` (folds), `input_pipeline`
 (TFRecords -> cached 224 px images -> tf.data), `rebalance` (class weights,
-rejection resampling), `augment` (the study's augmentations), `strategy`
+rejection resampling), the augmentations (`images/augment.py`, shared with evaluate's
+test-time augmentation), `strategy`
 (tf.distribute + precision), `schedule` (one-cycle), `lr_finder`, `loop` (the
 one custom training step for every strategy), `fold` (one fold's phases,
 checkpoints, result), `outputs` (the artifact's file layout, its writers and

@@ -26,7 +26,6 @@ finished fold writes `done.json` and is never trained again.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import math
@@ -40,9 +39,11 @@ import tensorflow as tf
 
 import models
 from common import files
-from components import configs
-from components.train import (augment, batch_norm_stats, input_pipeline, linear_probe, loop, lr_finder, metrics,
-                              outputs, rebalance, schedule, strategy as strat)
+from common.seeds import epoch_seed
+from components.train import (batch_norm_stats, input_pipeline, linear_probe, loop, lr_finder, metrics, outputs,
+                              rebalance, schedule, strategy as strat)
+from images import augment
+from models.predict import make_predict
 from components.train.params import TrainParams
 
 PHASES = ("frozen", "unfrozen")
@@ -93,7 +94,7 @@ class Session:
             with strategy.scope():
                 self.groups[phase] = [loop.ParamGroup(v, m, p.weight_decay) for v, m in parts]
             self.steps[phase] = loop.make_train_step(strategy, self.model, self.groups[phase])
-        self.predict = loop.make_predict(self.model)
+        self.predict = make_predict(self.model)
 
     def set_phase(self, phase: str) -> None:
         models.set_body_trainable(self.model, phase == "unfrozen", always_trainable=self.fresh)
@@ -174,7 +175,7 @@ class _FoldBatches:
 
     def epochs(self, phase: str, epochs: range, num_steps: int) -> Iterator:
         """One distributed stream of `num_steps` batches for each epoch in `epochs`, in order."""
-        seeds = [input_pipeline.epoch_seed(self.p.seed, self.fold, phase, epoch) for epoch in epochs]
+        seeds = [epoch_seed(self.p.seed, self.fold, phase, epoch) for epoch in epochs]
         return iter(self.strategy.distribute_datasets_from_function(
             lambda ctx: input_pipeline.train_dataset(
                 self.images, self.labels, self.weights, global_batch=self.global_batch, steps=num_steps,
@@ -366,7 +367,7 @@ def run_fold(session: Session, fold: int, train: input_pipeline.Examples, val: i
         return json.loads((work_dir / DONE).read_text())
     files.remove_stale_tmp(work_dir)  # a checkpoint or state half-written by a killed run
     run = _FoldRun(session, fold, train, val, work_dir, on_epoch, log)
-    fold_seed = input_pipeline.epoch_seed(session.p.seed, fold, "fold", 0)
+    fold_seed = epoch_seed(session.p.seed, fold, "fold", 0)
     run.resume(fold_seed)
     batches = _FoldBatches(session, fold, train, fold_seed)
     for phase in PHASES:

@@ -142,12 +142,6 @@ def load_examples(tfrecords_dir: Path, label_set: str, image_size: int, memory_b
                     patients=text("patient/id"), sha256=text("image/key/sha256"))
 
 
-def epoch_seed(seed: int, fold: int, phase: str, epoch: int) -> int:
-    """A 31-bit seed for one epoch (phase 'frozen', 'unfrozen', 'lr_frozen', ...)."""
-    digest = np.random.SeedSequence([seed, fold, sum(map(ord, phase)) * 1009 + len(phase), epoch])
-    return int(digest.generate_state(1)[0] & 0x7FFFFFFF)
-
-
 def train_dataset(images: "tf.Tensor | StreamedImages", labels: np.ndarray, weights: np.ndarray, *,
                   global_batch: int, steps: int,
                   seeds: Sequence[int], augment_fn, resample: bool,

@@ -92,14 +92,6 @@ def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model, groups
     return step
 
 
-def make_predict(model: keras.Model):
-    """A tf.function: images (any batch size) -> float32 logits, inference mode."""
-    @tf.function(input_signature=[tf.TensorSpec([None] + list(model.input_shape[1:]), tf.float32)])
-    def predict(images):
-        return tf.cast(model(images, training=False)[:, 0], tf.float32)
-    return predict
-
-
 def predict_logits(predict, images, batch_size: int) -> np.ndarray:
     """Logits of `images` (an array or input_pipeline.StreamedImages), `batch_size` at a time."""
     out = [predict(tf.constant(batch)).numpy()

@@ -13,14 +13,14 @@ factor of ~2; the valley rule needs the resolution.
 `valley` is fastai's rule: the longest decreasing subsequence of the smoothed
 loss (over the curve without its first 10% of steps and last 5 points), and
 the rate about half-way down it: index start + int(len/3) + int(len/6),
-exactly as fastai computes it.
+exactly as fastai computes it. Its figure is drawn with the fold's other outputs
+(`outputs.plot_lr_curves`).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 
 def sweep(train_step: Callable[[float], float], num_steps: int, start_lr: float = 1e-7, end_lr: float = 10.0,
@@ -70,37 +70,3 @@ def suggest(result: dict) -> float:
     lr, idx = valley(lrs, [x if math.isfinite(x) else math.inf for x in losses])
     result["suggestion"] = lr
     return lr
-
-
-def plot(curves: Mapping[str, Mapping], path: Path, title: str) -> Path:
-    """The one LR-finder figure: smoothed loss against learning rate for each curve ({label: curve as
-    `sweep` returns it, with `suggest`'s suggestion}), each suggestion dotted in its curve's colour. A
-    single curve (one fold's phase) also shows its raw batch losses; several (every fold of a run) are
-    told apart by their labels. The loss axis stops at 4x the lowest smoothed loss, where a sweep stops."""
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    single = len(curves) == 1
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    for label, curve in curves.items():
-        if single and "raw_losses" in curve:
-            ax.plot(curve["lrs"], curve["raw_losses"], color="0.75", lw=1, label="batch loss")
-        line, = ax.plot(curve["lrs"], curve["losses"], lw=2 if single else 1, alpha=1 if single else 0.8,
-                        label="smoothed (beta 0.98)" if single else label)
-        if curve.get("suggestion"):
-            ax.axvline(curve["suggestion"], color=line.get_color(), ls=":", lw=1.5 if single else 1,
-                       label=f"valley {curve['suggestion']:.2e}" if single else None)
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss")
-    finite = [x for curve in curves.values() for x in curve["losses"] if math.isfinite(x)]
-    if finite:
-        ax.set_ylim(min(finite) * 0.9, min(max(finite), 4 * min(finite)) * 1.1 + 1e-9)
-    ax.set_title(title, fontsize=9)
-    if len(curves) <= 10:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)

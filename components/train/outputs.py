@@ -35,7 +35,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from common import files
-from components.train import lr_finder
 from components.train.params import TrainParams
 
 SUMMARY = "train_summary.json"
@@ -175,7 +174,7 @@ def write_fold(out: Path, fold: int, model, history: Sequence[Mapping[str, Any]]
     for phase, curve in lr_curves.items():
         files.write_json_atomic(out / lr_curve_name(phase, ".json"), curve)
         label = f"fold {fold}, body {phase}"
-        lr_finder.plot({label: curve}, out / lr_curve_name(phase, ".png"), f"{label}: LR finder")
+        plot_lr_curves({label: curve}, out / lr_curve_name(phase, ".png"), f"{label}: LR finder")
     _write_tensorboard(out / TENSORBOARD_DIR, history, lr_curves)
     files.write_json_atomic(out / FOLD_RECORD, result)
 
@@ -228,3 +227,38 @@ def read_lr_curves(train_dir: Path) -> dict[str, dict[str, Any]]:
         for path in sorted(folder.glob(lr_curve_name("*", ".json"))):
             curves[f"fold {fold}, body {path.stem.removeprefix(LR_FIND_PREFIX)}"] = json.loads(path.read_text())
     return curves
+
+
+def plot_lr_curves(curves: Mapping[str, Mapping], path: Path, title: str) -> Path:
+    """The one LR-finder figure: smoothed loss against learning rate for each curve ({label: curve as
+    `lr_finder.sweep` returns it, with `lr_finder.suggest`'s suggestion}), each suggestion dotted in its
+    curve's colour. A single curve (one fold's phase) also shows its raw batch losses; several (every fold
+    of a run) are told apart by their labels. The loss axis stops at 4x the lowest smoothed loss, where a
+    sweep stops."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    single = len(curves) == 1
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for label, curve in curves.items():
+        if single and "raw_losses" in curve:
+            ax.plot(curve["lrs"], curve["raw_losses"], color="0.75", lw=1, label="batch loss")
+        line, = ax.plot(curve["lrs"], curve["losses"], lw=2 if single else 1, alpha=1 if single else 0.8,
+                        label="smoothed (beta 0.98)" if single else label)
+        if curve.get("suggestion"):
+            ax.axvline(curve["suggestion"], color=line.get_color(), ls=":", lw=1.5 if single else 1,
+                       label=f"valley {curve['suggestion']:.2e}" if single else None)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    finite = [x for curve in curves.values() for x in curve["losses"] if math.isfinite(x)]
+    if finite:
+        ax.set_ylim(min(finite) * 0.9, min(max(finite), 4 * min(finite)) * 1.1 + 1e-9)
+    ax.set_title(title, fontsize=9)
+    if len(curves) <= 10:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

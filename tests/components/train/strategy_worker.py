@@ -42,7 +42,8 @@ strategies = {mode: make_strategy(mode) for mode in modes}  # multi_worker must 
 import keras  # noqa: E402
 
 from components import configs  # noqa: E402
-from components.train import augment, batch_norm_stats, input_pipeline, loop  # noqa: E402
+from components.train import batch_norm_stats, input_pipeline, loop  # noqa: E402
+from images import augment
 from models.fused_batch_norm import FusedBatchNormalization  # noqa: E402
 
 tf.config.experimental.enable_op_determinism()

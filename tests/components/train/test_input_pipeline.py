@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from components import configs
-from components.train import augment, input_pipeline
+from components.train import input_pipeline
+from images import augment
 from tfrecords import writer
 
 

@@ -3,7 +3,8 @@ import pytest
 import tensorflow as tf
 
 from components import configs
-from components.train import augment, input_pipeline, rebalance
+from components.train import input_pipeline, rebalance
+from images import augment
 
 
 def test_class_weights_are_the_studys_formula():

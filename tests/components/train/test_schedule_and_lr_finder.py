@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from components.train import lr_finder, schedule
+from components.train import lr_finder, outputs, schedule
 
 
 def test_one_cycle_matches_fastai_endpoints():
@@ -41,9 +41,9 @@ def test_sweep_grows_exponentially_smooths_and_stops_on_divergence():
 def test_plot_writes_a_png(tmp_path):
     curve = lr_finder.sweep(lambda lr: 1 / (1 + lr * 1e3) + lr, num_steps=30)
     lr_finder.suggest(curve)
-    assert lr_finder.plot({"fold 0, body frozen": curve}, tmp_path / "lr.png", "test") == tmp_path / "lr.png"
+    assert outputs.plot_lr_curves({"fold 0, body frozen": curve}, tmp_path / "lr.png", "test") == tmp_path / "lr.png"
     assert (tmp_path / "lr.png").read_bytes()[:4] == b"\x89PNG"
     other = lr_finder.sweep(lambda lr: 2 / (1 + lr * 1e2) + lr, num_steps=30)
     lr_finder.suggest(other)
-    lr_finder.plot({"fold 0": curve, "fold 1": other}, tmp_path / "all.png", "every fold")
+    outputs.plot_lr_curves({"fold 0": curve, "fold 1": other}, tmp_path / "all.png", "every fold")
     assert (tmp_path / "all.png").read_bytes()[:4] == b"\x89PNG"

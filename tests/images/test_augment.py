@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from components import configs
-from components.train import augment
+from images import augment
 
 
 def _images(size=32):

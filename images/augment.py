@@ -18,17 +18,29 @@ derives from (seed, batch index), so an epoch is identical when re-run, which
 resume after a kill relies on.
 
 All functions take and return float32 batches (B, H, W, 3) in [0, 255]; their
-settings are `components.configs.AugmentConfig` (`TrainConfig.augmentation`).
+settings are `AugmentSettings` (the pipeline's are `components.configs.AugmentConfig`,
+`TrainConfig.augmentation`). Training and evaluate's test-time augmentation share them.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import keras
 import tensorflow as tf
 
-from components.configs import AugmentConfig
+
+class AugmentSettings(Protocol):
+    """What the augmentations read (components.configs.AugmentConfig documents each)."""
+
+    method: str
+    max_zoom: float
+    max_rotate: float
+    max_warp: float
+    max_lighting: float
+    p_affine: float
+    p_lighting: float
 
 
 def _uniform(seed, shape, low, high):
@@ -49,7 +61,7 @@ def _homography(src, dst):
     return tf.linalg.solve(tf.cast(matrix, tf.float64), tf.cast(tf.stack(rhs, axis=1)[..., None], tf.float64))[..., 0]
 
 
-def corner_targets(batch_size, height, width, config: AugmentConfig, seed):
+def corner_targets(batch_size, height, width, config: AugmentSettings, seed):
     """Where the four image corners go under warp, then rotation, then zoom: (src, dst) (B, 4, 2) in pixels."""
     seeds = tf.random.experimental.stateless_split(seed, 8)
     h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
@@ -83,7 +95,7 @@ def corner_targets(batch_size, height, width, config: AugmentConfig, seed):
     return src, dst
 
 
-def fused_augment(images, config: AugmentConfig, seed):
+def fused_augment(images, config: AugmentSettings, seed):
     """Zoom + rotation + warp as one projective transform (reflect padding), then fastai's brightness."""
     shape = tf.shape(images)
     batch_size, height, width = shape[0], shape[1], shape[2]
@@ -95,7 +107,7 @@ def fused_augment(images, config: AugmentConfig, seed):
     return brightness(out, config, tf.random.experimental.stateless_split(seed, 9)[8])
 
 
-def brightness(images, config: AugmentConfig, seed):
+def brightness(images, config: AugmentSettings, seed):
     """fastai's Brightness: x -> sigmoid(logit(x) + logit(change)), change ~ U(0.5 +- max_lighting), p_lighting."""
     if config.max_lighting <= 0:
         return images
@@ -108,7 +120,7 @@ def brightness(images, config: AugmentConfig, seed):
     return tf.sigmoid(logits) * 255.0
 
 
-def keras_layers(config: AugmentConfig, seed: int) -> keras.Sequential:
+def keras_layers(config: AugmentSettings, seed: int) -> keras.Sequential:
     """The same four augmentations as Keras core layers in sequence (three interpolations)."""
     return keras.Sequential([
         keras.layers.RandomZoom(height_factor=(-(config.max_zoom - 1.0), 0.0), fill_mode="reflect", seed=seed),
@@ -118,7 +130,7 @@ def keras_layers(config: AugmentConfig, seed: int) -> keras.Sequential:
     ], name="keras_augmentation")
 
 
-def make_augment_fn(config: AugmentConfig, seed: int):
+def make_augment_fn(config: AugmentSettings, seed: int):
     """(images, batch_seed (2,) int) -> augmented images, for `Dataset.map` on batches."""
     if config.method == "none":
         return lambda images, batch_seed: images
@@ -128,7 +140,7 @@ def make_augment_fn(config: AugmentConfig, seed: int):
     return lambda images, batch_seed: tf.clip_by_value(chain(images, training=True), 0.0, 255.0)
 
 
-def make_dataset_augment_fn(config: AugmentConfig, seed: int):
+def make_dataset_augment_fn(config: AugmentSettings, seed: int):
     """`make_augment_fn` for training pipelines: the fused transform traced once, so every pipeline that
     maps it (a fold builds four) calls one graph instead of tracing its ~250 ops again (0.2 s a pipeline);
     the batches are the same. (Called eagerly, as test-time augmentation does, the untraced one stays:
