@@ -16,7 +16,6 @@ leave them out) cannot be imputed: its unlabelled images keep -1 with source
 from __future__ import annotations
 
 import csv
-import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -24,6 +23,7 @@ import numpy as np
 from sklearn import ensemble, metrics, model_selection
 
 from common import files
+from common.ages import parse_age
 from common.errors import PipelineError
 from common.labels import NO_LABEL
 from components import base, ingest
@@ -41,18 +41,6 @@ _FLAG_VALUES = {"Y": 1, "N": 0}
 def flag_value(value: str) -> int:
     """Y -> 1, N -> 0; blank, `?` and free text ('Would have been stated', 'Not visible') -> -1."""
     return _FLAG_VALUES.get(value.strip().upper(), NOT_RECORDED)
-
-
-def parse_age(value: str) -> float | None:
-    """Numbers, `>80` (taken as 81) and decades such as `60s` (taken as 65); else None."""
-    text = value.strip().lower()
-    if match := re.fullmatch(r"(\d+(?:\.\d+)?)", text):
-        return float(match.group(1))
-    if match := re.fullmatch(r"(?:>|over\s*)(\d+)\+?", text) or re.fullmatch(r"(\d+)\+", text):
-        return float(match.group(1)) + 1
-    if match := re.fullmatch(r"(\d+)0'?s", text):
-        return float(match.group(1)) * 10 + 5
-    return None
 
 
 def age_bin(value: str) -> int:

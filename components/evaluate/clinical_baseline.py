@@ -34,8 +34,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from common.ages import parse_age
 from common.errors import PipelineError
-from components import impute, ingest
+from components import ingest
 
 ADMISSION_COLUMNS = ("age", "sex")
 OUTCOME_ADJACENT = (*ingest.CLINICAL_COLUMNS, "intubated", "in_icu", "survival", "mortality_observed")
@@ -55,7 +56,7 @@ def admission_features(rows: Sequence[Mapping[str, str]], columns: Sequence[str]
     def value(row, column):
         text = (row.get(column) or "").strip()
         if column == "age":
-            age = impute.parse_age(text)
+            age = parse_age(text)
             return math.nan if age is None else age
         return _SEX.get(text.upper(), math.nan)
 

@@ -25,6 +25,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 
+from common.ages import parse_age
 from components import impute, ingest
 from components import configs
 from images import image_io
@@ -98,6 +99,6 @@ def _example(row_and_label: tuple[Mapping[str, str], Mapping[str, Any]], images_
         "mortality": label["mortality"],
         "mortality_observed": label["mortality_observed"],
         "label_source": label["label_source"],
-        "age": schema.number_or_nan(impute.parse_age(row["age"])),
+        "age": schema.number_or_nan(parse_age(row["age"])),
         "offset_days": schema.number_or_nan(row["offset"]),
     }
