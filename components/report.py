@@ -23,8 +23,7 @@ from typing import Any, Mapping
 from components import base, export, impute, ingest, model_card
 from components.evaluate import outputs as evaluate_outputs
 from components.evaluate import repeats as evaluate_repeats
-from components.evaluate.decision import DECISION_THRESHOLDS
-from components.evaluate.metrics import CALIBRATION_BINS, METRICS, SCORES
+from components.evaluate.outputs import CALIBRATION_BINS, DECISION_THRESHOLDS, METRICS, SCORES
 from components.published import published_rows
 
 REPORT_NAME = "report.html"

@@ -23,8 +23,8 @@ import numpy as np
 from scipy import special
 
 from common.decision import called_died
+from components.evaluate.outputs import DECISION_THRESHOLDS
 
-DECISION_THRESHOLDS = tuple(round(0.05 + 0.01 * i, 2) for i in range(46))  # 5% to 50%
 _EPS = 1e-6
 
 

@@ -20,11 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from common.decision import called_died
+from components.evaluate.outputs import CALIBRATION_BINS, METRICS, RATES, SCORES  # noqa: F401  (re-exported)
 
-SCORES = ("balanced_accuracy", "roc_auc", "precision", "recall", "f1", "pr_auc", "brier")
-RATES = ("tpr", "tnr", "fpr", "fnr")
-METRICS = (*SCORES, *RATES)
-CALIBRATION_BINS = 10
 
 
 def confusion(labels: np.ndarray, predicted: np.ndarray) -> dict[str, int]:

@@ -11,6 +11,13 @@ from pathlib import Path
 from typing import Any
 
 EVALUATION_NAME = "evaluation.json"
+# What each set of evaluation.json holds: the metrics, the reliability diagram's bins, the decision curve's
+# threshold probabilities (5% to 50%).
+SCORES = ("balanced_accuracy", "roc_auc", "precision", "recall", "f1", "pr_auc", "brier")
+RATES = ("tpr", "tnr", "fpr", "fnr")
+METRICS = (*SCORES, *RATES)
+CALIBRATION_BINS = 10
+DECISION_THRESHOLDS = tuple(round(0.05 + 0.01 * i, 2) for i in range(46))
 PER_FOLD_NAME = "metrics_per_fold.csv"
 SUMMARY_NAME = "metrics_summary.csv"
 TTA_PREDICTIONS_NAME = "predictions_tta.csv"
