@@ -113,12 +113,16 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_the_whole_pipeline_writes_no_identifier(tmp_path, capfd):
-    """Train, evaluate (with Grad-CAM), export and report on a manifest with the flags: nothing leaks."""
-    rows = hospital(tmp_path / "data", images=18)
+@pytest.mark.parametrize("dicom", [False, True], ids=["png", "dicom"])
+def test_the_whole_pipeline_writes_no_identifier(tmp_path, capfd, dicom):
+    """Train, evaluate (with Grad-CAM), export and report on a manifest with the flags, its images PNG or DICOM
+    with every identifying header attribute filled: no identifier in any byte written or printed."""
+    rows = hospital(tmp_path / "data", images=18, dicom=dicom)
     config = dict(train=TINY_TRAIN, evaluate=TINY_EVALUATE, impute=configs.ImputeConfig(cv_folds=2),
                   variant="original_weights")
     artifacts, log = _run(tmp_path / "data", tmp_path / "out", tmp_path / "keys" / "k", stop_after=None, **config)
     assert "report" in artifacts
+    modes = {row["source_mode"].split()[0] for row in ingest.read_examples(artifacts["ingest"])}
+    assert artifacts["ingest"].counts["usable"] == 18 and modes == ({"DICOM"} if dicom else {"L"})
     assert _leaks(tmp_path / "out", "\n".join(log) + "".join(capfd.readouterr()),
                   _secrets(rows, tmp_path / "keys" / "k")) == []
