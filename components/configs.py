@@ -13,8 +13,9 @@ from common import pseudonym
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA_DIR = REPO_ROOT / "sample_data" / "covid-chestxray-sample"
+DICOM_SAMPLE_DIR = REPO_ROOT / "sample_data" / "covid-chestxray-dicom"  # its DICOM twin, with a manifest
 DEFAULT_OUTPUT_DIR = REPO_ROOT / "runs"
-# On the embedded sample (42 images, 19 patients), flags the user does not give take these values instead of
+# On the embedded sample (42 images, 19 patients) or its DICOM twin, flags the user does not give take these values instead of
 # the study's: a fold trains on ~28 images, one full-data step per sweep step, so 100-step LR sweeps were
 # 80% of the run while the sample is for seeing the pipeline work, not for numbers. The run says so.
 SAMPLE_RUN_DEFAULTS = {"folds": 3, "lr_finder_steps": 30}

@@ -97,9 +97,10 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS, **fixed) -> c
 
 
 def apply_sample_defaults(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, Any]:
-    """On the embedded sample, set the flags of configs.SAMPLE_RUN_DEFAULTS that the command line did not
-    give; returns what was set (nothing on any other data)."""
-    if Path(flag_values["data_dir"].value).resolve() != configs.SAMPLE_DATA_DIR.resolve():
+    """On the embedded sample or its DICOM twin, set the flags of configs.SAMPLE_RUN_DEFAULTS that the command
+    line did not give; returns what was set (nothing on any other data)."""
+    samples = (configs.SAMPLE_DATA_DIR.resolve(), configs.DICOM_SAMPLE_DIR.resolve())
+    if Path(flag_values["data_dir"].value).resolve() not in samples:
         return {}
     applied = {name: value for name, value in configs.SAMPLE_RUN_DEFAULTS.items() if not flag_values[name].present}
     for name, value in applied.items():

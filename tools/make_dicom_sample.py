@@ -36,8 +36,8 @@ from components import configs, ingest  # noqa: E402
 from sources import upstream  # noqa: E402
 from common.labels import NO_LABEL  # noqa: E402
 
-SOURCE = configs.REPO_ROOT / "sample_data" / "covid-chestxray-sample"
-OUTPUT = configs.REPO_ROOT / "sample_data" / "covid-chestxray-dicom"
+SOURCE = configs.SAMPLE_DATA_DIR
+OUTPUT = configs.DICOM_SAMPLE_DIR
 LONGEST_SIDE = 256
 MANIFEST_COLUMNS = ("image", "patient_id", "died", "age", "sex", "view", "offset_days", "went_icu",
                     "needed_supplemental_O2", "intubation_present", "extubated")

@@ -121,5 +121,7 @@ def test_the_embedded_sample_takes_its_own_defaults_unless_a_flag_is_given(tmp_p
     assert (config.train.folds, config.train.lr_finder_steps) == (3, 30)
     applied, config = _sample_flags("--folds=5")
     assert applied == {"lr_finder_steps": 30} and config.train.folds == 5
+    applied, config = _sample_flags(f"--data_dir={configs.DICOM_SAMPLE_DIR}")  # its DICOM twin too
+    assert applied == configs.SAMPLE_RUN_DEFAULTS and config.train.folds == 3
     applied, config = _sample_flags(f"--data_dir={tmp_path}")
     assert applied == {} and config.train == configs.TrainConfig()
