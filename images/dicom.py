@@ -31,7 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from images import image_io
+from images import checks
 
 # Screening reasons: files that are DICOM and readable but not the study's input (frontal chest
 # radiographs for presentation). Ingest filters, counts and names them; they are not errors.
@@ -89,17 +89,17 @@ def is_dicom(raw: bytes) -> bool:
 def render(raw: bytes, name: str) -> RenderedDicom:
     """The 8-bit grey picture of a single-frame DICOM file (PS3.3 C.11), or `ImageRejected`."""
     if not is_dicom(raw):
-        raise image_io.ImageRejected("not_an_image", f"{name} is not a DICOM file")
+        raise checks.ImageRejected("not_an_image", f"{name} is not a DICOM file")
     try:
         dataset = _parse(raw, stop_before_pixels=False)
         facts = dicom_facts(dataset)
         stored = _stored_values(dataset, facts, raw, name)
         padding = _padding_mask(dataset, stored)
         shown = voi_lut(dataset, modality_lut(dataset, stored), padding)
-    except image_io.ImageRejected:
+    except checks.ImageRejected:
         raise
     except Exception as error:  # noqa: BLE001 - a vendor's broken header must be named, never crash a run
-        raise image_io.ImageRejected("truncated_or_corrupt", f"{name}: DICOM header unusable: {error}") from None
+        raise checks.ImageRejected("truncated_or_corrupt", f"{name}: DICOM header unusable: {error}") from None
     if _inverted(dataset):
         shown = 1.0 - shown
     pixels = np.round(np.clip(shown, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -172,30 +172,30 @@ def _stored_values(dataset: Dataset, facts: DicomFacts, raw: bytes, name: str) -
     """The decoded stored values (signed when Pixel Representation says so), or a named refusal."""
     if not any(keyword in dataset for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         if _PIXEL_DATA_TAG in raw:  # pydicom drops an encapsulated element that the file's end cuts short
-            raise image_io.ImageRejected("dicom_truncated_pixel_data", f"{name}: the file ends inside its pixel data")
-        raise image_io.ImageRejected("dicom_no_pixel_data", f"{name} holds no pixel data (a report or "
+            raise checks.ImageRejected("dicom_truncated_pixel_data", f"{name}: the file ends inside its pixel data")
+        raise checks.ImageRejected("dicom_no_pixel_data", f"{name} holds no pixel data (a report or "
                                      "structured document?)")
     frames = int(dataset.get("NumberOfFrames") or 1)
     if frames > 1:
-        raise image_io.ImageRejected("dicom_multi_frame", f"{name} holds {frames} frames; a radiograph has one")
+        raise checks.ImageRejected("dicom_multi_frame", f"{name} holds {frames} frames; a radiograph has one")
     rows, columns = int(dataset.get("Rows") or 0), int(dataset.get("Columns") or 0)
-    image_io.check_dimensions(name, columns, rows)
+    checks.check_dimensions(name, columns, rows)
     if facts.photometric not in ("MONOCHROME1", "MONOCHROME2") or int(dataset.get("SamplesPerPixel") or 1) != 1:
-        raise image_io.ImageRejected("dicom_not_grayscale", f"{name} is {facts.photometric or 'of no stated'} "
+        raise checks.ImageRejected("dicom_not_grayscale", f"{name} is {facts.photometric or 'of no stated'} "
                                      "colour; radiographs are MONOCHROME1 or MONOCHROME2")
     syntax = UID(facts.transfer_syntax)
     if syntax.is_compressed and not _decoder_available(syntax):
-        raise image_io.ImageRejected("dicom_undecodable", f"{name} is encoded as {syntax.name} ({syntax}), "
+        raise checks.ImageRejected("dicom_undecodable", f"{name} is encoded as {syntax.name} ({syntax}), "
                                      "which no installed decoder reads")
     if not syntax.is_compressed and "PixelData" in dataset:
         expected = rows * columns * int(dataset.get("BitsAllocated") or 16) // 8
         if len(dataset.PixelData) < expected:
-            raise image_io.ImageRejected("dicom_truncated_pixel_data", f"{name} has {len(dataset.PixelData)} bytes "
+            raise checks.ImageRejected("dicom_truncated_pixel_data", f"{name} has {len(dataset.PixelData)} bytes "
                                          f"of pixel data; {rows}x{columns} pixels need {expected}")
     try:
         return np.asarray(dataset.pixel_array)
     except Exception as error:  # noqa: BLE001 - the decoders raise many types on damaged data
-        raise image_io.ImageRejected("dicom_undecodable" if syntax.is_compressed else "truncated_or_corrupt",
+        raise checks.ImageRejected("dicom_undecodable" if syntax.is_compressed else "truncated_or_corrupt",
                                      f"{name}: the installed decoders cannot decode its {syntax.name} pixel "
                                      f"data: {error}") from None
 

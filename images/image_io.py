@@ -24,23 +24,11 @@ import numpy as np
 from PIL import Image
 
 from images import dicom, preprocessing
+from images.checks import (MAX_PIXELS, MAX_SIDE, MIN_SIDE, ImageRejected,  # noqa: F401  (image_io's own names)
+                           check_dimensions)
 
-# A chest X-ray is at most a few thousand pixels a side; anything far larger is
-# a decompression bomb or a broken header, and is refused before decoding.
-MAX_PIXELS = 60_000_000
-MAX_SIDE = 20_000
-MIN_SIDE = 16
 
 _KEEP_AS_IS = {("JPEG", "L"), ("JPEG", "RGB"), ("PNG", "L"), ("PNG", "RGB")}
-
-
-class ImageRejected(Exception):
-    """An image that cannot be used, with a short reason code and detail."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,17 +101,6 @@ def _rendered_dicom(raw: bytes, name: str) -> StandardImage:
     facts = rendered.facts
     return StandardImage(buffer.getvalue(), "png", width, height, f"DICOM {facts.photometric} {facts.bits_stored}-bit",
                          converted=True, dicom=facts)
-
-
-def check_dimensions(name: str, width: int, height: int) -> None:
-    """Refuse decompression bombs and broken headers before decoding, and images too small to be X-rays."""
-    if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
-        raise ImageRejected(
-            "absurd_dimensions",
-            f"{name} claims {width}x{height} pixels (limit {MAX_PIXELS} pixels, {MAX_SIDE} a side)",
-        )
-    if min(width, height) < MIN_SIDE:
-        raise ImageRejected("absurd_dimensions", f"{name} is only {width}x{height} pixels")
 
 
 def to_rgb8(image: Image.Image) -> Image.Image:
