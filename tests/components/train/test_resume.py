@@ -31,6 +31,16 @@ def _run(out, *extra):
     return proc.stdout + proc.stderr
 
 
+def _named_checkpoint(fold_dir) -> bool:
+    """Whether the fold's state names a checkpoint that is on disk: what a resume reads (a checkpoint file
+    written but not yet named in state.json is not one, and a loaded machine can be killed between them)."""
+    try:
+        name = json.loads((fold_dir / "state.json").read_text()).get("checkpoint")
+    except (OSError, json.JSONDecodeError):
+        return False
+    return bool(name) and (fold_dir / name).is_file()
+
+
 def _summary(out):
     (path,) = (out / "train").glob("*/train_summary.json")
     summary = json.loads(path.read_text())
@@ -69,7 +79,7 @@ def resumed(tmp_path_factory):
     killed = False
     while time.time() < deadline and proc.poll() is None:
         done = list(work.glob("fold-*/done.json"))
-        midway = [p for p in work.glob("fold-*/ckpt-*.npz") if not (p.parent / "done.json").exists()]
+        midway = [d for d in work.glob("fold-*") if not (d / "done.json").exists() and _named_checkpoint(d)]
         if len(done) == 1 and midway:  # fold 0 finished, fold 1 has a checkpoint and is still training
             os.kill(proc.pid, signal.SIGKILL)
             killed = True
