@@ -171,6 +171,11 @@ class ManifestSource(Source):
         hashed = [pseudonym.keyed_hash(self._key, str(path)) for path in named]
         return [(digest, path, digest) for digest, path in zip(hashed, named) if path.is_file()]
 
+    def describe(self) -> dict[str, Any]:
+        """The folder's name (never its path), its sites and the pseudonym key's id."""
+        return {"source": "manifest", "folder": self.data_dir.name, "pseudonym_key_id": self.key_id,
+                "sites": sorted({row["site"] for _, row in self.rows if row["site"]})}
+
     def lookup(self, names: Sequence[str]) -> dict[str, str]:
         """Patient pseudonyms -> patient ids and image names -> paths; unknown names are left out."""
         known = {**self._patients, **{name: str(path) for name, path in self._paths.items()}}
