@@ -1,8 +1,9 @@
 """A hospital's own X-rays: `manifest.csv`, one row per image, read with identifiers kept in.
 
 Columns: `image` (a path relative to the folder, or absolute), `patient_id`, `died` (1, 0, blank);
-optional `age`, `sex` (M/F), `site`, `view`, `offset_days` and the study's outcome-adjacent flags
-(`went_icu`, `needed_supplemental_O2`, `intubation_present`, `extubated`: 1, 0, blank). Every value
+optional `age`, `sex` (M/F; left blank, taken from a DICOM image's header), `site`, `view`, `offset_days`
+and the study's outcome-adjacent flags (`went_icu`, `needed_supplemental_O2`, `intubation_present`,
+`extubated`: 1, 0, blank). Every value
 is checked before anything is written. Patients are named by a keyed pseudonym (common/pseudonym.py)
 and images by their file name unless that could identify (a DICOM UID, the patient id, a name two
 images share): then by a pseudonym too. Nothing that leaves this module names a patient id or an

@@ -61,6 +61,7 @@ class Built:
     unreadable: list[tuple[Path, str]]
     unmatched_files: list[Header]
     unmatched_lines: list[tuple[int, str]]
+    ignored_columns: list[str]
 
 
 def read_header(path: Path) -> Header | None:
@@ -98,9 +99,9 @@ def age_from_header(patient_age: str, birth_date: str, study_date: str) -> str:
     return str(whole) if whole >= 0 else ""
 
 
-def read_outcomes(path: Path, key: str) -> tuple[list[str], dict[str, tuple[int, dict[str, str]]]]:
-    """The optional columns the table has, and its rows by key; blank or repeated keys and values other
-    than 1, 0 or blank in `died` and the flags are refused."""
+def read_outcomes(path: Path, key: str) -> tuple[list[str], list[str], dict[str, tuple[int, dict[str, str]]]]:
+    """The optional columns the table has, those it has beyond them (ignored), and its rows by key; blank or
+    repeated keys and values other than 1, 0 or blank in `died` and the flags are refused."""
     header, rows = read_table(path, (key, "died"), PacsError, f"an outcomes table with columns {key}, died")
     by_key: dict[str, tuple[int, dict[str, str]]] = {}
     for line, row in rows:
@@ -113,7 +114,8 @@ def read_outcomes(path: Path, key: str) -> tuple[list[str], dict[str, tuple[int,
             if row.get(column, "").strip() not in ("1", "0", ""):
                 raise PacsError(f"{path} line {line}, column {column}: {row[column].strip()!r} is not 1, 0 or blank")
         by_key[value] = (line, row)
-    return [column for column in OUTCOME_COLUMNS if column in header], by_key
+    optional = [column for column in OUTCOME_COLUMNS if column in header]
+    return optional, [column for column in header if column not in (key, "died", *optional)], by_key
 
 
 def build(export_dir: Path, outcomes: Path, key: str, manifest_dir: Path) -> Built:
@@ -124,7 +126,7 @@ def build(export_dir: Path, outcomes: Path, key: str, manifest_dir: Path) -> Bui
     export_dir = Path(export_dir).resolve()
     if not export_dir.is_dir():
         raise PacsError(f"--dicom_dir={export_dir}: not a folder")
-    optional, by_key = read_outcomes(Path(outcomes), key)
+    optional, ignored, by_key = read_outcomes(Path(outcomes), key)
     paths = sorted(p for p in export_dir.rglob("*") if p.is_file())
     headers, not_images, unreadable = [], 0, []
     for path in paths:
@@ -152,7 +154,7 @@ def build(export_dir: Path, outcomes: Path, key: str, manifest_dir: Path) -> Bui
                      **{column: outcome[column].strip() for column in optional}})
     unmatched_lines = sorted((line, value) for value, (line, _) in by_key.items() if value not in matched_keys)
     return Built([*MANIFEST_REQUIRED, "age", "sex", "view", *optional], rows, key, len(paths), not_images,
-                 unreadable, unmatched_files, unmatched_lines)
+                 unreadable, unmatched_files, unmatched_lines, ignored)
 
 
 def _image_value(path: Path, manifest_dir: Path) -> str:
@@ -184,6 +186,8 @@ def summary(built: Built, outcomes: Path, output: Path | None = None) -> list[st
     patients = len({row["patient_id"] for row in built.rows})
     lines = [f"{output or 'manifest'}: {len(built.rows)} images of {patients} patients, from {built.files_seen} "
              f"files ({built.not_images} not DICOM images, skipped; {len(built.unreadable)} DICOM unreadable)"]
+    if built.ignored_columns:
+        lines.append(f"{outcomes}: column(s) ignored: {', '.join(built.ignored_columns)}")
     if built.unreadable:
         lines.append(f"{len(built.unreadable)} DICOM file(s) unreadable:")
         lines += [f"  {path}: {why}" for path, why in built.unreadable]

@@ -61,6 +61,7 @@ def test_patient_id_key_matches_and_names_what_did_not(tmp_path, capsys):
     assert "4 images of 3 patients, from 6 files (1 not DICOM images, skipped" in printed
     assert f"1 DICOM file(s) match no row of {outcomes} by PatientID:\n  {export / '1.2.3.4'} (PatientID P9)" \
         in printed
+    assert f"{outcomes}: column(s) ignored: ward" in printed
     assert "1 row(s) of" in printed and "line 5 (PatientID P4)" in printed
     source = ManifestSource(export, KEY)  # the manifest reads as the pipeline's input; 95 is written as 90
     assert sorted(row["age"] for _, row in source.rows) == ["69", "70", "71", "90"]
