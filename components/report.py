@@ -2,7 +2,8 @@
 
 It gathers what the other stages recorded: data counts, the imputation's
 quality, the weights used, the metrics (pooled out-of-fold estimate, its
-bootstrap interval, the fold mean +- sd) beside the study's published numbers,
+bootstrap interval, the fold mean +- sd) beside the study's published numbers
+(for the upstream collection; a hospital's manifest is described in its own words),
 the figures (embedded), what goes beyond the study (patient-level ranking,
 calibration, decision curves, age and sex with and without the X-ray,
 test-time augmentation), the exact

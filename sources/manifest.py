@@ -3,10 +3,9 @@
 Columns: `image` (a path relative to the folder, or absolute), `patient_id`, `died` (1, 0, blank);
 optional `age`, `sex` (M/F; left blank, taken from a DICOM image's header), `site`, `view`, `offset_days`
 and the study's outcome-adjacent flags (`went_icu`, `needed_supplemental_O2`, `intubation_present`,
-`extubated`: 1, 0, blank). Every value
-is checked before anything is written. Patients are named by a keyed pseudonym (common/pseudonym.py)
-and images by their file name unless that could identify (a DICOM UID, the patient id, a name two
-images share): then by a pseudonym too. Nothing that leaves this module names a patient id or an
+`extubated`: 1, 0, blank). Every value is checked before anything is written. Patients are named by a
+keyed pseudonym (common/pseudonym.py) and images by their file name unless that could identify (a DICOM
+UID, the patient id, a name two images share): then by a pseudonym too. Nothing that leaves this module names a patient id or an
 image's path; `lookup` maps the pseudonyms back, for use inside the hospital only.
 """
 
