@@ -191,7 +191,7 @@ def _evaluation_record(inputs: Mapping[str, base.Artifact]) -> dict | None:
 def _data_snapshot(inputs: Mapping[str, base.Artifact]) -> dict | None:
     if "data" not in inputs:
         return None
-    return {"folder": str(inputs["data"].path), "content_sha256": inputs["data"].fingerprint}
+    return {**inputs["data"].source.describe(), "content_sha256": inputs["data"].fingerprint}
 
 
 def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:

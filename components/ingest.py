@@ -148,14 +148,24 @@ def summary_line(counts: Mapping[str, Any]) -> str:
              f"{counts['max_offset_days']:g} days in")
     assumed = ("" if not counts.get("view_assumed_frontal") else
                f" ({counts['view_assumed_frontal']} without a view, assumed frontal)")
+    rows = (f"{counts['rows']} rows of manifest.csv" if counts.get("schema") == "manifest" else
+            f"{counts['rows']} rows -> {counts['covid_xray']} COVID-19 X-rays")
     return (
-        f"{counts['rows']} rows -> {counts['covid_xray']} COVID-19 X-rays -> {counts['frontal']} frontal "
+        f"{rows} -> {counts['frontal']} frontal "
         f"({counts['frontal_patients']} patients) -> {labelled['count']} labelled ({labelled['survived']} survived, "
         f"{labelled['died']} died; {labelled['patients']} patients){early}; "
         f"{counts['missing_files']} image files missing, "
         f"{counts['rejected_images'] - counts['missing_files']} other images rejected; "
-        f"{counts['usable']} usable images{assumed}"
+        f"{counts['usable']} usable images{assumed}{_dicom_header_notes(counts)}"
     )
+
+
+def _dicom_header_notes(counts: Mapping[str, Any]) -> str:
+    """What a manifest's DICOM headers supplied or flagged; nothing for the upstream collection."""
+    notes = [f"{counts[key]} {what}" for key, what in (
+        ("age_from_dicom_header", "age from DICOM header"), ("sex_from_dicom_header", "sex from DICOM header"),
+        ("burned_in_annotation", "with burned-in annotation (left out of figures)")) if counts.get(key)]
+    return f"; {', '.join(notes)}" if notes else ""
 
 
 def example_rows(examples: Sequence[tuple[int, Mapping[str, Any]]],

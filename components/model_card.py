@@ -43,6 +43,30 @@ FAILURE_MODES = (
 )
 
 
+HOSPITAL_NOTICE = ("Research use only. This is not a medical device and must not be used to make decisions about "
+                   "patients. It was trained on the hospital's own data and validated on nothing else.")
+HOSPITAL_INTENDED_USE = ("Research on the hospital's own data with the method of Olowolayemo et al.: ranking frontal "
+                         "(AP/PA) chest X-rays of the hospital's patients with COVID-19 by the probability that the "
+                         "patient died, to study whether the method carries over to them. Not for triage, diagnosis, "
+                         "prognosis or any decision about a patient.")
+HOSPITAL_FAILURE_MODES = (
+    "Small data: the intervals are as wide as the hospital's own numbers of images and deaths make them; a "
+    "different sample could rank differently.",
+    "The hospital's own data: the patients, scanners and sites of one export (the sites above); other hospitals, "
+    "scanners, periods and populations are unseen.",
+    FAILURE_MODES[2],
+    "Not validated prospectively, nor on any external cohort: every number above is cross-validated on the "
+    "hospital's own data.",
+    "The label is the outcome the hospital's outcomes table gives (`died`), which depends on treatment and on "
+    "what happened after the X-ray; the image shows neither.",
+)
+
+
+def is_hospital_data(data: Mapping[str, Any] | None) -> bool:
+    """Whether the model was made from a manifest (the hospital's own data) rather than the public collection."""
+    return (data or {}).get("source") == "manifest"
+
+
 def weights_provenance(train_weights: str | None) -> dict[str, str]:
     """{'initialisation': short name, 'detail': the train stage's sentence}, e.g. 'ImageNet, partial
     (stage-4 3x3 convs random)' for the shared partial file, 'random initialisation' without --weights."""
@@ -98,9 +122,11 @@ def decision_rule(threshold: float) -> str:
             "class -1 with an error message when the image could not be read")
 
 
-def failure_modes(split: str | None, weights_initialisation: str, counts: Mapping[str, int]) -> list[str]:
-    """The general limits, and those of this run (image split, random weights, imputed labels)."""
-    modes = list(FAILURE_MODES)
+def failure_modes(split: str | None, weights_initialisation: str, counts: Mapping[str, int],
+                  hospital_data: bool = False) -> list[str]:
+    """The general limits (of the public collection or of the hospital's own data), and those of this run
+    (image split, random weights, imputed labels)."""
+    modes = list(HOSPITAL_FAILURE_MODES if hospital_data else FAILURE_MODES)
     if split == "image":
         modes.append("Patient leakage: the folds were split by image, so one patient's X-rays can sit in training "
                      "and validation at once and the metrics are optimistic; --split=patient avoids it.")
@@ -122,19 +148,21 @@ def build(*, model_name: str, status: str, blessed: bool, export_record: Mapping
     counts = data_counts(predictions)
     weights = weights_provenance(train_summary.get("weights"))
     threshold = float(export_record["threshold"])
+    hospital_data = is_hospital_data(data)
     return {
         "model": {"name": model_name, "status": status, "blessed": blessed,
                   "ensemble": export_record["ensemble"], "members": export_record["members"],
                   "image_size": export_record["image_size"], "bless_thresholds": export_record["bless_thresholds"]},
-        "intended_use": INTENDED_USE,
-        "notice": RESEARCH_ONLY_NOTICE,
+        "intended_use": HOSPITAL_INTENDED_USE if hospital_data else INTENDED_USE,
+        "notice": HOSPITAL_NOTICE if hospital_data else RESEARCH_ONLY_NOTICE,
         "data": {**(data or {}), "variant": train_summary.get("variant"), "labels": train_summary.get("labels"),
                  "split": train_summary.get("split"), **counts},
         "weights": weights,
         "metrics": metrics_with_intervals(evaluation, export_record.get("metrics")),
         "calibration": calibration(evaluation),
         "decision": {"threshold": threshold, "rule": decision_rule(threshold)},
-        "known_failure_modes": failure_modes(train_summary.get("split"), weights["initialisation"], counts),
+        "known_failure_modes": failure_modes(train_summary.get("split"), weights["initialisation"], counts,
+                                             hospital_data),
     }
 
 
@@ -149,12 +177,14 @@ def sections(card: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]] |
     metric_rows = [(name, _number(m.get("value")) + (f" [{_number(m.get('ci_low'))}, {_number(m.get('ci_high'))}]"
                                                      if "ci_low" in m else ""))
                    for name, m in metrics["values"].items()]
-    data_rows = [(label, str(data[key])) for key, label in (
-        ("folder", "data folder"), ("content_sha256", "content sha256 (metadata.csv and every image)"),
+    data_rows = [(label, ", ".join(data[key]) if isinstance(data[key], list) else str(data[key])) for key, label in (
+        ("source", "source"), ("collection", "collection"), ("folder", "data folder (its name)"),
+        ("sites", "sites"), ("pseudonym_key_id", "pseudonym key id"),
+        ("content_sha256", "content sha256 (the table and every image)"),
         ("variant", "variant"), ("labels", "labels"), ("split", "cross-validation split"),
         ("images", "images trained and cross-validated on"), ("patients", "patients"), ("images_of_deaths", "images of patients who died"),
         ("patients_who_died", "patients who died"), ("observed_labels", "observed labels"),
-        ("imputed_labels", "imputed labels")) if data.get(key) is not None]
+        ("imputed_labels", "imputed labels")) if data.get(key) not in (None, [])]
     return [
         ("Status", [("model name", model["name"]), ("status", model["status"]),
                     ("ensemble", f"{model['ensemble']} ({len(model['members'])} model(s)), "

@@ -2,7 +2,8 @@
 
 It gathers what the other stages recorded: data counts, the imputation's
 quality, the weights used, the metrics (pooled out-of-fold estimate, its
-bootstrap interval, the fold mean +- sd) beside the study's published numbers,
+bootstrap interval, the fold mean +- sd) beside the study's published numbers
+(for the upstream collection; a hospital's manifest is described in its own words),
 the figures (embedded), what goes beyond the study (patient-level ranking,
 calibration, decision curves, age and sex with and without the X-ray,
 test-time augmentation), the exact
@@ -85,16 +86,19 @@ def _interval(interval: Mapping[str, float], digits: int = 3) -> str:
     return f"{_fmt(interval['low'], digits)} – {_fmt(interval['high'], digits)}"
 
 
-def metrics_section(evaluation: Mapping[str, Any], published: Mapping[str, Mapping[str, str]]) -> str:
+def metrics_section(evaluation: Mapping[str, Any], published: Mapping[str, Mapping[str, str]] | None) -> str:
+    """The headline metrics; beside the study's published numbers when `published` is given (the upstream
+    collection only: a hospital's own data is not the study's)."""
     metrics = evaluation["metrics"]
-    study = published.get("test", {})
+    study = [] if published is None else [published.get("test", {})]
     rows = [[NAMES[name], _fmt(metrics[name]["estimate"]), _interval({"low": metrics[name]["ci_low"],
                                                                        "high": metrics[name]["ci_high"]}),
-             f'{_fmt(metrics[name]["fold_mean"])} ± {_fmt(metrics[name]["fold_std"])}', _fmt(study.get(name), 3)]
+             f'{_fmt(metrics[name]["fold_mean"])} ± {_fmt(metrics[name]["fold_std"])}',
+             *(_fmt(test.get(name), 3) for test in study)]
             for name in METRICS]
     unit = evaluation["sets"][evaluate_outputs.OBSERVED]["bootstrap"]["unit"]
     text = _table(["Metric (positive = died)", "Ours, pooled out-of-fold", f"95% CI (bootstrap over {unit}s)",
-                   "Fold mean ± sd", "Study (test)"], rows)
+                   "Fold mean ± sd", *(["Study (test)"] if study else [])], rows)
     text += ("<p class=muted>Each estimate is computed once on every validation row pooled; its interval "
              "resamples the same pooled rows, so it brackets the same statistic. The fold mean ± sd shows how "
              "much the folds disagree (the study reported fold means).</p>")
@@ -246,10 +250,11 @@ def figures_section(figures_dir: Path) -> str:
                    if (figures_dir / name).is_file())
 
 
-def summary_sections(evaluation: Mapping[str, Any], published: Mapping[str, Mapping[str, str]],
+def summary_sections(evaluation: Mapping[str, Any], published: Mapping[str, Mapping[str, str]] | None,
                      figures_dir: Path) -> dict[str, str]:
-    """{section title: body} of the sections drawn from the evaluation alone."""
-    return {RESULTS_TITLE: metrics_section(evaluation, published) + STUDY_NOTE,
+    """{section title: body} of the sections drawn from the evaluation alone; `published` None leaves the
+    study's numbers out (a hospital's own data)."""
+    return {RESULTS_TITLE: metrics_section(evaluation, published) + (STUDY_NOTE if published is not None else ""),
             BEYOND_TITLE: beyond_study_section(evaluation, figures_dir), FIGURES_TITLE: figures_section(figures_dir)}
 
 
@@ -277,17 +282,76 @@ def model_card_section(card: Mapping[str, Any]) -> str:
     return text
 
 
+def upstream_data_table(counts: Mapping[str, Any]) -> str:
+    return _table(["Step", "Images", "Patients"], [
+        ["Rows in metadata.csv", counts["rows"], ""],
+        ["COVID-19 X-rays", counts["covid_xray"], ""],
+        ["Frontal views", counts["frontal"], counts["frontal_patients"]],
+        ["… with a survival label", f"{counts['labelled']['count']} ({counts['labelled']['died']} died)",
+         counts["labelled"]["patients"]],
+        ["Usable images", counts["usable"], counts["usable_patients"]],
+    ])
+
+
+def manifest_data_section(counts: Mapping[str, Any]) -> str:
+    """A hospital's manifest: its steps, sites, views assumed, what the DICOM headers screened out, supplied
+    and flagged (images named by their names in the outputs, never by a path)."""
+    table = _table(["Step", "Images", "Patients"], [
+        ["Rows in manifest.csv", counts["rows"], ""],
+        ["Frontal views (or no view given)", counts["frontal"], counts["frontal_patients"]],
+        ["… with a survival label", f"{counts['labelled']['count']} ({counts['labelled']['died']} died)",
+         counts["labelled"]["patients"]],
+        ["Usable images", counts["usable"], counts["usable_patients"]],
+    ])
+    screened = counts.get("dicom_screened", {})
+    burned_in = counts.get("burned_in_annotation_images", [])
+    facts = [
+        f"Sites: {html.escape(', '.join(counts.get('sites', [])) or 'not given')}.",
+        f"Views assumed frontal (none in the manifest nor in the DICOM header): {counts.get('view_assumed_frontal', 0)}.",
+        "Left out by their DICOM header: " + (", ".join(f"{html.escape(reason)} {n}" for reason, n in screened.items())
+                                               or "none") + ".",
+        f"Age from DICOM header: {counts.get('age_from_dicom_header', 0)}; sex from DICOM header: "
+        f"{counts.get('sex_from_dicom_header', 0)} (where the manifest left them blank).",
+        f"Burned-in annotation (DICOM header BurnedInAnnotation YES): {len(burned_in)}"
+        + (f" ({', '.join(html.escape(name) for name in burned_in)}); their pixels are not cleaned, so they train, "
+           "but no figure shows them." if burned_in else "."),
+    ]
+    return table + "<ul>" + "".join(f"<li>{fact}</li>" for fact in facts) + "</ul>"
+
+
+def imputation_section(impute_report: Mapping[str, Any], hospital_data: bool) -> list[str]:
+    """The RandomForest's cross-validation, or why nothing was imputed (a manifest without the flags)."""
+    if "cv_by_image" not in impute_report:
+        return ["<h2>Label imputation</h2>",
+                f"<p>Imputation {html.escape(impute_report['imputation'])} (the study's features; "
+                "<code>went_icu</code>, <code>needed_supplemental_O2</code>, <code>intubation_present</code>, "
+                f"<code>extubated</code>). {impute_report['labelled']} observed labels; "
+                f"{impute_report['unlabelled']} images without one; nothing imputed.</p>"]
+    cv, by_patient = impute_report["cv_by_image"], impute_report["cv_by_patient"] or {}
+    return [
+        "<h2>Label imputation (RandomForest, the study's features)</h2>",
+        _table(["CV on observed labels", "Accuracy", "Balanced accuracy"], [
+            ["by image (the study's way)", _fmt(cv["accuracy"]), _fmt(cv["balanced_accuracy"])],
+            ["by patient", _fmt(by_patient.get("accuracy")), _fmt(by_patient.get("balanced_accuracy"))],
+            ["always 'survived' (baseline)", _fmt(impute_report["majority_class_baseline"]["accuracy"]), "0.500"],
+        ]),
+        f"<p>{impute_report['labelled']} observed labels, {impute_report['imputed']} imputed "
+        f"({impute_report['imputed_died']} imputed as died)."
+        + ("" if hospital_data else " Study's reported accuracy: ~0.925.") + "</p>",
+    ]
+
+
 def render(context: Mapping[str, Any], figures_dir: Path) -> str:
     ingest_report, impute_report = context["ingest_report"], context["impute_report"]
     evaluation, provenance = context["evaluation"], context["provenance"]
     counts = ingest_report["counts"]
-    cv, by_patient = impute_report["cv_by_image"], impute_report["cv_by_patient"] or {}
+    hospital_data = counts.get("schema") == "manifest"
     weights = evaluation.get("weights") or "none (trained from random initialisation)"
     weights_headline = weights.splitlines()[0].removeprefix("weights: ")
     parts = [
         f"<h1>COVID-19 mortality from chest X-rays — variant <code>{html.escape(evaluation['variant'])}</code>, "
         f"{html.escape(evaluation['split'])} split</h1>",
-        f'<div class="notice">{html.escape(NOTICE)}</div>',
+        f'<div class="notice">{html.escape(model_card.HOSPITAL_NOTICE if hospital_data else NOTICE)}</div>',
     ]
     if "partial" in weights.lower():
         parts.append(f'<div class="warn">Weights: {html.escape(weights_headline)}. Not the study\'s full '
@@ -305,28 +369,14 @@ def render(context: Mapping[str, Any], figures_dir: Path) -> str:
         sections[FIGURES_TITLE],
         "<h2>Data</h2>",
         f"<p>{html.escape(ingest_report['summary'])}</p>",
-        _table(["Step", "Images", "Patients"], [
-            ["Rows in metadata.csv", counts["rows"], ""],
-            ["COVID-19 X-rays", counts["covid_xray"], ""],
-            ["Frontal views", counts["frontal"], counts["frontal_patients"]],
-            ["… with a survival label", f"{counts['labelled']['count']} ({counts['labelled']['died']} died)",
-             counts["labelled"]["patients"]],
-            ["Usable images", counts["usable"], counts["usable_patients"]],
-        ]),
+        manifest_data_section(counts) if hospital_data else upstream_data_table(counts),
     ]
     if ingest_report["rejected"]:
         parts.append(_table(["Line", "File", "Rejected because"], [
             [r["line"], html.escape(r["filename"]), html.escape(f"{r['reason']}: {r['detail']}")]
             for r in ingest_report["rejected"]]))
     parts += [
-        "<h2>Label imputation (RandomForest, the study's features)</h2>",
-        _table(["CV on observed labels", "Accuracy", "Balanced accuracy"], [
-            ["by image (the study's way)", _fmt(cv["accuracy"]), _fmt(cv["balanced_accuracy"])],
-            ["by patient", _fmt(by_patient.get("accuracy")), _fmt(by_patient.get("balanced_accuracy"))],
-            ["always 'survived' (baseline)", _fmt(impute_report["majority_class_baseline"]["accuracy"]), "0.500"],
-        ]),
-        f"<p>{impute_report['labelled']} observed labels, {impute_report['imputed']} imputed "
-        f"({impute_report['imputed_died']} imputed as died). Study's reported accuracy: ~0.925.</p>",
+        *imputation_section(impute_report, hospital_data),
         *(["<h2>Model card</h2>", model_card_section(context["model_card"])] if context.get("model_card") else []),
         "<h2>How this was made</h2>",
         _table(["", ""], [[html.escape(k), f"<code>{html.escape(str(v))}</code>"] for k, v in provenance.items()]),
@@ -347,11 +397,13 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         decision = export.read_export(inputs["export"])
         provenance["export"] = (f"{decision['status']}: pushed version {decision['pushed_version']} to "
                                 f"{decision['pushed_to']}" if decision["pushed_to"] else decision["status"])
+    ingest_report = json.loads((inputs["ingest"].path / ingest.REPORT_NAME).read_text())
+    hospital_data = ingest_report["counts"].get("schema") == "manifest"
     context = {
-        "ingest_report": json.loads((inputs["ingest"].path / ingest.REPORT_NAME).read_text()),
+        "ingest_report": ingest_report,
         "impute_report": json.loads((inputs["impute"].path / impute.REPORT_NAME).read_text()),
         "evaluation": evaluation,
-        "published": published_rows(evaluation["variant"]),
+        "published": None if hospital_data else published_rows(evaluation["variant"]),
         "provenance": provenance,
         "model_card": model_card.read(inputs["export"].path / export.SAVED_MODEL_DIR) if "export" in inputs else None,
     }

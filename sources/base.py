@@ -65,6 +65,11 @@ class Source(abc.ABC):
         """Counts of its own for the ingest report."""
         return {}
 
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What a model card may say of the data: `source` ('upstream' or 'manifest') and facts that name
+        neither a patient nor a path."""
+
 
 def image_facts(image: image_io.StandardImage) -> dict[str, Any]:
     return {"width": image.width, "height": image.height, "source_mode": image.source_mode,

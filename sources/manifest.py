@@ -1,11 +1,11 @@
 """A hospital's own X-rays: `manifest.csv`, one row per image, read with identifiers kept in.
 
 Columns: `image` (a path relative to the folder, or absolute), `patient_id`, `died` (1, 0, blank);
-optional `age`, `sex` (M/F), `site`, `view`, `offset_days` and the study's outcome-adjacent flags
-(`went_icu`, `needed_supplemental_O2`, `intubation_present`, `extubated`: 1, 0, blank). Every value
-is checked before anything is written. Patients are named by a keyed pseudonym (common/pseudonym.py)
-and images by their file name unless that could identify (a DICOM UID, the patient id, a name two
-images share): then by a pseudonym too. Nothing that leaves this module names a patient id or an
+optional `age`, `sex` (M/F; left blank, taken from a DICOM image's header), `site`, `view`, `offset_days`
+and the study's outcome-adjacent flags (`went_icu`, `needed_supplemental_O2`, `intubation_present`,
+`extubated`: 1, 0, blank). Every value is checked before anything is written. Patients are named by a
+keyed pseudonym (common/pseudonym.py) and images by their file name unless that could identify (a DICOM
+UID, the patient id, a name two images share): then by a pseudonym too. Nothing that leaves this module names a patient id or an
 image's path; `lookup` maps the pseudonyms back, for use inside the hospital only.
 """
 
@@ -43,7 +43,8 @@ class ManifestSource(Source):
         header, raw_rows = read_table(self.table, REQUIRED_COLUMNS, ManifestError, "a manifest")
         self.missing_clinical = [column for column in CLINICAL_COLUMNS if column not in header]
         self.ignored_columns = [c for c in header if c not in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)]
-        self.example_columns = (*(c for c in EXAMPLE_COLUMNS if c not in self.missing_clinical), "site")
+        self.example_columns = (*(c for c in EXAMPLE_COLUMNS if c not in self.missing_clinical),
+                                "burned_in_annotation", "site")
         paths = [self._path(line, raw) for line, raw in raw_rows]
         self._check_unique(paths, raw_rows)
         shared_names = {name for name, n in collections.Counter(p.name for p in paths).items() if n > 1}
@@ -144,17 +145,23 @@ class ManifestSource(Source):
         except image_io.ImageRejected as rejected:
             detail = rejected.detail.replace(str(path), row["filename"]).replace(path.name, row["filename"])
             raise image_io.ImageRejected(rejected.reason, detail) from None
-        view = row["view"]
         facts = image.dicom  # the DICOM header's facts (None for PNG/JPEG)
-        if facts is not None:
-            reason = dicom.screen(facts)
-            if reason:
-                raise image_io.ImageRejected(reason, f"{row['filename']}: from its DICOM header")
-            view = view or facts.view_position or ""
-        return {**image_facts(image), "view": view, "view_assumed": int(not view)}
+        if facts is None:
+            return {**image_facts(image), "view_assumed": int(not row["view"]), "burned_in_annotation": 0}
+        reason = dicom.screen(facts)
+        if reason:
+            raise image_io.ImageRejected(reason, f"{row['filename']}: from its DICOM header")
+        view = row["view"] or facts.view_position or ""
+        return {**image_facts(image), "view": view, "view_assumed": int(not view),
+                **header_covariates(row, facts), "burned_in_annotation": int(facts.burned_in_annotation == "YES")}
 
     def image_counts(self, usable: Sequence[tuple[int, Mapping[str, Any]]]) -> dict[str, Any]:
+        burned_in = sorted(row["filename"] for _, row in usable if row["burned_in_annotation"])
         return {"view_assumed_frontal": sum(row["view_assumed"] for _, row in usable),
+                "age_from_dicom_header": sum(row.get("age_from_header", 0) for _, row in usable),
+                "sex_from_dicom_header": sum(row.get("sex_from_header", 0) for _, row in usable),
+                "burned_in_annotation": len(burned_in), "burned_in_annotation_images": burned_in,
+                "sites": sorted({row["site"] for _, row in usable if row["site"]}),
                 "imputation_columns_missing": self.missing_clinical}
 
     def image_files(self) -> list[tuple[str, Path, str]]:
@@ -164,7 +171,25 @@ class ManifestSource(Source):
         hashed = [pseudonym.keyed_hash(self._key, str(path)) for path in named]
         return [(digest, path, digest) for digest, path in zip(hashed, named) if path.is_file()]
 
+    def describe(self) -> dict[str, Any]:
+        """The folder's name (never its path), its sites and the pseudonym key's id."""
+        return {"source": "manifest", "folder": self.data_dir.name, "pseudonym_key_id": self.key_id,
+                "sites": sorted({row["site"] for _, row in self.rows if row["site"]})}
+
     def lookup(self, names: Sequence[str]) -> dict[str, str]:
         """Patient pseudonyms -> patient ids and image names -> paths; unknown names are left out."""
         known = {**self._patients, **{name: str(path) for name, path in self._paths.items()}}
         return {name: known[name] for name in names if name in known}
+
+
+def header_covariates(row: Mapping[str, Any], facts: dicom.DicomFacts) -> dict[str, Any]:
+    """Age and sex the manifest left blank, from the DICOM header (ages over 89 written as 90), each marked
+    so that ingest counts them."""
+    found: dict[str, Any] = {}
+    years = facts.patient_age_years
+    if not row["age"] and years is not None:
+        age = str(OLDEST_AGE_WRITTEN) if years > OLDEST_AGE_WRITTEN - 1 else f"{round(years, 1):g}"
+        found.update(age=age, age_from_header=1)
+    if not row["sex"] and facts.patient_sex:
+        found.update(sex=facts.patient_sex, sex_from_header=1)
+    return found

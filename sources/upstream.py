@@ -82,6 +82,9 @@ class UpstreamSource(Source):
         return Selection(selected, dropped, warnings,
                          {"schema": layout, "rows": len(rows), "covid_xray": len(covid_xray)})
 
+    def describe(self) -> dict[str, str]:
+        return {"source": "upstream", "collection": "ieee8023/covid-chestxray-dataset"}
+
     def image_path(self, filename: str) -> Path:
         return image_io.resolve_inside(self.images_dir, filename)
 

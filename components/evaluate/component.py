@@ -369,6 +369,15 @@ def add_repeated_cv(record: dict[str, Any], train_dir: Path, summary: Mapping[st
         record["repeated_cv"] = evaluate_repeats.run(train_dir, summary, params, out_dir, admission)
 
 
+def without_burned_in_text(predictions: Mapping[str, np.ndarray],
+                           examples: Mapping[str, Mapping[str, str]]) -> dict[str, np.ndarray]:
+    """The rows whose DICOM header does not flag burned-in annotation (text that may name the patient):
+    their pixels are not cleaned, so they train but are never pictured."""
+    keep = np.array([examples.get(sid, {}).get("burned_in_annotation") != "1" for sid in predictions["source_id"]],
+                    dtype=bool)
+    return {k: v[keep] for k, v in predictions.items()}
+
+
 def examples_by_source_id(artifact: base.Artifact) -> dict[str, dict[str, str]]:
     return {row["source_id"]: row for row in ingest.read_examples(artifact)}
 
@@ -376,7 +385,8 @@ def examples_by_source_id(artifact: base.Artifact) -> dict[str, dict[str, str]]:
 def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
     train = inputs["train"]
     summary, trained_with = train_outputs.read_summary(train.path), train_outputs.read_params(train.path)
-    predictions = with_row_facts(train_outputs.read_predictions(train.path), examples_by_source_id(inputs["examples"]))
+    examples = examples_by_source_id(inputs["examples"])
+    predictions = with_row_facts(train_outputs.read_predictions(train.path), examples)
     tta = None
     if params["tta_views"]:
         tta = tta_predictions(train.path, inputs["tfrecords"].path, predictions, trained_with,
@@ -388,11 +398,11 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     write_figures(out_dir, record, predictions, train_outputs.read_histories(train.path),
                   train_outputs.read_lr_curves(train.path))
     if params["gradcam_images"]:
-        observed = _observed(predictions)
-        examples = _gradcam_examples(train, inputs["tfrecords"].path, observed, params["gradcam_images"],
-                                     trained_with.image_size)
-        if examples:
-            evaluate_plots.gradcam_grid(*examples, out_dir / "gradcam.png")
+        shown = without_burned_in_text(_observed(predictions), examples)
+        gradcam_examples = _gradcam_examples(train, inputs["tfrecords"].path, shown, params["gradcam_images"],
+                                             trained_with.image_size)
+        if gradcam_examples:
+            evaluate_plots.gradcam_grid(*gradcam_examples, out_dir / "gradcam.png")
     return {name: round(value["estimate"], 4) for name, value in record["metrics"].items()}
 
 

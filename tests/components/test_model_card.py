@@ -38,7 +38,7 @@ def card():
         model_name="covid_demo", status="DEMO — not blessed for use: roc_auc 0.6000 < 0.7", blessed=False,
         export_record=export_record, predictions=predictions, evaluation=evaluation,
         train_summary={"variant": "original_weights", "labels": "observed", "split": "image", "weights": PARTIAL},
-        data={"folder": "/data/covid-chestxray-dataset", "content_sha256": "f" * 64})
+        data={"source": "upstream", "collection": "ieee8023/covid-chestxray-dataset", "content_sha256": "f" * 64})
     return built, evaluation
 
 
@@ -99,3 +99,23 @@ def test_the_card_is_written_and_read_back(card, tmp_path):
     model_card.write(tmp_path, built)
     assert model_card.read(tmp_path) == built
     assert (tmp_path / model_card.MARKDOWN_NAME).read_text() == model_card.to_markdown(built)
+
+
+def test_a_card_of_the_hospitals_own_data_names_it_without_ids_or_paths(card):
+    _, evaluation = card
+    predictions = _predictions()
+    predictions["patient"] = np.char.add("pt-", predictions["patient"])
+    built = model_card.build(
+        model_name="covid", status="blessed", blessed=True, evaluation=evaluation, predictions=predictions,
+        export_record={"threshold": 0.5, "ensemble": "single model", "members": [{}], "image_size": 224,
+                       "bless_thresholds": {"roc_auc": 0.7}, "metrics": {}},
+        train_summary={"variant": "original_weights", "labels": "observed", "split": "patient", "weights": None},
+        data={"source": "manifest", "folder": "export-2021", "pseudonym_key_id": "0123456789abcdef",
+              "sites": ["north", "south"], "content_sha256": "f" * 64})
+    text = model_card.to_markdown(built)
+    for shown in ("**data folder (its name)**: export-2021", "**sites**: north, south",
+                  "**pseudonym key id**: 0123456789abcdef", "**images trained and cross-validated on**: 60",
+                  "**patients**: 30", "**patients who died**: 6", "the hospital's own data"):
+        assert shown in text
+    assert built["intended_use"] == model_card.HOSPITAL_INTENDED_USE
+    assert "ieee8023" not in text and "public collection" not in text and "pt-" not in text

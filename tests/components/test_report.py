@@ -1,5 +1,6 @@
 """The report, rendered from real sample reports and a synthetic evaluation, read in headless Chromium."""
 
+import html
 import json
 import os
 import re
@@ -98,6 +99,27 @@ def test_report_holds_metrics_beside_the_study_and_the_notices(rendered):
     assert "Age and sex</b>: not computed" in text  # no admission facts given
     assert "Patient level</b>: not computed" in text and "Test-time augmentation</b>: off" in text
     assert "First-week images" not in text  # no offsets, no set
+
+
+def test_a_manifest_report_names_the_hospitals_data_and_survives_a_refused_imputation(rendered, tmp_path):
+    _, _, context = rendered
+    counts = {**context["ingest_report"]["counts"], "schema": "manifest", "sites": ["north"],
+              "view_assumed_frontal": 2, "dicom_screened": {"dicom_lateral_view": 1}, "age_from_dicom_header": 3,
+              "sex_from_dicom_header": 0, "burned_in_annotation": 1, "burned_in_annotation_images": ["img-01.dcm"]}
+    rows = [{"source_id": f"{i}.dcm", "patientid": "pt-1", "mortality_observed": str(i % 2)} for i in range(4)]
+    refused = impute.without_imputation(rows, ingest.CLINICAL_COLUMNS)["report"]
+    manifest_report = {**context["ingest_report"], "counts": counts, "summary": ingest.summary_line(counts)}
+    text = report.render({**context, "ingest_report": manifest_report,
+                          "impute_report": refused, "published": None}, tmp_path)
+    data = text.split("<h2>Data</h2>")[1].split("<h2>")[0]
+    assert "Rows in manifest.csv" in data and "metadata.csv" not in data and "COVID-19 X-rays" not in data
+    for shown in ("Sites: north.", "assumed frontal (none in the manifest nor in the DICOM header): 2",
+                  "dicom_lateral_view 1", "Age from DICOM header: 3", "Burned-in annotation", "img-01.dcm"):
+        assert shown in data
+    assert "3 age from DICOM header" in data and "1 with burned-in annotation" in data  # the summary line
+    assert "Imputation not possible: the data has no column(s) went_icu" in text
+    assert "Study (test)" not in text and "Study:" not in text and "0.925" not in text
+    assert html.escape(model_card.HOSPITAL_NOTICE) in text and "public collection" not in text
 
 
 def test_a_resummarised_report_keeps_the_runs_own_sections(rendered, tmp_path):

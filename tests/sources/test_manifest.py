@@ -136,3 +136,26 @@ def test_dicom_header_facts_give_the_view_and_screen_the_image(tmp_path):
     with pytest.raises(image_io.ImageRejected) as rejected:
         source.check_image(blank)
     assert rejected.value.reason == "dicom_lateral_view" and blank["filename"] in rejected.value.detail
+
+
+def test_blank_age_and_sex_come_from_the_dicom_header_and_burned_in_text_is_flagged(tmp_path):
+    """The manifest's own age and sex win; the header fills blanks (over 89 written as 90), counted; a
+    BurnedInAnnotation YES is carried per image and named by the image's output name."""
+    from tests.images import dicom_files
+
+    rows = hospital(tmp_path, images=2)
+    rows[0].update(age="", sex="")
+    write_manifest(tmp_path, rows)
+    source = _source(tmp_path)
+    (_, blank), (_, given) = source.select(["PA", "AP"]).rows
+    for row, burned_in in ((blank, "YES"), (given, "NO")):
+        ds = dicom_files.dataset(dicom_files.sample_gray(64), PatientAge="093Y", PatientSex="F",
+                                 BurnedInAnnotation=burned_in)
+        dicom_files.write(ds, source.image_path(row["filename"]))
+    checked = [(2, {**row, **source.check_image(row)}) for row in (blank, given)]
+    assert [(row["age"], row["sex"], row["burned_in_annotation"]) for _, row in checked] == [
+        ("90", "F", 1), (given["age"], given["sex"], 0)]
+    counts = source.image_counts(checked)
+    assert (counts["age_from_dicom_header"], counts["sex_from_dicom_header"]) == (1, 1)
+    assert counts["burned_in_annotation_images"] == [blank["filename"]] and counts["burned_in_annotation"] == 1
+    assert counts["sites"] == ["ward-7"]

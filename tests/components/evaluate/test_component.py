@@ -269,3 +269,10 @@ def test_stored_tta_predictions_must_be_of_the_same_run(tmp_path):
     other = {**predictions, "probability": predictions["probability"] + 1e-6}
     with pytest.raises(evaluate.PipelineError, match="another stored probability"):
         evaluate.read_tta_predictions(path, other)
+
+
+def test_images_with_burned_in_text_are_never_pictured():
+    predictions = {"source_id": np.array(["a.dcm", "b.dcm", "c.png"]), "label": np.array([1, 0, 1])}
+    examples = {"a.dcm": {"burned_in_annotation": "1"}, "b.dcm": {"burned_in_annotation": "0"}, "c.png": {}}
+    shown = evaluate.without_burned_in_text(predictions, examples)
+    assert shown["source_id"].tolist() == ["b.dcm", "c.png"] and shown["label"].tolist() == [0, 1]
