@@ -219,7 +219,7 @@ def beyond_study_section(evaluation: Mapping[str, Any], figures_dir: Path) -> st
         early = sets[evaluate_outputs.EARLY_IMAGES]
         text += (f"<p><b>First-week images</b> ({early['n']} images, {early['positives']} of them of patients who died): "
                  f"images taken at most {evaluate_outputs.EARLY_OFFSET_DAYS} days after symptom onset or admission (the "
-                 "metadata's <code>offset</code>; negative offsets, before it, included; images without one left "
+                 "data's <code>offset</code> or <code>offset_days</code>; negative offsets, before it, included; images without one left "
                  "out), the X-rays a triage decision would have. Scored by the same models, trained on all "
                  "images.</p>")
     if evaluate_outputs.OBSERVED_TTA in sets:

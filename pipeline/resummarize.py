@@ -42,8 +42,9 @@ FLAGS = flags.FLAGS  # --output_dir (where ingest's artifact is written and reus
 PROVENANCE = re.compile(r"provenance_table(\d)_(\w+)\.json")
 
 
-def _examples(provenance: Mapping[str, Any], output_dir: Path) -> dict[str, dict[str, str]]:
-    """Ingest's rows by source_id, of the data folder the provenance names (relative to the repository)."""
+def _examples(provenance: Mapping[str, Any], output_dir: Path) -> tuple[dict[str, dict[str, str]], bool]:
+    """Ingest's rows by source_id, of the data folder the provenance names (relative to the repository), and
+    whether that folder is the upstream collection (the study's numbers are shown beside it, not a manifest)."""
     data_dir = (configs.REPO_ROOT / provenance["data_dir"]).resolve()
     config = configs.PipelineConfig(data_dir=data_dir, output_dir=output_dir)
     artifacts = local_runner.run_pipeline(create_pipeline(config), "ingest", log=lambda _: None)
@@ -51,7 +52,8 @@ def _examples(provenance: Mapping[str, Any], output_dir: Path) -> dict[str, dict
     if recorded and artifacts["data"].fingerprint != recorded:
         raise PipelineError(f"{data_dir}: data fingerprint {artifacts['data'].fingerprint[:12]} is not the "
                             f"{recorded[:12]} the results were made from")
-    return evaluate.examples_by_source_id(artifacts["ingest"])
+    upstream = artifacts["ingest"].counts.get("schema") != "manifest"
+    return evaluate.examples_by_source_id(artifacts["ingest"]), upstream
 
 
 def _stored_numbers(stored: Mapping[str, Any]) -> dict[tuple[str, str], float]:
@@ -79,8 +81,10 @@ def _check_unchanged(run_dir: Path, stored: Mapping[str, Any], record: Mapping[s
             raise PipelineError(f"{run_dir}: {name} ({key}) was {value} and is now {new}: not the same predictions")
 
 
-def resummarize_run(run_dir: Path, examples: Mapping[str, Mapping[str, str]], seed: int) -> dict[str, Any]:
-    """Evaluate one run folder again from its stored predictions; returns the new evaluation record."""
+def resummarize_run(run_dir: Path, examples: Mapping[str, Mapping[str, str]], seed: int,
+                    upstream: bool = True) -> dict[str, Any]:
+    """Evaluate one run folder again from its stored predictions; returns the new evaluation record. The
+    study's published numbers stand beside a run on the upstream collection only."""
     stored = json.loads((run_dir / evaluate.EVALUATION_NAME).read_text())
     observed = stored["sets"][evaluate.OBSERVED]
     tta_views = stored["sets"].get(evaluate.OBSERVED_TTA, {}).get("tta_views", 0)
@@ -95,7 +99,7 @@ def resummarize_run(run_dir: Path, examples: Mapping[str, Mapping[str, str]], se
     _check_unchanged(run_dir, stored, record)
     evaluate.write_summary(run_dir, record)
     page = (run_dir / report.REPORT_NAME).read_text()
-    sections = report.summary_sections(record, published_rows(record["variant"]), run_dir)
+    sections = report.summary_sections(record, published_rows(record["variant"]) if upstream else None, run_dir)
     write_text_atomic(run_dir / report.REPORT_NAME, report.replace_sections(page, sections))
     return record
 
@@ -106,11 +110,11 @@ def resummarize_folder(folder: Path, output_dir: Path) -> list[Path]:
     for provenance_path in sorted(folder.glob("provenance_table*.json")):
         table, split = PROVENANCE.fullmatch(provenance_path.name).groups()
         provenance = json.loads(provenance_path.read_text())
-        examples = _examples(provenance, output_dir)
+        examples, upstream = _examples(provenance, output_dir)
         runs = []
         for run in provenance["runs"]:
             run_dir = folder / f"{run['variant']}_{run['arch']}_{run['split']}"
-            record = resummarize_run(run_dir, examples, provenance["seed"])
+            record = resummarize_run(run_dir, examples, provenance["seed"], upstream)
             runs.append({**run, "evaluation": record, "artifacts": {"train": str(run_dir)},
                          "command": provenance.get("command", "")})
         resamples = runs[0]["evaluation"]["sets"][evaluate.OBSERVED]["bootstrap"]["resamples"]
