@@ -28,13 +28,20 @@ DECISION_THRESHOLDS = tuple(round(0.05 + 0.01 * i, 2) for i in range(46))  # 5% 
 _EPS = 1e-6
 
 
-def _logit(probabilities: np.ndarray) -> np.ndarray:
+def logit(probabilities: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(probabilities, float), _EPS, 1 - _EPS)
     return np.log(p / (1 - p))
 
 
-def _logistic_fit(design: np.ndarray, labels: np.ndarray, offset: np.ndarray, iterations: int = 100) -> np.ndarray:
+def logistic_fit(design: np.ndarray, labels: np.ndarray, offset: np.ndarray, iterations: int = 100) -> np.ndarray:
     """Maximum-likelihood coefficients of logit P(y) = offset + design @ beta (Newton-Raphson)."""
+    return logistic_fit_converged(design, labels, offset, iterations)[0]
+
+
+def logistic_fit_converged(design: np.ndarray, labels: np.ndarray, offset: np.ndarray,
+                           iterations: int = 100) -> tuple[np.ndarray, bool]:
+    """`logistic_fit`'s coefficients and whether Newton's steps came to rest (they do not under separated
+    outcomes, where the likelihood has no maximum and the coefficients grow without end)."""
     beta = np.zeros(design.shape[1])
     for _ in range(iterations):
         eta = offset + design @ beta
@@ -44,8 +51,8 @@ def _logistic_fit(design: np.ndarray, labels: np.ndarray, offset: np.ndarray, it
         step = np.linalg.solve(hessian + 1e-12 * np.eye(len(beta)), gradient)
         beta = beta + step
         if np.max(np.abs(step)) < 1e-10:
-            break
-    return beta
+            return beta, True
+    return beta, False
 
 
 def calibration_slope_intercept(labels: Sequence[int], probabilities: Sequence[float]) -> dict[str, float]:
@@ -53,10 +60,10 @@ def calibration_slope_intercept(labels: Sequence[int], probabilities: Sequence[f
     labels = np.asarray(labels, float)
     if len(np.unique(labels)) < 2:
         return {"slope": math.nan, "intercept": math.nan}
-    x = _logit(probabilities)
+    x = logit(probabilities)
     ones = np.ones((len(x), 1))
-    _, slope = _logistic_fit(np.hstack([ones, x[:, None]]), labels, np.zeros_like(x))
-    (intercept,) = _logistic_fit(ones, labels, x)
+    _, slope = logistic_fit(np.hstack([ones, x[:, None]]), labels, np.zeros_like(x))
+    (intercept,) = logistic_fit(ones, labels, x)
     return {"slope": float(slope), "intercept": float(intercept)}
 
 
