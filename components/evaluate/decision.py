@@ -5,7 +5,7 @@ Calibration slope and intercept are the logistic recalibration of the out-of-fol
 logit P(died) = a + b * logit(p) (1 = ideal; below 1, predictions too extreme, as from overfitting on
 few patients), and the intercept of logit P(died) = a + logit(p) with the slope held at 1
 (calibration-in-the-large; 0 = ideal, negative = risks overestimated). Both are maximum-likelihood
-fits by Newton's method; nothing is recalibrated, they only describe.
+fits by Newton's method; here they describe (`validation` fits the same models to recalibrate and update).
 
 Decision curves (Vickers & Elkin 2006): at a threshold probability t, a clinician who treats every
 case with p >= t (the project's decision rule, `common.decision`) gains
