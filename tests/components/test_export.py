@@ -309,13 +309,14 @@ def test_blessing_reads_the_lower_end_of_the_interval_and_with_repeats_the_mean_
     assert value == 0.71 and "averaged over 3 repeats" in what
 
 
-def _generated_predictions(train_dir, k=3, per_fold=300, seed=0):
-    """Out-of-fold predictions whose deaths follow sigmoid(-0.8 + 0.6 logit(p)): overconfident, risks too high."""
+def _generated_predictions(train_dir, k=3, per_fold=300, seed=0, slope=0.6):
+    """Out-of-fold predictions whose deaths follow sigmoid(-0.8 + slope logit(p)): with 0.6, overconfident and too
+    high; with a negative slope, ranked the wrong way round."""
     from components.train import outputs as train_outputs
     rng = np.random.default_rng(seed)
     for fold in range(k):
         p = 1 / (1 + np.exp(-rng.normal(0, 1.5, per_fold)))
-        died = rng.random(per_fold) < 1 / (1 + np.exp(0.8 - 0.6 * np.log(p / (1 - p))))
+        died = rng.random(per_fold) < 1 / (1 + np.exp(0.8 - slope * np.log(p / (1 - p))))
         with open(train_outputs.fold_dir(train_dir, fold) / train_outputs.PREDICTIONS_CSV, "w") as handle:
             handle.write(",".join(train_outputs.PREDICTION_COLUMNS) + "\n")
             for i in range(per_fold):
@@ -348,6 +349,17 @@ def test_export_serves_the_recalibrated_probability_fitted_on_out_of_fold_predic
     off, _ = base.execute(export.SPEC, {"model": train}, _params(tmp_path / "s", 0.8, recalibrate=False),
                           tmp_path / "r")
     assert export.read_export(off)["recalibration"]["reason"] == "turned off (--norecalibrate)"
+
+
+def test_export_skips_recalibration_when_the_fitted_slope_is_not_positive(tmp_path):
+    helpers.write_folds(tmp_path / "train", k=3)
+    helpers.write_train_records(tmp_path / "train", k=3)
+    _generated_predictions(tmp_path / "train", slope=-0.5)
+    train = helpers.fake_artifact(tmp_path / "train", "reversed")
+    artifact, _ = base.execute(export.SPEC, {"model": train}, _params(tmp_path / "s", 0.8), tmp_path / "r")
+    recalibration = export.read_export(artifact)["recalibration"]
+    assert not recalibration["applied"] and recalibration["slope"] < 0
+    assert recalibration["reason"].startswith(f"the fitted slope {recalibration['slope']:.3f} is not positive")
 
 
 def test_export_skips_recalibration_with_the_reason_when_it_cannot_be_fitted(tmp_path, train_artifact):
