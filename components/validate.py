@@ -36,7 +36,6 @@ from serving import update as serving_update
 
 VALIDATION_NAME = "validation.json"
 PREDICTIONS_NAME = "predictions.csv"
-SCORES_NAME = "scores.csv"
 CALIBRATION_FIGURE = "calibration_curve.png"
 DECISION_FIGURE = "decision_curve.png"
 UPDATED_MODEL_DIR = "updated_saved_model"
@@ -62,6 +61,11 @@ def image_entries(data_dir: Path, rows: Sequence[Mapping[str, str]]) -> list[tup
     """(source_id, image path) of each row, for `pipeline.score`, found as the TFRecords stage finds them."""
     images_dir = Path(data_dir) / ingest.IMAGES_DIR
     return [(row["source_id"], image_io.resolve_inside(images_dir, row["filename"])) for row in rows]
+
+
+def scores_name(model_sha256: str) -> str:
+    """`pipeline.score`'s output for one model: validating another model in the same folder scores afresh."""
+    return f"scores-{model_sha256[:12]}.csv"
 
 
 def read_scores(path: Path) -> dict[str, tuple[float, str]]:

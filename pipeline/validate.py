@@ -67,9 +67,10 @@ def main(argv) -> int:
         rows = validate.labelled_rows(ingest.read_examples(validate.ingest_site(data_dir, out_dir)))
         if not rows:
             raise PipelineError(f"--data_dir {data_dir}: no usable image with a known outcome")
-        score.score(validate.image_entries(data_dir, rows), saved_model_dir, out_dir / validate.SCORES_NAME,
-                    FLAGS.images_per_batch, FLAGS.workers)
-        site = validate.scored_rows(rows, validate.read_scores(out_dir / validate.SCORES_NAME))
+        scores = out_dir / validate.scores_name(score.model_sha256(saved_model_dir))  # one per model: resumable
+        score.score(validate.image_entries(data_dir, rows), saved_model_dir, scores, FLAGS.images_per_batch,
+                    FLAGS.workers)
+        site = validate.scored_rows(rows, validate.read_scores(scores))
         resamples, seed = FLAGS.bootstrap_resamples, FLAGS.seed
         record = validate.validation_record(site, card, threshold, resamples, seed)
         update = pushed = None

@@ -97,16 +97,18 @@ def _spline_basis(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
 
 
 def _fitted_curve(labels: np.ndarray, x: np.ndarray, knots: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """P(died) on `grid` (logits) of a logistic regression on the spline of logit(p); NaN if the fit fails."""
+    """P(died) on `grid` (logits) of a logistic regression on the spline of logit(p); NaN if the fit fails or does
+    not converge (a resample whose outcomes the spline separates)."""
     if len(np.unique(labels)) < 2:
         return np.full(len(grid), math.nan)
     with np.errstate(all="ignore"):
         try:
-            beta = evaluate_decision.logistic_fit(_spline_basis(x, knots), labels.astype(float), np.zeros_like(x))
+            beta, converged = evaluate_decision.logistic_fit_converged(_spline_basis(x, knots), labels.astype(float),
+                                                                       np.zeros_like(x))
         except np.linalg.LinAlgError:
             return np.full(len(grid), math.nan)
         curve = special.expit(_spline_basis(grid, knots) @ beta)
-    return curve if np.all(np.isfinite(curve)) else np.full(len(grid), math.nan)
+    return curve if converged and np.all(np.isfinite(curve)) else np.full(len(grid), math.nan)
 
 
 def calibration_curve(labels: Sequence[int], probabilities: Sequence[float], patients: Sequence[str],
