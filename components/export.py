@@ -10,8 +10,9 @@ TFX's Evaluator + Pusher in one stage:
    did not train on it; all repeats pooled) is applied to the logit of the
    served probability inside the graph, so TF Serving serves calibrated risks
    and the threshold applies to them; where the fit fails or its slope is not
-   positive (too few deaths, as on the embedded sample) nothing is
-   recalibrated and the card says why (`validation.development_recalibration`);
+   positive (outcomes separated by few deaths, or predictions ranking the
+   wrong way round) nothing is recalibrated and the card says why
+   (`validation.development_recalibration`);
 2. the SavedModel is loaded back and checked against the Keras models on a
    test image (within 1e-5), so a broken graph is never pushed;
 3. the model is "blessed" when the lower end of the 95% bootstrap interval of the evaluation's pooled

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from components.evaluate.outputs import OBSERVED
+from components.evaluate.outputs import OBSERVED, RECALIBRATED
 
 JSON_NAME = "assets.extra/model_card.json"
 MARKDOWN_NAME = "assets.extra/model_card.md"
@@ -86,10 +86,17 @@ def metrics_with_intervals(evaluation: Mapping[str, Any] | None,
 
 
 def calibration(evaluation: Mapping[str, Any] | None) -> dict[str, float]:
-    """Every scalar the evaluation gives about calibration (ECE, Brier score, base rate, ...)."""
-    found = (evaluation or {}).get("sets", {}).get(OBSERVED, {}).get("calibration", {})
-    return {name: float(value) for name, value in found.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    """Every scalar the evaluation gives about calibration (ECE, Brier score, base rate, ...) of the out-of-fold
+    probabilities, and, prefixed, of the recalibrated ones cross-fitted (what the served probabilities do when
+    export recalibrates)."""
+    sets = (evaluation or {}).get("sets", {})
+
+    def scalars(name: str, prefix: str) -> dict[str, float]:
+        found = sets.get(name, {}).get("calibration", {})
+        return {prefix + key: float(value) for key, value in found.items()
+                if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+    return {**scalars(OBSERVED, ""), **scalars(RECALIBRATED, "recalibrated_cross_fitted_")}
 
 
 def decision_rule(threshold: float) -> str:
