@@ -2,8 +2,8 @@
 
 `pipeline/validate.py` is the front door: it resolves the model and scores the site's images through the served
 signature (`pipeline.score`); this module does the rest. The site's data folder goes through the pipeline's own
-ingest (`ingest_site`: any data source ingest reads, its examples rows), so the same images are kept and rejected
-as in development. `validation_record` computes what TRIPOD+AI and Riley et al. (BMJ 2024) ask of an external
+data source and ingest, wired as `pipeline.run` wires them (any data source ingest reads; this module reads its
+examples rows), so the same images are kept and rejected as in development. `validation_record` computes what TRIPOD+AI and Riley et al. (BMJ 2024) ask of an external
 validation with the evaluate package's code (`components/evaluate/validation.py`); `update_record` fits an update
 (Vergouwe et al. 2017) and estimates its calibration on patients it was not fitted on; `push_update` serves it as
 the next version of the same model name, the update inside the graph (`serving/update.py`), its card naming the
@@ -24,7 +24,7 @@ import numpy as np
 from common import files
 from common.decision import called_died
 from common.errors import PipelineError
-from components import base, configs, data_source, ingest, model_card
+from components import ingest, model_card
 from components.evaluate import clinical_baseline
 from components.evaluate import component as evaluate_component
 from components.evaluate import decision as evaluate_decision
@@ -39,19 +39,10 @@ PREDICTIONS_NAME = "predictions.csv"
 CALIBRATION_FIGURE = "calibration_curve.png"
 DECISION_FIGURE = "decision_curve.png"
 UPDATED_MODEL_DIR = "updated_saved_model"
-SHA256_CACHE = "data_source/sha256_cache.json"
 UPDATE_CHOICES = ("intercept", "logistic", "auto")
 
 
 # ---------------------------------------------------------------- the site's rows
-def ingest_site(data_dir: Path, out_dir: Path) -> base.Artifact:
-    """The site's data through the pipeline's ingest (frontal views, usable images), written under `out_dir`."""
-    data = data_source.import_data_dir(Path(data_dir), Path(out_dir) / SHA256_CACHE)
-    artifact, _ = base.execute(ingest.SPEC, {"data": data},
-                               {"frontal_views": list(configs.FRONTAL_VIEWS), "max_offset_days": None}, Path(out_dir))
-    return artifact
-
-
 def labelled_rows(examples: Sequence[Mapping[str, str]]) -> list[Mapping[str, str]]:
     """Ingest's rows whose outcome is known (died 1 or survived 0): the only rows a validation can use."""
     return [row for row in examples if row["mortality_observed"] in ("0", "1")]

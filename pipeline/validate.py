@@ -29,8 +29,9 @@ from common import files
 from common.errors import PipelineError
 from components import ingest, model_card, validation_report
 from components import validate
+from pipeline import flags as pipeline_flags, local_runner, score
 from pipeline import run as run_flags  # noqa: F401  (defines --data_dir, --output_dir, --serving_dir, --seed, ...)
-from pipeline import score
+from pipeline.pipeline import create_pipeline
 from pipeline.provenance import git_commit
 
 FLAGS = flags.FLAGS
@@ -64,7 +65,10 @@ def main(argv) -> int:
         card = model_card.read(saved_model_dir) if (saved_model_dir / model_card.JSON_NAME).is_file() else None
         threshold = float(card["decision"]["threshold"]) if card else FLAGS.threshold
         out_dir.mkdir(parents=True, exist_ok=True)
-        rows = validate.labelled_rows(ingest.read_examples(validate.ingest_site(data_dir, out_dir)))
+        # The site's folder through the data source and ingest exactly as pipeline.run wires them.
+        site_config = pipeline_flags.config_from_flags(FLAGS)
+        examples = local_runner.run_pipeline(create_pipeline(site_config), stop_after="ingest")["ingest"]
+        rows = validate.labelled_rows(ingest.read_examples(examples))
         if not rows:
             raise PipelineError(f"--data_dir {data_dir}: no usable image with a known outcome")
         scores = out_dir / validate.scores_name(score.model_sha256(saved_model_dir))  # one per model: resumable
