@@ -264,11 +264,10 @@ def development_recalibration(labels: Sequence[int], probabilities: Sequence[flo
     if not (converged and math.isfinite(intercept) and math.isfinite(slope)):
         return {**facts, "applied": False, "reason": "the logistic fit did not converge (outcomes separated by the "
                                                      "predictions, or too few deaths)"}
-    fitted = {"intercept": float(intercept), "slope": float(slope)}
-    facts.update(intercept=fitted["intercept"], slope=fitted["slope"])
-    if fitted["slope"] <= 0:
+    facts.update(intercept=float(intercept), slope=float(slope))
+    if slope <= 0:
         return {**facts, "applied": False,
-                "reason": f"the fitted slope {fitted['slope']:.3f} is not positive: the out-of-fold predictions "
+                "reason": f"the fitted slope {slope:.3f} is not positive: the out-of-fold predictions "
                           f"({facts['deaths']} deaths in {facts['rows']} rows) do not support it"}
     return {**facts, "applied": True, "reason": f"fitted on {facts['rows']} out-of-fold predictions "
                                                 f"({facts['deaths']} deaths)"}
