@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from components import model_card
+from components.validate import CALIBRATION_FIGURE, DECISION_FIGURE
 from components.report import DECISION_ROWS, NOTICE, STYLE, _fmt, _image, _table
 
 REPORT_NAME = "report.html"
@@ -57,7 +58,7 @@ def calibration_section(record: Mapping[str, Any], out_dir: Path) -> str:
             "whether they are right along the whole range. No Hosmer-Lemeshow test: it gives no size or direction "
             "of miscalibration.</p>")
     text += statistics_table(CALIBRATION, {"Images": images, "Patients": record["patients"]})
-    figure = out_dir / "calibration_curve.png"
+    figure = out_dir / CALIBRATION_FIGURE
     if figure.is_file():
         text += _image(figure, f"Flexible calibration curve: {record['calibration_curve']['method']}; below, the "
                                "predicted risks", False)
@@ -74,7 +75,7 @@ def decision_section(record: Mapping[str, Any], out_dir: Path) -> str:
              + _table(["Threshold", "Treat all", "Treat none", "Model"],
                       [[f"{t:.0%}", _fmt(curve[t]["treat_all"]), _fmt(0.0), _fmt(curve[t]["model"])]
                        for t in DECISION_ROWS if t in curve]))
-    figure = out_dir / "decision_curve.png"
+    figure = out_dir / DECISION_FIGURE
     if figure.is_file():
         text += _image(figure, "Decision curve at this site, 5-50%", False)
     return text
