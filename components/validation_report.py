@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from components import model_card
-from components.validate import CALIBRATION_FIGURE, DECISION_FIGURE
 from components.report import DECISION_ROWS, NOTICE, STYLE, _fmt, _image, _table
+from components.validate import CALIBRATION_FIGURE, DECISION_FIGURE
 
 REPORT_NAME = "report.html"
 
