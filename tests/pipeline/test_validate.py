@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -29,7 +30,10 @@ def served_model(tmp_path_factory):
 
 
 def _validate(*flags):
-    return subprocess.run([sys.executable, "-m", "pipeline.validate", *flags], cwd=configs.REPO_ROOT,
+    # A front door imported earlier in this process set TF_CPP_MIN_LOG_LEVEL, which the child would read as the
+    # user's own setting and so show TensorFlow's start-up lines (common/quiet.py).
+    env = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run([sys.executable, "-m", "pipeline.validate", *flags], cwd=configs.REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
 
 
