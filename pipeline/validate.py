@@ -39,6 +39,9 @@ flags.DEFINE_enum("update", None, list(validate.UPDATE_CHOICES), "Fit an update 
                   "version: intercept (recalibration-in-the-large), logistic (intercept and slope), auto (the least "
                   "extensive the site's data support, by closed testing). Needs --site and --serving_dir.")
 flags.DEFINE_string("site", None, "A code naming the site, written into the report and an updated model's card.")
+for shared in ("model", "data_dir", "output_dir", "serving_dir", "seed", "bootstrap_resamples", "images_per_batch",
+               "workers"):
+    flags.declare_key_flag(shared)  # listed by --help beside this module's own
 
 
 def _checked_flags() -> tuple[Path, Path]:
