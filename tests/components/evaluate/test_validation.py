@@ -34,6 +34,12 @@ def test_validation_metrics_on_evaluates_out_of_fold_predictions_are_evaluates_n
     for mine, theirs in (("calibration_slope", "slope"), ("calibration_in_the_large", "intercept")):
         assert ours["estimate"][mine] == calibration[theirs]
         assert ours["intervals"][mine] == calibration["intervals"][theirs]
+    patients = evaluate.patient_level({**rows, "fold": np.zeros(len(rows["label"]), int)})  # as pipeline.validate
+    ours = validation.summarize(patients["label"], patients["probability"], patients["patient"], PARAMS["threshold"],
+                                resamples, PARAMS["seed"])
+    theirs = record["sets"][evaluate.PATIENT_LEVEL]
+    assert ours["estimate"]["roc_auc"] == theirs["pooled"]["roc_auc"]
+    assert ours["intervals"]["roc_auc"] == theirs["bootstrap"]["intervals"]["roc_auc"]
     curve = validation.calibration_curve(rows["label"], rows["probability"], rows["patient"], 50, 0)
     assert len(curve["observed"]) == validation.CURVE_POINTS and np.all(np.isfinite(curve["observed"]))
     assert np.all(np.array(curve["low"]) <= np.array(curve["high"]))
