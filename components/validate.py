@@ -137,6 +137,10 @@ def update_record(columns: Mapping[str, np.ndarray], requested: str, threshold: 
                 "note": "the site's data do not show the model miscalibrated: the original model is kept, nothing "
                         "is pushed"}
     fitted = validation.fit_update(labels, probabilities, method)
+    if not fitted["converged"]:
+        raise PipelineError(f"--update={requested}: the {method} fit does not converge on this site (its outcomes are "
+                            "separated by the predictions, so no maximum-likelihood update exists); try "
+                            "--update=intercept")
     updated = validation.apply_update(probabilities, fitted["intercept"], fitted["slope"])
     honest = validation.cross_validated_update(labels, probabilities, patients, method, seed)
     return {**record, "intercept": fitted["intercept"], "slope": fitted["slope"], "updated": updated,

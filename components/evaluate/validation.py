@@ -185,26 +185,31 @@ def apply_update(probabilities: Sequence[float], intercept: float, slope: float)
     return special.expit(intercept + slope * evaluate_decision.logit(probabilities))
 
 
-def fit_update(labels: Sequence[int], probabilities: Sequence[float], method: str) -> dict[str, float]:
-    """{'method', 'intercept', 'slope'} of an update fitted by maximum likelihood on logit(p)."""
+def fit_update(labels: Sequence[int], probabilities: Sequence[float], method: str) -> dict[str, Any]:
+    """{'method', 'intercept', 'slope', 'converged'} of an update fitted by maximum likelihood on logit(p); a fit
+    that does not converge (outcomes the predictions separate: no maximum exists) is not an update to serve."""
     labels = np.asarray(labels, float)
     x = evaluate_decision.logit(probabilities)
     ones = np.ones((len(x), 1))
-    if method == ORIGINAL:
-        intercept, slope = 0.0, 1.0
-    elif method == "intercept":
-        (intercept,), slope = evaluate_decision.logistic_fit(ones, labels, x), 1.0
-    elif method == "logistic":
-        intercept, slope = evaluate_decision.logistic_fit(np.hstack([ones, x[:, None]]), labels, np.zeros_like(x))
-    else:
-        raise ValueError(f"update {method!r} is not one of {ORIGINAL}, {', '.join(UPDATES)}")
-    return {"method": method, "intercept": float(intercept), "slope": float(slope)}
+    with np.errstate(all="ignore"):
+        if method == ORIGINAL:
+            (intercept, slope), converged = (0.0, 1.0), True
+        elif method == "intercept":
+            (intercept,), converged = evaluate_decision.logistic_fit_converged(ones, labels, x)
+            slope = 1.0
+        elif method == "logistic":
+            (intercept, slope), converged = evaluate_decision.logistic_fit_converged(
+                np.hstack([ones, x[:, None]]), labels, np.zeros_like(x))
+        else:
+            raise ValueError(f"update {method!r} is not one of {ORIGINAL}, {', '.join(UPDATES)}")
+    return {"method": method, "intercept": float(intercept), "slope": float(slope), "converged": bool(converged)}
 
 
 def closed_test(labels: Sequence[int], probabilities: Sequence[float], alpha: float = CLOSED_TEST_ALPHA) -> dict:
     """Vergouwe et al. (2017): the original model against logistic recalibration (likelihood ratio, 2 df); if it
     differs, recalibration-in-the-large against logistic recalibration (1 df): the least extensive update the data
-    support is 'original', 'intercept' or 'logistic'."""
+    support is 'original', 'intercept' or 'logistic'. Where the logistic fit does not converge, only the original
+    and the intercept update are compared (1 df)."""
     fits = {method: fit_update(labels, probabilities, method) for method in (ORIGINAL, *UPDATES)}
     likelihood = {method: log_likelihood(labels, apply_update(probabilities, f["intercept"], f["slope"]))
                   for method, f in fits.items()}
@@ -214,12 +219,16 @@ def closed_test(labels: Sequence[int], probabilities: Sequence[float], alpha: fl
         return {"null": simpler, "alternative": fuller, "df": df, "statistic": statistic,
                 "p_value": float(stats.chi2.sf(statistic, df))}
 
-    tests = [test(ORIGINAL, "logistic", 2)]
-    if tests[0]["p_value"] >= alpha:
-        chosen = ORIGINAL
+    if not fits["logistic"]["converged"]:  # no logistic recalibration exists to test against: intercept or nothing
+        tests = [test(ORIGINAL, "intercept", 1)]
+        chosen = "intercept" if tests[0]["p_value"] < alpha else ORIGINAL
     else:
-        tests.append(test("intercept", "logistic", 1))
-        chosen = "logistic" if tests[1]["p_value"] < alpha else "intercept"
+        tests = [test(ORIGINAL, "logistic", 2)]
+        if tests[0]["p_value"] >= alpha:
+            chosen = ORIGINAL
+        else:
+            tests.append(test("intercept", "logistic", 1))
+            chosen = "logistic" if tests[1]["p_value"] < alpha else "intercept"
     return {"chosen": chosen, "alpha": alpha, "tests": tests, "log_likelihood": likelihood, "fits": fits}
 
 

@@ -61,6 +61,14 @@ def test_closed_testing_picks_the_least_extensive_update_the_data_support(interc
     assert validation.closed_test(labels, probabilities)["chosen"] == expected
 
 
+def test_closed_testing_leaves_out_a_logistic_update_that_does_not_converge():
+    labels, probabilities = np.array([0, 0, 0, 1, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    assert not validation.fit_update(labels, probabilities, "logistic")["converged"]
+    tested = validation.closed_test(labels, probabilities)
+    assert [(t["null"], t["alternative"]) for t in tested["tests"]] == [("original", "intercept")]
+    assert tested["chosen"] in ("original", "intercept")
+
+
 def test_the_cross_validated_update_is_fitted_on_other_patients_only():
     labels, probabilities, patients = _site(600, intercept=0.8)
     honest = validation.cross_validated_update(labels, probabilities, patients, "intercept", seed=0)
