@@ -223,8 +223,15 @@ class ExportConfig:
                                 "'DEMO - not blessed for use', when --push_demo; must differ from --model_name.")
     push_demo: bool = flag(True, "Push a model that is not blessed to --demo_model_name (never to --model_name), so "
                            "every run ends with a servable model; --nopush_demo pushes only blessed models.")
-    bless_min_roc_auc: float = flag(0.7, "Push only if the evaluation's ROC AUC (pooled out-of-fold) is at least "
-                                    "this.")
+    bless_min_roc_auc: float = flag(0.7, "Push to --model_name only if the lower end of the evaluation's 95% "
+                                    "bootstrap interval of the pooled out-of-fold ROC AUC (with --repeats > 1: of "
+                                    "the mean over repeats) is at least this; a point estimate is not evidence "
+                                    "enough.")
+    # Logistic recalibration of the out-of-fold predictions, applied inside the served graph (components/export.py).
+    recalibrate: bool = flag(True, "Fit logistic recalibration on the logit of the out-of-fold probabilities and "
+                             "serve recalibrated probabilities (the threshold then applies to them); skipped, with "
+                             "the reason in the model card, when the fit fails or its slope is not positive. "
+                             "--norecalibrate serves the plain ensemble mean.")
     # Served class = 1 (died) at probability >= threshold (common.decision).
     threshold: float = flag(0.5, THRESHOLD_HELP)
     members: str = flag("all", "'all': mean of the k fold models; an integer k: fold k alone.",

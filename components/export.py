@@ -4,11 +4,21 @@ TFX's Evaluator + Pusher in one stage:
 1. the fold models written by the train stage (`components/train/outputs.py`,
    in fold order: fold 0, 1, ...) are loaded and written as ONE
    SavedModel averaging their probabilities (`serving/signature.py` says why
-   and what the signatures are); `members` picks one fold instead;
+   and what the signatures are); `members` picks one fold instead. With
+   `recalibrate` (the default), logistic recalibration fitted on the logit of
+   the out-of-fold probabilities (every image scored by the fold model that
+   did not train on it; all repeats pooled) is applied to the logit of the
+   served probability inside the graph, so TF Serving serves calibrated risks
+   and the threshold applies to them; where the fit fails or its slope is not
+   positive (outcomes separated by few deaths, or predictions ranking the
+   wrong way round) nothing is recalibrated and the card says why
+   (`validation.development_recalibration`);
 2. the SavedModel is loaded back and checked against the Keras models on a
    test image (within 1e-5), so a broken graph is never pushed;
-3. the model is "blessed" when the evaluation's ROC AUC (`evaluation.json`'s `metrics.roc_auc.estimate`,
-   the pooled out-of-fold value) is at least `bless_min_roc_auc`; a missing or NaN metric does not bless;
+3. the model is "blessed" when the lower end of the 95% bootstrap interval of the evaluation's pooled
+   out-of-fold ROC AUC (`metrics.roc_auc.ci_low`; with repeated CV, `repeated_cv.metrics.roc_auc.ci_low`, the
+   interval of the mean over repeats) is at least `bless_min_roc_auc`: blessing asks for evidence that the
+   model ranks well, which a point estimate on a few patients is not; a missing or NaN value does not bless;
 4. its model card (`components/model_card.py`) and TF Serving warmup
    requests (`serving/warmup.py`) are written into `assets.extra/`;
 5. a blessed model is copied to `<serving_dir>/<model_name>/<version>/`,
@@ -42,8 +52,10 @@ import numpy as np
 
 from common import files
 from common.errors import PipelineError
-from components import base, model_card
+from components import base, ingest, model_card
+from components.evaluate import clinical_baseline
 from components.evaluate import outputs as evaluate_outputs
+from components.evaluate import validation
 from components.train import outputs as train_outputs
 from serving import push as serving_push
 from serving import contract, signature, warmup
@@ -54,6 +66,7 @@ SAVED_MODEL_DIR = "saved_model"
 DEFAULT_MODEL_NAME = "covid_cxr_mortality"
 DEMO_SUFFIX = "_demo"
 DEMO_STATUS = "DEMO — not blessed for use: {reason}"
+BLESSING_METRIC = "roc_auc_ci_low"
 VERIFY_TOLERANCE = 1e-5
 
 
@@ -106,6 +119,18 @@ def read_metrics(evaluation_dir: Path) -> dict[str, float]:
     return flat
 
 
+def blessing_evidence(evaluation: Mapping[str, Any]) -> tuple[float | None, str]:
+    """(the value blessing compares, what it is): the lower end of the pooled out-of-fold ROC AUC's 95% interval,
+    of the mean over repeats when the cross-validation was repeated."""
+    repeated = evaluation.get("repeated_cv")
+    if repeated:
+        return (repeated["metrics"]["roc_auc"]["ci_low"],
+                f"lower end of the 95% bootstrap interval of the pooled out-of-fold ROC AUC averaged over "
+                f"{repeated['repeats']} repeats of the cross-validation")
+    return (evaluation.get("metrics", {}).get("roc_auc", {}).get("ci_low"),
+            "lower end of the 95% bootstrap interval of the pooled out-of-fold ROC AUC")
+
+
 def bless(metrics: Mapping[str, float] | None, thresholds: Mapping[str, float]) -> tuple[bool, str]:
     """(blessed, reason): every thresholded metric present, finite and >= its minimum."""
     if not thresholds:
@@ -156,12 +181,52 @@ def verify(saved_model_dir: Path, server: signature.EnsembleServer) -> float:
     return gap
 
 
-def export_saved_model(model_paths: Sequence[Path], saved_model_dir: Path, threshold: float = 0.5) -> dict:
+def export_saved_model(model_paths: Sequence[Path], saved_model_dir: Path, threshold: float = 0.5,
+                       recalibration: tuple[float, float] | None = None) -> dict:
     """Load the Keras models, write the SavedModel, check it; returns facts for the record."""
     loaded = load_models(model_paths)
-    server = signature.write_saved_model(loaded, saved_model_dir, threshold=threshold)
+    server = signature.write_saved_model(loaded, saved_model_dir, threshold=threshold, recalibration=recalibration)
     gap = verify(saved_model_dir, server)
     return {"image_size": server.image_size, "threshold": server.threshold, "verify_max_abs_diff": gap}
+
+
+# ---------------------------------------------------------------- recalibration and case mix
+def out_of_fold_observed(train_dir: Path) -> dict[str, np.ndarray]:
+    """Every repeat's out-of-fold predictions on observed labels, pooled (one row per image and repeat)."""
+    repeats = train_outputs.read_summary(train_dir).get("params", {}).get("repeats", 1)
+    pooled: dict[str, list] = {}
+    for repeat in range(repeats):
+        rows = train_outputs.read_predictions(train_outputs.repeat_dir(train_dir, repeat))
+        observed = rows["label_source"] == "observed"
+        for name, values in rows.items():
+            pooled.setdefault(name, []).extend(values[observed])
+    return {name: np.asarray(values) for name, values in pooled.items()}
+
+
+def recalibration_plan(train_dir: Path, recalibrate: bool) -> dict[str, Any]:
+    """`validation.development_recalibration` of the pooled out-of-fold predictions, or why there is none."""
+    if not recalibrate:
+        return {"applied": False, "reason": "turned off (--norecalibrate)", "intercept": None, "slope": None}
+    rows = out_of_fold_observed(train_dir)
+    return {**validation.development_recalibration(rows["label"], rows["probability"]),
+            "fitted_on": "logit of the out-of-fold probabilities on observed labels (each image scored by the fold "
+                         "model that did not train on it), every repeat pooled",
+            "formula": "served probability = sigmoid(intercept + slope * logit(mean of the fold models' "
+                       "probabilities))"}
+
+
+def development_case_mix(examples: base.Artifact, train_dir: Path) -> dict[str, Any]:
+    """The case mix of the images the model was cross-validated on with observed labels (ingest's rows)."""
+    rows = out_of_fold_observed(train_dir)
+    label_of = dict(zip(rows["source_id"], rows["label"]))  # repeats validate the same images again
+    by_id = {row["source_id"]: row for row in ingest.read_examples(examples)}
+    ids, labels = list(label_of), list(label_of.values())
+    missing = [sid for sid in ids if sid not in by_id]
+    if missing:
+        raise PipelineError(f"export: {len(missing)} predicted image(s) not in ingest's table, e.g. {missing[0]!r}")
+    chosen = [by_id[sid] for sid in ids]
+    age, sex = clinical_baseline.admission_features(chosen).T
+    return {**validation.case_mix(chosen, labels, age, sex), "rows": "images with observed labels"}
 
 
 # ---------------------------------------------------------------- component
@@ -197,19 +262,26 @@ def _data_snapshot(inputs: Mapping[str, base.Artifact]) -> dict | None:
 def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir: Path) -> Mapping[str, Any]:
     all_models = find_fold_models(inputs["model"].path)
     members = select_members(all_models, params.get("members", "all"))
-    if "evaluation" in inputs:
-        metrics, metrics_source = read_metrics(inputs["evaluation"].path), str(inputs["evaluation"].path)
+    evaluation = _evaluation_record(inputs)
+    if evaluation is not None:
+        evidence, blessed_on = blessing_evidence(evaluation)
+        metrics = {**read_metrics(inputs["evaluation"].path), BLESSING_METRIC: evidence}
+        metrics_source = str(inputs["evaluation"].path)
     else:
         metrics, metrics_source = params.get("metrics"), "parameters"
-    thresholds = {"roc_auc": params["bless_min_roc_auc"]}
+        blessed_on = f"{BLESSING_METRIC} as given in the export parameters"
+    thresholds = {BLESSING_METRIC: params["bless_min_roc_auc"]}
     blessed, reason = bless(metrics, thresholds)
+    recalibration = recalibration_plan(inputs["model"].path, params.get("recalibrate", True))
     model_name = params.get("model_name", DEFAULT_MODEL_NAME)
     served_name, push_to, status = push_plan(
         blessed, reason, model_name, params.get("demo_model_name", model_name + DEMO_SUFFIX),
         params.get("push_demo", True), params.get("serving_dir"))
 
     saved_model_dir = out_dir / SAVED_MODEL_DIR
-    facts = export_saved_model(members, saved_model_dir, params.get("threshold", 0.5))
+    facts = export_saved_model(members, saved_model_dir, params.get("threshold", 0.5),
+                               (recalibration["intercept"], recalibration["slope"]) if recalibration["applied"]
+                               else None)
     record = {
         "members": [{"path": str(p), "sha256": files.sha256_file(p)} for p in members],
         "ensemble": "mean of member probabilities" if len(members) > 1 else "single model",
@@ -224,6 +296,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
                                                      contract.CLASS: "int64 [None]"}},
         },
         "metrics": metrics, "metrics_source": metrics_source, "bless_thresholds": thresholds,
+        "blessed_on": blessed_on, "recalibration": recalibration,
         "blessed": blessed, "reason": reason, "status": status, "demo": not blessed and push_to is not None,
         "model_name": served_name, "pushed_version": None, "pushed_to": None,
     }
@@ -231,7 +304,8 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         model_name=served_name, status=status, blessed=blessed, export_record=record,
         train_summary=train_outputs.read_summary(inputs["model"].path),
         predictions=train_outputs.read_predictions(inputs["model"].path),
-        evaluation=_evaluation_record(inputs), data=_data_snapshot(inputs)))
+        evaluation=evaluation, data=_data_snapshot(inputs),
+        case_mix=development_case_mix(inputs["examples"], inputs["model"].path) if "examples" in inputs else None))
     warmup.write_warmup_requests(saved_model_dir, served_name, warmup.synthetic_chest_images())
 
     if push_to:

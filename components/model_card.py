@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from components.evaluate.outputs import OBSERVED
+from components.evaluate.outputs import OBSERVED, RECALIBRATED
 
 JSON_NAME = "assets.extra/model_card.json"
 MARKDOWN_NAME = "assets.extra/model_card.md"
@@ -110,10 +110,17 @@ def metrics_with_intervals(evaluation: Mapping[str, Any] | None,
 
 
 def calibration(evaluation: Mapping[str, Any] | None) -> dict[str, float]:
-    """Every scalar the evaluation gives about calibration (ECE, Brier score, base rate, ...)."""
-    found = (evaluation or {}).get("sets", {}).get(OBSERVED, {}).get("calibration", {})
-    return {name: float(value) for name, value in found.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    """Every scalar the evaluation gives about calibration (ECE, Brier score, base rate, ...) of the out-of-fold
+    probabilities, and, prefixed, of the recalibrated ones cross-fitted (what the served probabilities do when
+    export recalibrates)."""
+    sets = (evaluation or {}).get("sets", {})
+
+    def scalars(name: str, prefix: str) -> dict[str, float]:
+        found = sets.get(name, {}).get("calibration", {})
+        return {prefix + key: float(value) for key, value in found.items()
+                if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+    return {**scalars(OBSERVED, ""), **scalars(RECALIBRATED, "recalibrated_cross_fitted_")}
 
 
 def decision_rule(threshold: float) -> str:
@@ -143,8 +150,10 @@ def failure_modes(split: str | None, weights_initialisation: str, counts: Mappin
 
 def build(*, model_name: str, status: str, blessed: bool, export_record: Mapping[str, Any],
           train_summary: Mapping[str, Any], predictions: Mapping[str, np.ndarray],
-          evaluation: Mapping[str, Any] | None, data: Mapping[str, str] | None) -> dict[str, Any]:
-    """The card of one exported model, from the export record and the train, evaluate and data records."""
+          evaluation: Mapping[str, Any] | None, data: Mapping[str, str] | None,
+          case_mix: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The card of one exported model, from the export record and the train, evaluate and data records; the case
+    mix (`validation.case_mix` of the development rows) is what an external validation compares its site with."""
     counts = data_counts(predictions)
     weights = weights_provenance(train_summary.get("weights"))
     threshold = float(export_record["threshold"])
@@ -152,11 +161,14 @@ def build(*, model_name: str, status: str, blessed: bool, export_record: Mapping
     return {
         "model": {"name": model_name, "status": status, "blessed": blessed,
                   "ensemble": export_record["ensemble"], "members": export_record["members"],
-                  "image_size": export_record["image_size"], "bless_thresholds": export_record["bless_thresholds"]},
+                  "image_size": export_record["image_size"], "bless_thresholds": export_record["bless_thresholds"],
+                  "blessed_on": export_record.get("blessed_on")},
         "intended_use": HOSPITAL_INTENDED_USE if hospital_data else INTENDED_USE,
         "notice": HOSPITAL_NOTICE if hospital_data else RESEARCH_ONLY_NOTICE,
         "data": {**(data or {}), "variant": train_summary.get("variant"), "labels": train_summary.get("labels"),
                  "split": train_summary.get("split"), **counts},
+        "case_mix": case_mix,
+        "recalibration": export_record.get("recalibration"),
         "weights": weights,
         "metrics": metrics_with_intervals(evaluation, export_record.get("metrics")),
         "calibration": calibration(evaluation),
@@ -185,12 +197,18 @@ def sections(card: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]] |
         ("images", "images trained and cross-validated on"), ("patients", "patients"), ("images_of_deaths", "images of patients who died"),
         ("patients_who_died", "patients who died"), ("observed_labels", "observed labels"),
         ("imputed_labels", "imputed labels")) if data.get(key) not in (None, [])]
+    status_rows = [("model name", model["name"]), ("status", model["status"]),
+                   ("ensemble", f"{model['ensemble']} ({len(model['members'])} model(s)), "
+                                f"{model['image_size']} px input")]
+    if model.get("blessed_on"):
+        status_rows.append(("blessing compares", model["blessed_on"]))
     return [
-        ("Status", [("model name", model["name"]), ("status", model["status"]),
-                    ("ensemble", f"{model['ensemble']} ({len(model['members'])} model(s)), "
-                                 f"{model['image_size']} px input")]),
+        ("Status", status_rows),
         ("Intended use", [card["intended_use"], card["notice"]]),
         ("Data", data_rows),
+        *([("Development case mix", case_mix_rows(card["case_mix"]))] if card.get("case_mix") else []),
+        *([("Recalibration", recalibration_rows(card["recalibration"]))] if card.get("recalibration") else []),
+        *[(f"Update for site {update['site']}", update_rows(update)) for update in card.get("updates", [])],
         ("Weights", [("initialisation", card["weights"]["initialisation"]), ("detail", card["weights"]["detail"])]),
         (f"Metrics{interval}", [("source", metrics["source"]), *metric_rows]),
         ("Calibration", [(name, _number(value)) for name, value in card["calibration"].items()]
@@ -199,6 +217,37 @@ def sections(card: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]] |
                                 ("meaning", card["decision"]["rule"])]),
         ("Known failure modes", card["known_failure_modes"]),
     ]
+
+
+def case_mix_rows(mix: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Images, patients, deaths, age, sex, views and missing values, as one site's or the development data's."""
+    age = (f"median {mix['age_median']:g} (IQR {mix['age_iqr'][0]:g}-{mix['age_iqr'][1]:g})"
+           if mix.get("age_median") is not None else "not known")
+    return [("images", str(mix["images"])), ("patients", str(mix["patients"])),
+            ("images of patients who died", f"{mix['images_of_deaths']} ({mix['death_rate_images']:.1%})"),
+            ("patients who died", str(mix["patients_who_died"])),
+            ("age", f"{age}; missing for {mix['age_missing']} image(s)"),
+            ("sex", f"{mix['sex']['male']} male, {mix['sex']['female']} female, {mix['sex']['missing']} missing"),
+            ("views", ", ".join(f"{view} {count}" for view, count in mix["views"].items()))]
+
+
+def recalibration_rows(recalibration: Mapping[str, Any]) -> list[tuple[str, str]]:
+    if not recalibration["applied"]:
+        return [("applied", "no"), ("why not", recalibration["reason"])]
+    return [("applied", "yes, inside the served graph; the threshold applies to the recalibrated probability"),
+            ("intercept", f"{recalibration['intercept']:.4f}"), ("slope", f"{recalibration['slope']:.4f}"),
+            ("fitted on", f"{recalibration.get('fitted_on', '')} ({recalibration['reason']})")]
+
+
+def update_rows(update: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """An update fitted at a site (`pipeline.validate --update`): what, on what, when."""
+    return [("method", update["method"]), ("intercept", f"{update['intercept']:.4f}"),
+            ("slope", f"{update['slope']:.4f}"),
+            ("formula", "served probability = sigmoid(intercept + slope * logit(the previous version's probability))"),
+            ("fitted on", f"{update['images']} images of {update['patients']} patients, {update['images_of_deaths']} "
+                          f"images of patients who died ({update['patients_who_died']} patients)"),
+            ("chosen by", update["chosen_by"]), ("date", update["date"]),
+            ("previous version", update["previous_version"])]
 
 
 def to_markdown(card: Mapping[str, Any]) -> str:

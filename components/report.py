@@ -201,7 +201,8 @@ def beyond_study_section(evaluation: Mapping[str, Any], figures_dir: Path) -> st
     age/sex baseline, each on observed labels only."""
     sets = evaluation["sets"]
     columns = {evaluate_outputs.OBSERVED: "Images (headline)", evaluate_outputs.PATIENT_LEVEL: "Patients (mean over images)",
-               evaluate_outputs.EARLY_IMAGES: f"Images of the first {evaluate_outputs.EARLY_OFFSET_DAYS} days"}
+               evaluate_outputs.EARLY_IMAGES: f"Images of the first {evaluate_outputs.EARLY_OFFSET_DAYS} days",
+               evaluate_outputs.RECALIBRATED: "Images, recalibrated (cross-fitted)"}
     if evaluate_outputs.OBSERVED_TTA in sets:
         columns[evaluate_outputs.OBSERVED_TTA] = f"Images, TTA ({sets[evaluate_outputs.OBSERVED_TTA]['tta_views']} views)"
     shown = [name for name in columns if name in sets]
@@ -235,14 +236,27 @@ def beyond_study_section(evaluation: Mapping[str, Any], figures_dir: Path) -> st
              f"calibration slope {_fmt(calibration['slope'], 2)} [{_interval(intervals['slope'], 2)}] (1 = ideal; "
              f"below 1, risks too extreme), intercept {_fmt(calibration['intercept'], 2)} "
              f"[{_interval(intervals['intercept'], 2)}] (0 = ideal; negative, risks overestimated), Brier score "
-             f"{_fmt(calibration['brier'])}, base rate {_fmt(calibration['base_rate'])}. No recalibration is fitted: "
-             "slope and intercept only describe, ROC AUC only ranks, and a monotone recalibration leaves it "
-             "unchanged.</p>")
+             f"{_fmt(calibration['brier'])}, base rate {_fmt(calibration['base_rate'])}.</p>")
+    if evaluate_outputs.RECALIBRATED in sets:
+        text += recalibrated_paragraph(sets[evaluate_outputs.RECALIBRATED]["calibration"])
     figure = figures_dir / evaluate_outputs.CALIBRATION_FIGURE
     if figure.is_file():
         text += _image(figure, "Reliability diagram: observed died fraction against mean predicted probability, "
                                "bin counts beside the points", False)
     return text + decision_section(evaluation, figures_dir) + admission_section(evaluation)
+
+
+def recalibrated_paragraph(calibration: Mapping[str, Any]) -> str:
+    """The cross-fitted estimate of export's recalibration: what the served probabilities are likely to do."""
+    intervals = calibration["intervals"]
+    return (f"<p><b>Recalibrated, cross-fitted</b>: export serves sigmoid(a + b · logit(p)) with a, b fitted on all the "
+            "out-of-fold predictions (when the fit works and its slope is positive; the model card says whether it "
+            "did). Estimated honestly here, each fold recalibrated by a fit on the other folds only: calibration "
+            f"slope {_fmt(calibration['slope'], 2)} [{_interval(intervals['slope'], 2)}], intercept "
+            f"{_fmt(calibration['intercept'], 2)} [{_interval(intervals['intercept'], 2)}], expected calibration error "
+            f"{_fmt(calibration['ece'])} [{_interval(intervals['ece'])}], Brier score {_fmt(calibration['brier'])}. "
+            "The ranking within a fold is unchanged, so the pooled ROC AUC moves only as the folds' scales are "
+            "aligned.</p>")
 
 
 def figures_section(figures_dir: Path) -> str:

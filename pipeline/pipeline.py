@@ -53,7 +53,8 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
              dataclasses.asdict(config.evaluate)),
         # One SavedModel averaging the fold models, with its model card; pushed to TF Serving's layout under
         # the model name when blessed, else under the demo name, marked DEMO (nowhere with --nopush_demo).
-        Node(export.SPEC, {"model": "train", "evaluation": "evaluate", "data": DATA},
+        # Recalibrated on the out-of-fold predictions inside the graph; the card holds the development case mix.
+        Node(export.SPEC, {"model": "train", "evaluation": "evaluate", "data": DATA, "examples": "ingest"},
              dataclasses.asdict(config.export)),
         # One self-contained report.html: data, imputation, metrics beside the study, figures, provenance.
         Node(report.SPEC, {"ingest": "ingest", "impute": "impute", "train": "train", "evaluate": "evaluate",

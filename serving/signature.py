@@ -28,7 +28,10 @@ The ensemble is the mean of the members' probabilities (sigmoid of each
 member's logit): the k fold models are exactly the models whose
 out-of-fold predictions the cross-validated metrics describe, so serving their
 average needs no further training and no refit on all data that the CV
-estimate would not cover.
+estimate would not cover. With a `recalibration` (intercept a, slope b, fitted
+by export on the out-of-fold predictions) the served probability is
+sigmoid(a + b * logit(mean)), and the threshold applies to it: the graph itself
+serves calibrated risks, so no client can forget to recalibrate.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ MESSAGES = (
     f"at most {image_io.MAX_PIXELS} pixels)",
     "corrupt or truncated image data: decoding failed",
 )
+# logit(p) clips p to [EPS, 1 - EPS], as evaluate's fits do (components/evaluate/decision.py).
+LOGIT_EPS = 1e-6
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -121,10 +126,17 @@ def decode_batch(image_bytes: tf.Tensor, image_size: int) -> tuple[tf.Tensor, tf
     return status, images
 
 
+def recalibrate(probability: tf.Tensor, intercept: float, slope: float) -> tf.Tensor:
+    """sigmoid(intercept + slope * logit(p)), float32; NaN stays NaN."""
+    clipped = tf.clip_by_value(probability, LOGIT_EPS, 1 - LOGIT_EPS)
+    return tf.sigmoid(intercept + slope * (tf.math.log(clipped) - tf.math.log1p(-clipped)))
+
+
 class EnsembleServer:
     """The members and the functions that become signatures."""
 
-    def __init__(self, models: Sequence[keras.Model], threshold: float = 0.5):
+    def __init__(self, models: Sequence[keras.Model], threshold: float = 0.5,
+                 recalibration: tuple[float, float] | None = None):
         if not models:
             raise ValueError("no models to export")
         sizes = {image_size_of(m) for m in models}
@@ -135,12 +147,14 @@ class EnsembleServer:
         self.models = list(models)
         self.image_size = sizes.pop()
         self.threshold = float(threshold)
+        self.recalibration = recalibration
 
     def probabilities(self, images: tf.Tensor) -> tf.Tensor:
-        """Mean over members of sigmoid(logit), float32 [n]."""
+        """Mean over members of sigmoid(logit), float32 [n], recalibrated when a recalibration is given."""
         per_member = [tf.sigmoid(tf.reshape(tf.cast(m(images, training=False), tf.float32), [-1]))
                       for m in self.models]
-        return tf.add_n(per_member) / float(len(per_member))
+        mean = tf.add_n(per_member) / float(len(per_member))
+        return mean if self.recalibration is None else recalibrate(mean, *self.recalibration)
 
     def _classes(self, probability: tf.Tensor) -> tf.Tensor:
         return tf.cast(called_died(probability, self.threshold), tf.int64)
@@ -162,9 +176,10 @@ class EnsembleServer:
         return {PROBABILITY: probability, CLASS: classes, ERROR: tf.gather(tf.constant(MESSAGES), status)}
 
 
-def write_saved_model(models: Sequence[keras.Model], path: Path, threshold: float = 0.5) -> EnsembleServer:
+def write_saved_model(models: Sequence[keras.Model], path: Path, threshold: float = 0.5,
+                      recalibration: tuple[float, float] | None = None) -> EnsembleServer:
     """Write the SavedModel (both signatures) to `path`, which must not exist yet."""
-    server = EnsembleServer(models, threshold)
+    server = EnsembleServer(models, threshold, recalibration)
     size = server.image_size
     archive = keras.export.ExportArchive()
     for model in server.models:

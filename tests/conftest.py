@@ -25,6 +25,7 @@ SLOWEST_MODULES = (
     "tests/components/train/test_resume.py",  # 142 s
     "tests/components/train/test_fold_lock.py",  # 82 s
     "tests/pipeline/test_dicom_twin_pipeline.py",  # 79 s (busy 2-core host, 2026-12-06), one whole run
+    "tests/pipeline/test_validate.py",  # 83 s beside a pipeline run on the same 2 cores (2026-12-06)
     "tests/pipeline/test_repeated_cv.py",  # 64 s
     "tests/pipeline/test_manifest_pipeline.py",  # ~55 s (busy 2-core host, 2026-12-06), mostly one whole run
     "tests/components/test_export.py",  # 40 s

@@ -14,8 +14,10 @@ only), the calibration of the image-level probabilities, the images taken
 in the first week (`EARLY_OFFSET_DAYS`, fixed before any result was seen:
 is risk readable from the X-ray a triage decision would use?), with
 `tta_views`, test-time augmentation with the training augmentation, the
-calibration slope and intercept and decision curves (`evaluate_decision`), and
-what is known at admission: age and sex alone, and the image model's log-odds
+calibration slope and intercept and decision curves (`evaluate_decision`), the
+recalibration export serves, estimated by cross-fitting (fitted on the other
+folds' out-of-fold predictions, applied to each fold: `validation.cross_fitted`),
+and what is known at admission: age and sex alone, and the image model's log-odds
 with age and sex, on the same folds (`clinical_baseline`), which answers
 "does the X-ray add anything over age?".
 
@@ -48,10 +50,11 @@ from components.evaluate import decision as evaluate_decision
 from components.evaluate import metrics as evaluate_metrics
 from components.evaluate import plots as evaluate_plots
 from components.evaluate import repeats as evaluate_repeats
+from components.evaluate import validation
 from components.evaluate.outputs import (EVALUATION_NAME, PER_FOLD_NAME, SUMMARY_NAME, TTA_PREDICTIONS_NAME,
                                          DECISION_CURVE_NAME, CALIBRATION_FIGURE, DECISION_CURVE_FIGURE, OBSERVED,
                                          STUDY_WAY, PATIENT_LEVEL, OBSERVED_TTA, EARLY_IMAGES, AGE_SEX, IMAGE_AGE_SEX,
-                                         MODEL_NAMES, EARLY_OFFSET_DAYS)
+                                         MODEL_NAMES, EARLY_OFFSET_DAYS, RECALIBRATED)
 from components.train import outputs as train_outputs
 from components.train.params import TrainParams
 from images import augment, preprocessing
@@ -115,6 +118,8 @@ def evaluation_sets(predictions: Mapping[str, np.ndarray], split: str,
         sets[PATIENT_LEVEL] = patient_level(observed)
     if "offset_days" in observed:
         sets[EARLY_IMAGES] = early_images(observed)
+    sets[RECALIBRATED] = {**observed, "probability": validation.cross_fitted(
+        observed["label"], observed["probability"], observed["fold"])}
     if tta is not None:
         sets[OBSERVED_TTA] = _observed(tta)
     if "age" in observed:  # fitted fold by fold on the observed rows of the other folds, as the image model's rows
@@ -175,8 +180,9 @@ def evaluate(predictions: Mapping[str, np.ndarray], split: str, threshold: float
     known, the admission comparison; one seed for all, so everything is compared on the same resamples."""
     sets = evaluation_sets(predictions, split, tta)
     results = {name: set_metrics(rows, split, threshold, resamples, seed) for name, rows in sets.items()}
-    results[OBSERVED]["calibration"] = calibration_entry(sets[OBSERVED], results[OBSERVED]["pooled"]["brier"],
-                                                         split, resamples, seed)
+    for name in (OBSERVED, RECALIBRATED):
+        results[name]["calibration"] = calibration_entry(sets[name], results[name]["pooled"]["brier"], split,
+                                                         resamples, seed)
     curves = {name: evaluate_decision.decision_curve(sets[name]["label"], sets[name]["probability"])
               for name in (OBSERVED, AGE_SEX, IMAGE_AGE_SEX) if name in sets}
     comparison = admission_comparison(sets, split, resamples, seed) if AGE_SEX in sets else None

@@ -5,7 +5,7 @@ Calibration slope and intercept are the logistic recalibration of the out-of-fol
 logit P(died) = a + b * logit(p) (1 = ideal; below 1, predictions too extreme, as from overfitting on
 few patients), and the intercept of logit P(died) = a + logit(p) with the slope held at 1
 (calibration-in-the-large; 0 = ideal, negative = risks overestimated). Both are maximum-likelihood
-fits by Newton's method; nothing is recalibrated, they only describe.
+fits by Newton's method; here they describe (`validation` fits the same models to recalibrate and update).
 
 Decision curves (Vickers & Elkin 2006): at a threshold probability t, a clinician who treats every
 case with p >= t (the project's decision rule, `common.decision`) gains
@@ -28,36 +28,55 @@ from components.evaluate.outputs import DECISION_THRESHOLDS
 _EPS = 1e-6
 
 
-def _logit(probabilities: np.ndarray) -> np.ndarray:
+def logit(probabilities: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(probabilities, float), _EPS, 1 - _EPS)
     return np.log(p / (1 - p))
 
 
-def _logistic_fit(design: np.ndarray, labels: np.ndarray, offset: np.ndarray, iterations: int = 100) -> np.ndarray:
+def logistic_fit(design: np.ndarray, labels: np.ndarray, offset: np.ndarray, iterations: int = 100) -> np.ndarray:
     """Maximum-likelihood coefficients of logit P(y) = offset + design @ beta (Newton-Raphson)."""
-    beta = np.zeros(design.shape[1])
-    for _ in range(iterations):
+    return logistic_fit_converged(design, labels, offset, iterations)[0]
+
+
+def logistic_fit_converged(design: np.ndarray, labels: np.ndarray, offset: np.ndarray,
+                           iterations: int = 100) -> tuple[np.ndarray, bool]:
+    """`logistic_fit`'s coefficients and whether Newton's steps came to rest. A step that lowers the likelihood is
+    halved until it does not (plain Newton overshoots from extreme offsets, e.g. probabilities near 0 or 1). Under
+    separated outcomes the likelihood has no maximum, the coefficients grow without end and it does not converge."""
+    def log_likelihood(beta):
         eta = offset + design @ beta
-        mu = special.expit(eta)
+        return float(np.sum(labels * eta - np.logaddexp(0, eta)))
+
+    beta = np.zeros(design.shape[1])
+    current = log_likelihood(beta)
+    for _ in range(iterations):
+        mu = special.expit(offset + design @ beta)
         gradient = design.T @ (labels - mu)
         hessian = design.T @ (design * (mu * (1 - mu))[:, None])
         step = np.linalg.solve(hessian + 1e-12 * np.eye(len(beta)), gradient)
-        beta = beta + step
+        for _ in range(50):
+            candidate = log_likelihood(beta + step)
+            if candidate >= current - 1e-12:
+                break
+            step = step / 2
+        beta, current = beta + step, max(candidate, current)
         if np.max(np.abs(step)) < 1e-10:
-            break
-    return beta
+            return beta, True
+    return beta, False
 
 
 def calibration_slope_intercept(labels: Sequence[int], probabilities: Sequence[float]) -> dict[str, float]:
-    """{'slope', 'intercept'} of the logistic recalibration; NaN when one class is missing."""
+    """{'slope', 'intercept'} of the logistic recalibration; NaN when one class is missing or a fit does not
+    converge (separated outcomes: no maximum-likelihood estimate exists)."""
     labels = np.asarray(labels, float)
     if len(np.unique(labels)) < 2:
         return {"slope": math.nan, "intercept": math.nan}
-    x = _logit(probabilities)
+    x = logit(probabilities)
     ones = np.ones((len(x), 1))
-    _, slope = _logistic_fit(np.hstack([ones, x[:, None]]), labels, np.zeros_like(x))
-    (intercept,) = _logistic_fit(ones, labels, x)
-    return {"slope": float(slope), "intercept": float(intercept)}
+    (_, slope), slope_converged = logistic_fit_converged(np.hstack([ones, x[:, None]]), labels, np.zeros_like(x))
+    (intercept,), intercept_converged = logistic_fit_converged(ones, labels, x)
+    return {"slope": float(slope) if slope_converged else math.nan,
+            "intercept": float(intercept) if intercept_converged else math.nan}
 
 
 def net_benefit(labels: Sequence[int], probabilities: Sequence[float], threshold: float) -> float:

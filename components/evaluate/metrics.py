@@ -173,9 +173,8 @@ def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIB
     """Reliability of the probabilities: per equal-width probability bin, the observed died fraction
     beside the mean predicted probability; ECE = their count-weighted mean gap over non-empty bins.
 
-    Nothing is recalibrated: ROC AUC only ranks, and any monotone recalibration leaves the ranking,
-    hence the AUC, unchanged; fitting one on these few out-of-fold predictions would also need data
-    of its own. This measures how far the probabilities can be read as risks as they are.
+    This measures how far the probabilities can be read as risks as they are; the recalibration export
+    serves is fitted elsewhere (`validation.development_recalibration`) and judged on its own set.
     """
     labels, probabilities = np.asarray(labels, float), np.asarray(probabilities, float)
     index = np.clip(np.floor(probabilities * bins).astype(int), 0, bins - 1)  # p = 1 goes to the last bin

@@ -29,6 +29,8 @@ STUDY_WAY = "study_way_imputed_labels_in_validation"
 PATIENT_LEVEL = "patient_level_observed_labels"
 OBSERVED_TTA = "observed_labels_tta"
 EARLY_IMAGES = "early_images_observed_labels"
+# Export's recalibration estimated honestly: fitted on the other folds' out-of-fold predictions, applied to each fold.
+RECALIBRATED = "recalibrated_cross_fitted_observed_labels"
 AGE_SEX = "age_sex_observed_labels"
 IMAGE_AGE_SEX = "image_plus_age_sex_observed_labels"
 MODEL_NAMES = {OBSERVED: "image model", AGE_SEX: "age + sex", IMAGE_AGE_SEX: "image + age + sex"}

@@ -130,6 +130,22 @@ def reliability_diagram(calibration: Mapping, path: Path) -> Path:
     return _save(figure, path)
 
 
+def flexible_calibration(curve: Mapping, probabilities: Sequence[float], path: Path, title: str) -> Path:
+    """The flexible calibration curve (`validation.calibration_curve`) with its bootstrap band, over a histogram of
+    the predicted risks it was fitted on."""
+    figure, (axis, histogram) = plt.subplots(2, 1, figsize=(5.2, 5.6), sharex=True,
+                                             gridspec_kw={"height_ratios": [3, 1]})
+    axis.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="ideal")
+    axis.fill_between(curve["predicted"], curve["low"], curve["high"], color="tab:purple", alpha=0.2,
+                      label="95% bootstrap band")
+    axis.plot(curve["predicted"], curve["observed"], color="tab:purple", lw=2, label="flexible calibration curve")
+    axis.set(ylabel="observed risk of death", title=title, xlim=(0, 1), ylim=(-0.02, 1.02))
+    axis.legend(loc="upper left", fontsize=8)
+    histogram.hist(probabilities, bins=np.linspace(0, 1, 41), color="0.5")
+    histogram.set(xlabel="predicted risk of death", ylabel="images")
+    return _save(figure, path)
+
+
 def decision_curves(curves: Mapping[str, Mapping], path: Path) -> Path:
     """Net benefit against threshold probability of each model in `curves` (legend label -> curve as
     `evaluate_decision.decision_curve` returns it), beside treat-all and treat-none."""

@@ -36,7 +36,7 @@ def train_artifact(tmp_path_factory):
 def _params(serving_dir, roc_auc, **overrides):
     params = {"serving_dir": str(serving_dir), "model_name": "covid", "demo_model_name": "covid_demo",
               "push_demo": True, "bless_min_roc_auc": THRESHOLDS["roc_auc"],
-              "threshold": 0.5, "members": "all", "metrics": {"roc_auc": roc_auc}}
+              "threshold": 0.5, "members": "all", "metrics": {"roc_auc_ci_low": roc_auc}}
     params.update(overrides)
     return params
 
@@ -61,23 +61,23 @@ def test_below_threshold_nothing_is_pushed_without_push_demo(tmp_path, train_art
     artifact, _ = base.execute(export.SPEC, {"model": train_artifact}, _params(serving_dir, 0.55, push_demo=False),
                                tmp_path / "runs")
     record = export.read_export(artifact)
-    assert record["blessed"] is False and record["reason"] == "roc_auc 0.5500 < 0.7"
+    assert record["blessed"] is False and record["reason"] == "roc_auc_ci_low 0.5500 < 0.7"
     assert record["pushed_version"] is None and not serving_dir.exists()
     assert (artifact.path / "saved_model" / "saved_model.pb").is_file()  # still there to inspect or score
-    assert "not blessed: roc_auc 0.5500 < 0.7; nothing pushed" in export.SPEC.summary(artifact)
+    assert "not blessed: roc_auc_ci_low 0.5500 < 0.7; nothing pushed" in export.SPEC.summary(artifact)
 
 
 def test_a_model_that_is_not_blessed_is_pushed_to_the_demo_name_only(tmp_path, train_artifact):
     serving_dir = tmp_path / "serving"
     artifact, _ = base.execute(export.SPEC, {"model": train_artifact}, _params(serving_dir, 0.55), tmp_path / "runs")
     record = export.read_export(artifact)
-    assert record["status"] == "DEMO — not blessed for use: roc_auc 0.5500 < 0.7" and record["demo"] is True
+    assert record["status"] == "DEMO — not blessed for use: roc_auc_ci_low 0.5500 < 0.7" and record["demo"] is True
     assert record["model_name"] == "covid_demo" and record["pushed_to"] == str(serving_dir / "covid_demo" / "1")
     assert sorted(p.name for p in serving_dir.iterdir()) == ["covid_demo"]  # never the real name
-    assert "DEMO — not blessed for use: roc_auc 0.5500 < 0.7: pushed version 1" in export.SPEC.summary(artifact)
+    assert "DEMO — not blessed for use: roc_auc_ci_low 0.5500 < 0.7: pushed version 1" in export.SPEC.summary(artifact)
     card = model_card.read(serving_dir / "covid_demo" / "1")
     assert card["model"]["status"] == record["status"] and card["model"]["name"] == "covid_demo"
-    assert "**DEMO — not blessed for use: roc_auc 0.5500 < 0.7**" in (
+    assert "**DEMO — not blessed for use: roc_auc_ci_low 0.5500 < 0.7**" in (
         serving_dir / "covid_demo" / "1" / model_card.MARKDOWN_NAME).read_text()
     blessed, _ = base.execute(export.SPEC, {"model": train_artifact}, _params(serving_dir, 0.8), tmp_path / "runs")
     assert export.read_export(blessed)["demo"] is False
@@ -148,8 +148,8 @@ def test_blessed_models_are_pushed_as_growing_versions(tmp_path, train_artifact)
     assert record["ensemble"] == "mean of member probabilities" and len(record["members"]) == 3
     assert record["verify_max_abs_diff"] <= 1e-5 and record["image_size"] == 64
     card = model_card.read(serving_dir / "covid" / "2")
-    assert card["metrics"]["values"] == {"roc_auc": {"value": 0.9}} and card["model"]["status"] == (
-        "blessed: roc_auc 0.9000 >= 0.7")
+    assert card["metrics"]["values"] == {"roc_auc_ci_low": {"value": 0.9}} and card["model"]["status"] == (
+        "blessed: roc_auc_ci_low 0.9000 >= 0.7")
 
 
 def test_the_pushed_model_is_the_mean_of_the_fold_models(tmp_path, train_artifact):
@@ -174,13 +174,16 @@ def test_the_pushed_model_is_the_mean_of_the_fold_models(tmp_path, train_artifac
 def test_the_evaluation_artifact_blesses_when_given(tmp_path, train_artifact):
     evaluation = tmp_path / "evaluation"
     evaluation.mkdir()
-    (evaluation / "evaluation.json").write_text(json.dumps({"metrics": {"roc_auc": {"estimate": 0.95}}}))
+    (evaluation / "evaluation.json").write_text(json.dumps({"metrics": {"roc_auc": {"estimate": 0.95,
+                                                                                      "ci_low": 0.8}}}))
     params = _params(tmp_path / "s", 0.1)  # the evaluation wins over the parameter
     artifact, _ = base.execute(export.SPEC, {"model": train_artifact,
                                              "evaluation": helpers.fake_artifact(evaluation, "eval")},
                                params, tmp_path / "r")
     record = export.read_export(artifact)
-    assert record["blessed"] and record["metrics"] == {"roc_auc": 0.95} and record["pushed_version"] == 1
+    assert record["blessed"] and record["metrics"] == {"roc_auc": 0.95, "roc_auc_ci_low": 0.8}
+    assert record["reason"] == "roc_auc_ci_low 0.8000 >= 0.7" and record["pushed_version"] == 1
+    assert "lower end of the 95% bootstrap interval" in record["blessed_on"]
 
 
 def test_next_version_is_the_largest_plus_one(tmp_path):
@@ -296,3 +299,72 @@ def test_models_trained_in_mixed_bfloat16_are_served_in_float32(tmp_path):
     assert set(policies(served)) == {"float32"}
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(served(images).numpy(), model(images).numpy(), atol=0.05)
+
+
+def test_blessing_reads_the_lower_end_of_the_interval_and_with_repeats_the_mean_over_repeats():
+    single = {"metrics": {"roc_auc": {"estimate": 0.9, "ci_low": 0.62}}}
+    assert export.blessing_evidence(single)[0] == 0.62
+    repeated = {**single, "repeated_cv": {"repeats": 3, "metrics": {"roc_auc": {"mean": 0.85, "ci_low": 0.71}}}}
+    value, what = export.blessing_evidence(repeated)
+    assert value == 0.71 and "averaged over 3 repeats" in what
+
+
+def _generated_predictions(train_dir, k=3, per_fold=300, seed=0, slope=0.6):
+    """Out-of-fold predictions whose deaths follow sigmoid(-0.8 + slope logit(p)): with 0.6, overconfident and too
+    high; with a negative slope, ranked the wrong way round."""
+    from components.train import outputs as train_outputs
+    rng = np.random.default_rng(seed)
+    for fold in range(k):
+        p = 1 / (1 + np.exp(-rng.normal(0, 1.5, per_fold)))
+        died = rng.random(per_fold) < 1 / (1 + np.exp(0.8 - slope * np.log(p / (1 - p))))
+        with open(train_outputs.fold_dir(train_dir, fold) / train_outputs.PREDICTIONS_CSV, "w") as handle:
+            handle.write(",".join(train_outputs.PREDICTION_COLUMNS) + "\n")
+            for i in range(per_fold):
+                handle.write(f"f{fold}-{i}.png,p{fold}-{i},{int(died[i])},observed,{float(p[i])!r}\n")
+
+
+def test_export_serves_the_recalibrated_probability_fitted_on_out_of_fold_predictions(tmp_path):
+    import keras
+
+    import models  # noqa: F401
+    from components.evaluate import validation
+    helpers.write_folds(tmp_path / "train", k=3)
+    helpers.write_train_records(tmp_path / "train", k=3)
+    _generated_predictions(tmp_path / "train")
+    train = helpers.fake_artifact(tmp_path / "train", "generated")
+    artifact, _ = base.execute(export.SPEC, {"model": train}, _params(tmp_path / "s", 0.8), tmp_path / "r")
+    recalibration = export.read_export(artifact)["recalibration"]
+    assert recalibration["applied"] and recalibration["slope"] == pytest.approx(0.6, abs=0.15)
+    assert recalibration["intercept"] == pytest.approx(-0.8, abs=0.2)
+    card = model_card.read(artifact.path / "saved_model")
+    assert card["recalibration"] == recalibration
+    folds = [keras.models.load_model(p) for p in export.find_fold_models(train.path)]
+    images = helpers.sample_jpegs(2)
+    served = tf.saved_model.load(str(artifact.path / "saved_model")).signatures["serving_default"](
+        image_bytes=tf.constant(images))
+    raw = np.array([helpers.keras_probabilities(folds, image) for image in images])
+    expected = validation.apply_update(raw, recalibration["intercept"], recalibration["slope"])
+    np.testing.assert_allclose(served["probability_of_death"].numpy(), expected, atol=1e-5)
+    np.testing.assert_array_equal(served["class"].numpy(), (expected >= 0.5).astype(int))
+    off, _ = base.execute(export.SPEC, {"model": train}, _params(tmp_path / "s", 0.8, recalibrate=False),
+                          tmp_path / "r")
+    assert export.read_export(off)["recalibration"]["reason"] == "turned off (--norecalibrate)"
+
+
+def test_export_skips_recalibration_when_the_fitted_slope_is_not_positive(tmp_path):
+    helpers.write_folds(tmp_path / "train", k=3)
+    helpers.write_train_records(tmp_path / "train", k=3)
+    _generated_predictions(tmp_path / "train", slope=-0.5)
+    train = helpers.fake_artifact(tmp_path / "train", "reversed")
+    artifact, _ = base.execute(export.SPEC, {"model": train}, _params(tmp_path / "s", 0.8), tmp_path / "r")
+    recalibration = export.read_export(artifact)["recalibration"]
+    assert not recalibration["applied"] and recalibration["slope"] < 0
+    assert recalibration["reason"].startswith(f"the fitted slope {recalibration['slope']:.3f} is not positive")
+
+
+def test_export_skips_recalibration_with_the_reason_when_it_cannot_be_fitted(tmp_path, train_artifact):
+    artifact, _ = base.execute(export.SPEC, {"model": train_artifact}, _params(tmp_path / "s", 0.8), tmp_path / "r")
+    recalibration = export.read_export(artifact)["recalibration"]
+    assert not recalibration["applied"] and recalibration["reason"] == "the out-of-fold probabilities are all equal"
+    assert "- **why not**: the out-of-fold probabilities are all equal" in (
+        artifact.path / "saved_model" / model_card.MARKDOWN_NAME).read_text()

@@ -74,7 +74,9 @@ def test_the_analyses_beyond_the_study_are_shown_apart(rendered, tmp_path):
     patient_auc = record["sets"][evaluate.PATIENT_LEVEL]["pooled"]["roc_auc"]
     assert f"{patient_auc:.3f}" in section
     calibration = record["sets"][evaluate.OBSERVED]["calibration"]
-    assert f"{calibration['ece']:.3f}" in section and "No recalibration is fitted" in section
+    assert f"{calibration['ece']:.3f}" in section
+    recalibrated = record["sets"][evaluate.RECALIBRATED]["calibration"]
+    assert "Recalibrated, cross-fitted" in section and f"slope {recalibrated['slope']:.2f}" in section
     assert f"calibration slope {calibration['slope']:.2f} [{calibration['intervals']['slope']['low']:.2f}" in section
     gain = record["admission_comparison"]["image_minus_age_sex"]
     assert "Does the X-ray add anything over age and sex?" in section and f"{gain['difference']:+.3f}" in section

@@ -189,7 +189,8 @@ def test_three_tta_views_give_a_named_set_of_finite_probabilities(trained, tmp_p
     with open(tmp_path / evaluate.PER_FOLD_NAME, newline="") as handle:
         assert {r["set"] for r in csv.DictReader(handle)} == {
             evaluate.OBSERVED, evaluate.PATIENT_LEVEL, evaluate.EARLY_IMAGES, evaluate.OBSERVED_TTA,
-            evaluate.AGE_SEX, evaluate.IMAGE_AGE_SEX}
+            evaluate.AGE_SEX, evaluate.IMAGE_AGE_SEX, evaluate.RECALIBRATED}
+    assert (evaluate.RECALIBRATED, "calibration_slope") in summary_sets
     with open(tmp_path / evaluate.DECISION_CURVE_NAME, newline="") as handle:
         curve = list(csv.DictReader(handle))
     assert [float(r["threshold"]) for r in curve] == list(evaluate_decision.DECISION_THRESHOLDS)
