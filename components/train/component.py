@@ -270,7 +270,8 @@ def _summarise(p, precision, strategy, results, examples) -> dict[str, Any]:
         "fed_counts": fed, "fed_positive_fraction": fed[1] / max(1, sum(fed)), "resample_target": target,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "train_images_per_s": sum(r["train_images"] for r in results) / train_time if train_time else None,
-        "note": "val_* = observed labels only; an imputed variant's imputed labels are fitted inside each training fold",
+        "note": ("val_* = observed labels only; an imputed variant's imputed labels are fitted inside each "
+                 "training fold"),
         "counts": {"folds": p.folds, "repeats": p.repeats, "rows": len(examples), "precision": precision,
                    **{f"mean_{k}": round(v, 4) for k, v in means.items() if k in ("val_auc", "val_bacc", "val_loss")},
                    "fed_positive_fraction": round(fed[1] / max(1, sum(fed)), 4)},
