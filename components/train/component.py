@@ -273,9 +273,18 @@ def _summarise(p, precision, strategy, results, examples) -> dict[str, Any]:
         "note": ("val_* = observed labels only; an imputed variant's imputed labels are fitted inside each "
                  "training fold"),
         "counts": {"folds": p.folds, "repeats": p.repeats, "rows": len(examples), "precision": precision,
+                   **_trained_only(examples),
                    **{f"mean_{k}": round(v, 4) for k, v in means.items() if k in ("val_auc", "val_bacc", "val_loss")},
                    "fed_positive_fraction": round(fed[1] / max(1, sum(fed)), 4)},
     }
+
+
+def _trained_only(examples: input_pipeline.Examples) -> dict[str, int]:
+    """The rows that train in every fold but are never validated (imputed labels), and their patients that
+    have no observed row: what the model card adds to the validated rows."""
+    imputed = examples.label_sources == "imputed"
+    patients = set(examples.patients[imputed]) - set(examples.patients[~imputed])
+    return {"imputed_rows": int(imputed.sum()), "imputed_only_patients": len(patients)}
 
 
 def _summary(artifact: base.Artifact) -> str:

@@ -99,3 +99,12 @@ def test_the_card_is_written_and_read_back(card, tmp_path):
     model_card.write(tmp_path, built)
     assert model_card.read(tmp_path) == built
     assert (tmp_path / model_card.MARKDOWN_NAME).read_text() == model_card.to_markdown(built)
+
+
+def test_imputed_rows_that_only_train_are_counted_from_the_train_summary():
+    predictions = _predictions()
+    observed = {k: v[predictions["label_source"] == "observed"] for k, v in predictions.items()}  # in-fold imputation
+    counts = model_card.data_counts(observed, {"imputed_rows": 6, "imputed_only_patients": 3})
+    assert (counts["images"], counts["patients"], counts["observed_labels"], counts["imputed_labels"]) == (60, 30, 54, 6)
+    modes = model_card.failure_modes("patient", "ImageNet", counts)
+    assert any(mode.startswith("6 training labels were imputed") for mode in modes)
