@@ -95,3 +95,10 @@ def test_tfrecords_without_the_forests_features_refuse_the_imputed_variants(samp
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(PipelineError, match="without the forest's features"):
         component._plan(_imputed_params(), "fp32", copy, tmp_path / "work")
+
+
+def test_the_imputed_variant_validates_the_original_variants_folds(sample_tfrecords, tmp_path):
+    _, imputed = component._plan(_imputed_params(), "fp32", sample_tfrecords, tmp_path / "imputed")
+    original = fold.TrainParams(variant="original", labels="observed", image_size=32, folds=3)
+    _, observed = component._plan(original, "fp32", sample_tfrecords, tmp_path / "original")
+    assert [val.source_ids.tolist() for *_, val, _ in imputed] == [val.source_ids.tolist() for *_, val, _ in observed]
