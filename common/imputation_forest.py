@@ -6,7 +6,7 @@ patient's outcome reaches a training label). Both must encode and fit exactly al
 must not import the impute stage's helpers (a stage imports another only for its artifact format), so the
 forest sits on the ground floor, beside the age parser it needs; the TFRecords carry the encoded
 features (tfrecords/schema.py) from impute's side to train's. scikit-learn is imported inside the fit
-only, so the data sources can name the columns without loading it.
+only, so what needs just the encoding (the TFRecord schema) does not load it.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from common.ages import parse_age
+from common.clinical_flags import FLAG_COLUMNS
 
-# The study's outcome-adjacent flags: they label (imputation) but are never model inputs.
-FLAG_COLUMNS = ("went_icu", "needed_supplemental_O2", "intubation_present", "extubated")
 FEATURE_NAMES = (*FLAG_COLUMNS, "age_bin")
 
 # The study's bins: 0-30, 31-40, 41-50, 51-60, 61-70, 71-80, 81-100.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from common.errors import PipelineError
-from common.imputation_forest import FLAG_COLUMNS as CLINICAL_COLUMNS
+from common.clinical_flags import FLAG_COLUMNS as CLINICAL_COLUMNS
 from images import image_io
 
 # The columns of ingest's `examples.csv` (a source may add its own, e.g. a manifest's `site`).
