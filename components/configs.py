@@ -59,6 +59,8 @@ def fold_key_fields(config_class) -> tuple[str, ...]:
 
 
 SEED_HELP = "Seed for imputation's forest, the folds, initialisation and batches."
+IMPUTATION_TREES_HELP = ("Trees of the imputation forest: the impute stage's (its report and labels.csv) and the one "
+                         "the imputed variants fit inside each training fold.")
 THRESHOLD_HELP = "Probability of death at or above which a case counts as 'died'."
 
 
@@ -73,7 +75,7 @@ class IngestConfig:
 @dataclasses.dataclass(frozen=True)
 class ImputeConfig:
     seed: int = flag(0, SEED_HELP)
-    n_estimators: int = 100
+    n_estimators: int = flag(100, IMPUTATION_TREES_HELP, name="imputation_trees")
     cv_folds: int = 5
 
 
@@ -150,6 +152,8 @@ class TrainConfig:
                         "from --seed (repeat 0 = the single split); evaluate adds the mean over repeats.",
                         in_fold_key=False)
     seed: int = flag(0, SEED_HELP)
+    # Outside the fold key: the labels it gives a fold's rows are in the key already.
+    imputation_trees: int = flag(100, IMPUTATION_TREES_HELP, in_fold_key=False)
     epochs_frozen: int = flag(5, "One-cycle epochs with the body frozen.")
     epochs_unfrozen: int = flag(30, "One-cycle epochs with the body unfrozen.")
     batch_size: int = flag(64, "Global batch size (whatever the number of replicas).")

@@ -8,7 +8,11 @@ images of one patient on both sides of a split flatter the score.
 
 Output `labels.csv`: one row per usable image with the observed label (-1 if
 none), the label a variant trains on (observed, else imputed), its source and
-the forest's probability of death. Data without the four flags (a manifest may
+the forest's probability of death. That is the study's way, one forest fitted on
+every observed label before cross-validation, kept for the record and for this
+report; the imputed variants train on labels the same forest
+(`common/imputation_forest.py`) gives when fitted inside each training fold
+(`components/train/in_fold_imputation.py`). Data without the four flags (a manifest may
 leave them out) cannot be imputed: its unlabelled images keep -1 with source
 `none`, the report says so, and the imputed variants refuse to train.
 """
@@ -20,10 +24,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from sklearn import ensemble, metrics, model_selection
+from sklearn import metrics, model_selection
 
-from common import files
-from common.ages import parse_age
+from common import files, imputation_forest
 from common.errors import PipelineError
 from common.labels import NO_LABEL
 from components import base, ingest
@@ -31,33 +34,6 @@ from components import base, ingest
 LABELS_NAME = "labels.csv"
 REPORT_NAME = "imputation_report.json"
 LABEL_COLUMNS = ("source_id", "patientid", "mortality_observed", "mortality", "label_source", "imputed_probability")
-
-# The study's bins: 0-30, 31-40, 41-50, 51-60, 61-70, 71-80, 81-100.
-AGE_BIN_UPPER_EDGES = (30, 40, 50, 60, 70, 80)
-NOT_RECORDED = -1  # a feature's explicit 'not recorded' code, which a tree can split on
-_FLAG_VALUES = {"Y": 1, "N": 0}
-
-
-def flag_value(value: str) -> int:
-    """Y -> 1, N -> 0; blank, `?` and free text ('Would have been stated', 'Not visible') -> -1."""
-    return _FLAG_VALUES.get(value.strip().upper(), NOT_RECORDED)
-
-
-def age_bin(value: str) -> int:
-    """Index of the study's age bin (0..6), or -1 when the age is unknown; above 100 -> last bin."""
-    age = parse_age(value)
-    if age is None:
-        return NOT_RECORDED
-    return int(np.searchsorted(AGE_BIN_UPPER_EDGES, age, side="left"))
-
-
-def features(rows: Sequence[Mapping[str, str]]) -> np.ndarray:
-    """Unknowns are their own value (-1), so a forest can split on 'not recorded'."""
-    return np.array(
-        [[flag_value(row[c]) for c in ingest.CLINICAL_COLUMNS] + [age_bin(row["age"])] for row in rows],
-        dtype=np.int64,
-    )
-
 
 def _cv_scores(forest, x, y, splitter, groups=None) -> dict[str, float]:
     """Fold means; balanced accuracy only over folds that hold both classes (small, grouped data)."""
@@ -80,7 +56,7 @@ def _cv_scores(forest, x, y, splitter, groups=None) -> dict[str, float]:
 
 def impute(rows: Sequence[Mapping[str, str]], seed: int, n_estimators: int, folds: int) -> dict[str, Any]:
     observed = np.array([int(row["mortality_observed"]) for row in rows])
-    x = features(rows)
+    x = imputation_forest.features(rows)
     labelled = observed != NO_LABEL
     x_lab, y_lab = x[labelled], observed[labelled]
     groups = np.array([row["patientid"] for row in rows])[labelled]
@@ -89,7 +65,7 @@ def impute(rows: Sequence[Mapping[str, str]], seed: int, n_estimators: int, fold
             f"impute: need at least {folds} labelled images of each class for {folds}-fold CV; "
             f"have {int((y_lab == 0).sum())} survived and {int((y_lab == 1).sum())} died"
         )
-    forest = ensemble.RandomForestClassifier(n_estimators=n_estimators, random_state=seed)
+    forest = imputation_forest.make_forest(seed, n_estimators)
     by_image = _cv_scores(forest, x_lab, y_lab, model_selection.StratifiedKFold(folds, shuffle=True, random_state=seed))
     by_patient = None
     if len(np.unique(groups)) >= folds:
@@ -98,8 +74,8 @@ def impute(rows: Sequence[Mapping[str, str]], seed: int, n_estimators: int, fold
         )
     majority = int(np.bincount(y_lab).argmax())
     forest.fit(x_lab, y_lab)
-    probability = forest.predict_proba(x)[:, list(forest.classes_).index(1)]
-    imputed = (probability >= 0.5).astype(int)
+    probability = imputation_forest.death_probability(forest, x)
+    imputed = imputation_forest.imputed_labels(probability)
     label = np.where(labelled, observed, imputed)
     table = [
         {"source_id": row["source_id"], "patientid": row["patientid"], "mortality_observed": int(obs),
@@ -108,9 +84,9 @@ def impute(rows: Sequence[Mapping[str, str]], seed: int, n_estimators: int, fold
         for row, obs, lab, known, p in zip(rows, observed, label, labelled, probability)
     ]
     report = {
-        "features": [*ingest.CLINICAL_COLUMNS, "age_bin"],
+        "features": list(imputation_forest.FEATURE_NAMES),
         "feature_encoding": "Y=1, N=0, anything else=-1 (not recorded); age bins 0-30..81-100 as 0..6, unknown=-1",
-        "feature_importances": dict(zip([*ingest.CLINICAL_COLUMNS, "age_bin"],
+        "feature_importances": dict(zip(imputation_forest.FEATURE_NAMES,
                                         [round(float(v), 4) for v in forest.feature_importances_])),
         "labelled": int(labelled.sum()), "imputed": int((~labelled).sum()),
         "labelled_died": int(y_lab.sum()), "imputed_died": int(imputed[~labelled].sum()),

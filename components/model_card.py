@@ -81,14 +81,18 @@ def weights_provenance(train_weights: str | None) -> dict[str, str]:
     return {"initialisation": description.removesuffix(", full"), "detail": detail}
 
 
-def data_counts(predictions: Mapping[str, np.ndarray]) -> dict[str, int]:
-    """Images, patients and deaths among the rows the model was trained and cross-validated on."""
+def data_counts(predictions: Mapping[str, np.ndarray], train_counts: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Images, patients and deaths among the rows the model was trained and cross-validated on: the validated
+    rows (`predictions`) and the imputed rows that only train (`train_counts`, the train summary's counts;
+    runs before in-fold imputation validated theirs, so their predictions hold them). Deaths are validated ones."""
     labels, patients = np.asarray(predictions["label"]), np.asarray(predictions["patient"])
     observed = np.asarray(predictions["label_source"]) == "observed"
-    return {"images": int(len(labels)), "patients": int(len(set(patients.tolist()))),
+    trained_only = (train_counts or {}).get("imputed_rows", 0)
+    return {"images": int(len(labels)) + trained_only,
+            "patients": int(len(set(patients.tolist()))) + (train_counts or {}).get("imputed_only_patients", 0),
             "images_of_deaths": int(np.sum(labels == 1)),
             "patients_who_died": int(len(set(patients[labels == 1].tolist()))),
-            "observed_labels": int(np.sum(observed)), "imputed_labels": int(np.sum(~observed))}
+            "observed_labels": int(np.sum(observed)), "imputed_labels": int(np.sum(~observed)) + trained_only}
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -154,7 +158,7 @@ def build(*, model_name: str, status: str, blessed: bool, export_record: Mapping
           case_mix: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The card of one exported model, from the export record and the train, evaluate and data records; the case
     mix (`validation.case_mix` of the development rows) is what an external validation compares its site with."""
-    counts = data_counts(predictions)
+    counts = data_counts(predictions, train_summary.get("counts"))
     weights = weights_provenance(train_summary.get("weights"))
     threshold = float(export_record["threshold"])
     hospital_data = is_hospital_data(data)

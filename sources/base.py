@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from common.errors import PipelineError
+from common.clinical_flags import FLAG_COLUMNS as CLINICAL_COLUMNS
 from images import image_io
 
-# The study's outcome-adjacent flags: they label (imputation) but are never model inputs.
-CLINICAL_COLUMNS = ("went_icu", "needed_supplemental_O2", "intubation_present", "extubated")
 # The columns of ingest's `examples.csv` (a source may add its own, e.g. a manifest's `site`).
 EXAMPLE_COLUMNS = (
     "source_id", "line", "patientid", "offset", "sex", "age", "view", "filename",

@@ -3,7 +3,10 @@
 Every usable image is stored once with its observed label (-1 when none), the
 label a variant trains on (observed, else the forest's), and where that label
 came from, so variants select their rows at read time and no stage can take
-an imputed label for an observed one.
+an imputed label for an observed one. The imputation forest's features
+(`clinical/*`, encoded by common/imputation_forest.py) ride along, so the
+train stage can fit the forest inside each training fold; shards written
+before them read as 'not recorded' (-1) through the spec's defaults.
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ from typing import Any, Mapping
 
 import tensorflow as tf
 
+from common import imputation_forest
+
 LABEL_SOURCES = ("observed", "imputed", "none")  # none: no label and no imputation (data without the flags)
+
+
+# The forest's features under their TFRecord keys, in the forest's order.
+CLINICAL_KEYS = tuple(f"clinical/{name}" for name in imputation_forest.FEATURE_NAMES)
 
 
 def _bytes(value: bytes | str) -> tf.train.Feature:
@@ -41,6 +50,7 @@ def make_example(encoded: bytes, image_format: str, record: Mapping[str, Any]) -
     """One image and its row (from ingest + impute) as a `tf.train.Example`."""
     if record["label_source"] not in LABEL_SOURCES:
         raise ValueError(f"{record['source_id']}: label_source {record['label_source']!r} not in {LABEL_SOURCES}")
+    clinical = imputation_forest.encode(record)
     feature = {
         "image/encoded": _bytes(encoded),
         "image/format": _bytes(image_format),
@@ -57,6 +67,7 @@ def make_example(encoded: bytes, image_format: str, record: Mapping[str, Any]) -
         "label/mortality": _int(record["mortality"]),
         "label/source": _bytes(record["label_source"]),
         "label/imputed_probability": _float(record["imputed_probability"]),
+        **{key: _int(clinical[name]) for key, name in zip(CLINICAL_KEYS, imputation_forest.FEATURE_NAMES)},
     }
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
@@ -77,6 +88,8 @@ FEATURE_SPEC = {
     "label/mortality": tf.io.FixedLenFeature([], tf.int64),
     "label/source": tf.io.FixedLenFeature([], tf.string),
     "label/imputed_probability": tf.io.FixedLenFeature([], tf.float32),
+    **{key: tf.io.FixedLenFeature([], tf.int64, default_value=imputation_forest.NOT_RECORDED)
+       for key in CLINICAL_KEYS},
 }
 
 

@@ -8,6 +8,11 @@ With `repeats` > 1 the K folds are drawn again for each repeat (`splits`) and
 every repeat's folds are trained; fold k of every repeat trains with fold k's
 seeds, so repeats differ in their split only.
 
+The imputed variants' unlabelled rows train in every fold with labels of
+the imputation forest fitted on that fold's observed training labels
+(`in_fold_imputation`), never on a validation patient's outcome; folds
+are drawn on the observed rows, so validation holds observed labels only.
+
 Caching is per fold: each fold trains in a persistent work folder named by
 the hash of its own parameters (the hyperparameters that change what it
 computes, the code version and the ids, image hashes and labels of its
@@ -42,10 +47,10 @@ import models
 from common import files
 from common.errors import PipelineError
 from components import base
-from components.train import (fold as fold_lib, fold_lock, input_pipeline, linear_probe, outputs, probe_fold,
-                              splits, strategy as strat)
+from components.train import (fold as fold_lib, fold_lock, in_fold_imputation, input_pipeline, linear_probe, outputs,
+                              probe_fold, splits, strategy as strat)
 from components.train import params as params_lib
-from tfrecords import writer
+from tfrecords import schema, writer
 
 
 
@@ -94,20 +99,24 @@ def _start(p: fold_lib.TrainParams) -> tuple[tf.distribute.Strategy, str]:
 
 def _plan(p: fold_lib.TrainParams, precision: str, tfrecords: Path, work_dir: Path, log=lambda line: None):
     """The rows and, per repeat and fold, (repeat, fold, training rows, validation rows, its work folder)."""
-    missing = writer.load_manifest(tfrecords).get("imputation_missing_columns")
+    manifest = writer.load_manifest(tfrecords)
+    missing = manifest.get("imputation_missing_columns")
     if missing and p.labels == "observed+imputed":
         raise PipelineError(f"--variant={p.variant} trains on imputed labels, but imputation was not possible: the "
                             f"data has no column(s) {', '.join(missing)}; give them, or train an original* variant")
+    if p.labels == "observed+imputed" and not set(schema.CLINICAL_KEYS) <= set(manifest.get("features", ())):
+        raise PipelineError(f"--variant={p.variant} imputes inside each training fold, but {tfrecords} was written "
+                            f"without the forest's features ({', '.join(schema.CLINICAL_KEYS)}); write it anew")
     examples = input_pipeline.load_examples(tfrecords, p.labels, p.image_size, p.memory_budget_gb, p.shuffle_buffer)
     if isinstance(examples.images, input_pipeline.StreamedImages):
         log(f"train: {len(examples)} images past --memory_budget_gb={p.memory_budget_gb:g} as float32: "
             f"streamed from the TFRecords (shuffle buffer {p.shuffle_buffer})")
-    # Observed-label rows stratify on their label; imputed rows on the label they train on.
-    repeated = splits.make_repeated_folds(examples.labels, examples.patients, p.split, p.folds, p.seed, p.repeats)
+    repeated = in_fold_imputation.make_repeated_folds(examples, p.split, p.folds, p.seed, p.repeats)
     plan = []
     for r, folds in enumerate(repeated):
         for k, (train_idx, val_idx) in enumerate(folds):
-            train, val = examples.subset(train_idx), examples.subset(val_idx)
+            train = in_fold_imputation.impute_training_labels(examples.subset(train_idx), p.seed, p.imputation_trees)
+            val = examples.subset(val_idx)
             plan.append((r, k, train, val, work_dir / f"fold-{fold_key(p, precision, train, val, k, r)[:16]}"))
     return examples, plan
 
@@ -261,12 +270,21 @@ def _summarise(p, precision, strategy, results, examples) -> dict[str, Any]:
         "fed_counts": fed, "fed_positive_fraction": fed[1] / max(1, sum(fed)), "resample_target": target,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "train_images_per_s": sum(r["train_images"] for r in results) / train_time if train_time else None,
-        "note": "val_* = observed labels only; val_incl_imputed_* = the study's way (imputed labels in validation)",
+        "note": ("val_* = observed labels only; an imputed variant's imputed labels are fitted inside each "
+                 "training fold"),
         "counts": {"folds": p.folds, "repeats": p.repeats, "rows": len(examples), "precision": precision,
-                   **{f"mean_{k}": round(v, 4) for k, v in means.items() if k in ("val_auc", "val_bacc", "val_loss",
-                                                                                 "val_incl_imputed_auc")},
+                   **_trained_only(examples),
+                   **{f"mean_{k}": round(v, 4) for k, v in means.items() if k in ("val_auc", "val_bacc", "val_loss")},
                    "fed_positive_fraction": round(fed[1] / max(1, sum(fed)), 4)},
     }
+
+
+def _trained_only(examples: input_pipeline.Examples) -> dict[str, int]:
+    """The rows that train in every fold but are never validated (imputed labels), and their patients that
+    have no observed row: what the model card adds to the validated rows."""
+    imputed = examples.label_sources == "imputed"
+    patients = set(examples.patients[imputed]) - set(examples.patients[~imputed])
+    return {"imputed_rows": int(imputed.sum()), "imputed_only_patients": len(patients)}
 
 
 def _summary(artifact: base.Artifact) -> str:

@@ -302,7 +302,7 @@ class _FoldRun:
                 self.checkpoint(phase, epoch)
 
     def validate(self, logits: np.ndarray) -> dict[str, float]:
-        return validation_metrics(self.val, logits, self.p.labels)
+        return validation_metrics(self.val, logits)
 
     def val_logits(self) -> np.ndarray:
         return loop.predict_logits(self.session.predict, self.val.images, self.p.eval_batch_size)
@@ -379,13 +379,10 @@ def run_fold(session: Session, fold: int, train: input_pipeline.Examples, val: i
     return result
 
 
-def validation_metrics(val: input_pipeline.Examples, logits: np.ndarray, label_set: str) -> dict[str, float]:
-    """val_* on observed labels only (always); val_incl_imputed_* = the study's way, imputed labels included."""
+def validation_metrics(val: input_pipeline.Examples, logits: np.ndarray) -> dict[str, float]:
+    """val_* on observed labels (folds validate observed rows only: `in_fold_imputation`)."""
     observed = val.label_sources == "observed"
-    out = metrics.binary_metrics(val.labels[observed], logits[observed], "val")
-    if label_set != "observed":
-        out.update(metrics.binary_metrics(val.labels, logits, "val_incl_imputed"))
-    return out
+    return metrics.binary_metrics(val.labels[observed], logits[observed], "val")
 
 
 def weights_description(report) -> str:

@@ -31,7 +31,7 @@ def run_fold(classifier: keras.Model, extractor: keras.Model, fold: int, train: 
     seconds = time.perf_counter() - start
     result = {"fold": fold, "method": "linear_probe", "num_train": len(train), "num_val": len(val),
               **probe.record(),
-              "final": fold_lib.validation_metrics(val, logits, p.labels),
+              "final": fold_lib.validation_metrics(val, logits),
               "fed_counts": np.bincount(train.labels, minlength=2).tolist(), "timings": {"linear_probe": seconds},
               "train_images": 0, "weights": weights}
     outputs.write_fold(work_dir / outputs.RESULT_DIR, fold, model, [], {},

@@ -5,22 +5,6 @@ from common.errors import PipelineError
 from components import impute
 
 
-@pytest.mark.parametrize(
-    "text,expected_bin",
-    [("25", 0), ("30", 0), ("31", 1), ("40", 1), ("45", 2), ("55", 3), ("60", 3), ("61", 4), ("70", 4),
-     ("75", 5), ("80", 5), ("81", 6), ("100", 6), ("101", 6), (">80", 6), ("60s", 4), ("", -1), ("?", -1),
-     ("unknown", -1)],
-)
-def test_age_bins_match_the_study(text, expected_bin):
-    assert impute.age_bin(text) == expected_bin
-
-
-@pytest.mark.parametrize("text,value", [("Y", 1), (" y ", 1), ("N", 0), ("", -1), ("?", -1),
-                                        ("Would have been stated", -1), ("Not visible", -1)])
-def test_clinical_flags_keep_unknown_explicit(text, value):
-    assert impute.flag_value(text) == value
-
-
 def _rows(n_labelled=60, n_unlabelled=20, seed=0):
     """Deaths go with ICU + intubation + old age, so a forest can learn them."""
     rng = np.random.default_rng(seed)

@@ -119,3 +119,12 @@ def test_a_card_of_the_hospitals_own_data_names_it_without_ids_or_paths(card):
         assert shown in text
     assert built["intended_use"] == model_card.HOSPITAL_INTENDED_USE
     assert "ieee8023" not in text and "public collection" not in text and "pt-" not in text
+
+
+def test_imputed_rows_that_only_train_are_counted_from_the_train_summary():
+    predictions = _predictions()
+    observed = {k: v[predictions["label_source"] == "observed"] for k, v in predictions.items()}  # in-fold imputation
+    counts = model_card.data_counts(observed, {"imputed_rows": 6, "imputed_only_patients": 3})
+    assert (counts["images"], counts["patients"], counts["observed_labels"], counts["imputed_labels"]) == (60, 30, 54, 6)
+    modes = model_card.failure_modes("patient", "ImageNet", counts)
+    assert any(mode.startswith("6 training labels were imputed") for mode in modes)

@@ -40,13 +40,14 @@ def test_the_flags_are_the_ones_the_command_line_always_had():
             "max_zoom", "p_lighting", "threshold", "export_members", "serving_dir", "tta_views", "tfrecord_writer",
             "beam_runner", "beam_options", "method", "memory_budget_gb", "shuffle_buffer",
             "checkpoint_every_s", "push_demo", "demo_model_name", "parallel_folds", "pseudonym_key",
-            "recalibrate"} <= set(names)
-    assert len(set(names)) == 56  # pipeline.run adds --stop_after; pipeline.study --variants, --archs, --results_dir
+            "recalibrate", "imputation_trees"} <= set(names)
+    assert len(set(names)) == 57  # pipeline.run adds --stop_after; pipeline.study --variants, --archs, --results_dir
     shared = {name: [".".join(item.path) for item in pipeline_flags.flag_fields() if item.name == name]
               for name in names if names.count(name) > 1}
     assert shared == {"seed": ["impute.seed", "train.seed", "evaluate.seed"],
-                      "threshold": ["evaluate.threshold", "export.threshold"]}
-    not_flags = {"frontal_views", "n_estimators", "cv_folds", "eval_batch_size", "provenance"}
+                      "threshold": ["evaluate.threshold", "export.threshold"],
+                      "imputation_trees": ["impute.n_estimators", "train.imputation_trees"]}
+    not_flags = {"frontal_views", "cv_folds", "eval_batch_size", "provenance"}
     assert not_flags.isdisjoint(item.path[-1] for item in pipeline_flags.flag_fields())
 
 
@@ -61,6 +62,7 @@ def test_shared_and_renamed_flags_reach_every_field_they_set():
     assert config.impute.seed == config.train.seed == config.evaluate.seed == 7
     assert config.evaluate.threshold == config.export.threshold == 0.3
     assert config.export.members == "2"
+    assert _parse("--imputation_trees=30").impute.n_estimators == _parse("--imputation_trees=30").train.imputation_trees == 30
     assert config.variant == "imputed_resample" and config.ingest.max_offset_days == 7.0
     assert config.tfrecords.num_shards == 2 and config.train.deterministic is False
     assert config.tfrecords == dataclasses.replace(configs.TFRecordConfig(), num_shards=2, writer="beam",

@@ -71,7 +71,9 @@ def test_tfrecords_round_trip_bytes_and_labels(sample_run):
 
 # sha256 of every output of the data stages on the embedded sample, recorded with the code before the data
 # sources (sources/) came in (commit 8f4711e, the pinned requirements.txt): reading the upstream collection
-# through sources.upstream must not change one byte.
+# through sources.upstream must not change one byte. The TFRecords were pinned anew, deliberately, when their
+# examples gained the imputation forest's features (`clinical/*`, for the forest fitted inside each training
+# fold); ingest's and impute's outputs kept their bytes through that change.
 UPSTREAM_OUTPUTS_BEFORE_SOURCES = {
     "ingest": {
         "examples.csv": "166f034108319fef75e63e44cb6d4916e7810599a055b917d7b41b702392c992",
@@ -82,11 +84,11 @@ UPSTREAM_OUTPUTS_BEFORE_SOURCES = {
         "labels.csv": "fcf8fd3f8e6a96d039e1994c1328c01ce664563da6804df5d2988f857551c1fe",
     },
     "tfrecords": {
-        "covid_cxr-00000-of-00004.tfrecord": "9d4658836fa33c3a2916a48ffa84cedf1dca8393b8a1431ebe2072a1957d76fa",
-        "covid_cxr-00001-of-00004.tfrecord": "fe8b66acd42c69751ac83d306289648cf3548674be03ff136f25779424761f6b",
-        "covid_cxr-00002-of-00004.tfrecord": "863e850234a14da8ff0d4fb31b94efe8cf3c5fd13486e70da10962695e8a9308",
-        "covid_cxr-00003-of-00004.tfrecord": "e5e37dcce77988f2298f7d92148700ae655ce4385879bb8ba8c52e9412d1fff3",
-        "manifest.json": "0442de8a647f96c607b351d6afaf4f2266c852421130c03034302d969ac0acdc",
+        "covid_cxr-00000-of-00004.tfrecord": "71c7796e795089db9e505299ab83e4e67314f11879ea25db0212b0d48f686fde",
+        "covid_cxr-00001-of-00004.tfrecord": "87268aefecd3a861d960e6efd4fd64e5953b34ba7ccfd4e978e854b2a6d6d344",
+        "covid_cxr-00002-of-00004.tfrecord": "1a7ae27e4b76031b65cf0c9b5a2ee719767e712d872770884f14874c108a0b10",
+        "covid_cxr-00003-of-00004.tfrecord": "a2e749b34e00e878d2ee87b84c3296d4840a1212ecd8d26f6977815ba81ebf88",
+        "manifest.json": "85a0fed238ad154a7925af1ccd64c61f22944410a745aeba195e45f1014e7de0",
     },
 }
 

@@ -24,3 +24,14 @@ def test_an_unknown_key_is_named():
     serialized = tf.constant(schema.make_example(b"x", "jpeg", ROW).SerializeToString())
     with pytest.raises(KeyError, match="image/nope"):
         schema.parse_example(serialized, ("image/nope",))
+
+
+def test_the_forests_features_ride_along_and_older_records_read_as_not_recorded():
+    row = {**ROW, "went_icu": "Y", "needed_supplemental_O2": "N", "intubation_present": "?", "extubated": ""}
+    parsed = schema.parse_example(tf.constant(schema.make_example(b"x", "jpeg", row).SerializeToString()))
+    assert [int(parsed[key]) for key in schema.CLINICAL_KEYS] == [1, 0, -1, -1, 4]
+    example = schema.make_example(b"x", "jpeg", row)
+    for key in schema.CLINICAL_KEYS:
+        del example.features.feature[key]  # as written before the keys existed
+    older = schema.parse_example(tf.constant(example.SerializeToString()))
+    assert [int(older[key]) for key in schema.CLINICAL_KEYS] == [-1] * 5

@@ -18,7 +18,8 @@ def _examples(n: int) -> input_pipeline.Examples:
     ids = np.array([f"img{i}" for i in range(n)])
     return input_pipeline.Examples(images=rng.uniform(0, 255, (n, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32),
                                    labels=np.arange(n) % 2, label_sources=np.array(["observed"] * n),
-                                   source_ids=ids, patients=ids, sha256=ids)
+                                   source_ids=ids, patients=ids, sha256=ids,
+                                   clinical=np.full((n, 5), -1))
 
 
 @pytest.fixture(scope="module")
