@@ -24,6 +24,8 @@ DEFAULT_KEY_PATH = Path("~/.covid_cxr/pseudonym.key")
 KEY_BYTES = 32
 # A DICOM UID (PS3.5 9.1): digits and dots, e.g. 1.2.840.113619.2.55...; file names are often one.
 _UID_NAME = re.compile(r"[0-9]+(\.[0-9]+)+(\.(dcm|dicom|png|jpe?g))?", re.IGNORECASE)
+# Six digits or more in a row: an accession number, a medical record number or a date (A1234567.dcm).
+_NUMBER_RUN = re.compile(r"[0-9]{6,}")
 
 
 def keyed_hash(key: bytes, value: str) -> str:
@@ -44,8 +46,10 @@ def key_id(key: bytes) -> str:
     return keyed_hash(key, "covid_cxr key id")[:16]
 
 
-def is_uid_name(name: str) -> bool:
-    return _UID_NAME.fullmatch(name) is not None
+def is_identifying_name(name: str) -> bool:
+    """A file name that may identify: a UID, or one holding a long run of digits (an accession number, a record
+    number, a date); such an image gets a pseudonym too."""
+    return _UID_NAME.fullmatch(name) is not None or _NUMBER_RUN.search(name) is not None
 
 
 def load_or_create_key(path: Path, output_dir: Path, notify: Callable[[str], None] = print) -> bytes:

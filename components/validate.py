@@ -141,14 +141,23 @@ def update_record(columns: Mapping[str, np.ndarray], requested: str, threshold: 
         raise PipelineError(f"--update={requested}: the {method} fit does not converge on this site (its outcomes are "
                             "separated by the predictions, so no maximum-likelihood update exists); try "
                             "--update=intercept")
+    if fitted["slope"] <= 0:
+        raise PipelineError(f"--update={requested}: the logistic fit's slope is {fitted['slope']:.3g} on this site, so "
+                            "the updated model would rank deaths no better than chance or backwards; nothing is "
+                            "pushed (the model does not travel to this site; --update=intercept keeps its ranking)")
     updated = validation.apply_update(probabilities, fitted["intercept"], fitted["slope"])
     honest = validation.cross_validated_update(labels, probabilities, patients, method, seed)
+    judged = np.isfinite(honest)  # a fold whose fit on the other patients did not converge has no update
+    left_out = int((~judged).sum())
     return {**record, "intercept": fitted["intercept"], "slope": fitted["slope"], "updated": updated,
             "cross_validated": honest,
             "apparent": validation.summarize(labels, updated, patients, threshold, resamples, seed),
-            "cross_validated_summary": validation.summarize(labels, honest, patients, threshold, resamples, seed),
+            "cross_validated_summary": validation.summarize(np.asarray(labels)[judged], honest[judged],
+                                                            np.asarray(patients)[judged], threshold, resamples, seed),
             "cross_validation": f"{min(validation.CROSS_FIT_FOLDS, len(set(patients)))} folds over patients: each "
-                                "patient's images updated by a fit on the other patients"}
+                                "patient's images updated by a fit on the other patients"
+                                + (f"; {left_out} images of folds whose fit did not converge left out" if left_out
+                                   else "")}
 
 
 # ---------------------------------------------------------------- serving the update

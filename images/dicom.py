@@ -31,6 +31,10 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+# pydicom's checks of a value against its VR warn with the value itself (a name, a date, an id), into logs a
+# hospital may share: a value that breaks rendering is refused by name instead (`render`).
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
 from images import checks
 
 # Screening reasons: files that are DICOM and readable but not the study's input (frontal chest
@@ -99,7 +103,9 @@ def render(raw: bytes, name: str) -> RenderedDicom:
     except checks.ImageRejected:
         raise
     except Exception as error:  # noqa: BLE001 - a vendor's broken header must be named, never crash a run
-        raise checks.ImageRejected("truncated_or_corrupt", f"{name}: DICOM header unusable: {error}") from None
+        # The error's type only: pydicom's messages can quote a header's values (names, dates, ids).
+        raise checks.ImageRejected("truncated_or_corrupt",
+                                   f"{name}: DICOM header unusable ({type(error).__name__})") from None
     if _inverted(dataset):
         shown = 1.0 - shown
     pixels = np.round(np.clip(shown, 0.0, 1.0) * 255.0).astype(np.uint8)

@@ -62,7 +62,10 @@ def load_standard_image(path: Path) -> StandardImage:
         raise ImageRejected("missing_file", f"{path.name} does not exist")
     if not path.is_file():
         raise ImageRejected("not_a_file", f"{path.name} is not a regular file")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as error:  # permissions, a vanished network share: named, and the run goes on
+        raise ImageRejected("unreadable", f"{path.name}: {error.strerror or type(error).__name__}") from None
     if not raw:
         raise ImageRejected("empty_file", f"{path.name} has 0 bytes")
     if dicom.is_dicom(raw):

@@ -94,6 +94,8 @@ def read_table(path: Path, required: Sequence[str], error: type[PipelineError],
             raise error(f"{path}: the file is empty") from None
         except csv.Error as csv_error:
             raise error(f"{path} line 1: {csv_error}") from None
+        except UnicodeDecodeError as decode_error:
+            raise error(f"{path} line 1: not UTF-8 text ({decode_error.reason})") from None
         _check_header(path, header, required, error)
         rows = []
         start = reader.line_num + 1

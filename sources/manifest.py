@@ -82,7 +82,7 @@ class ManifestSource(Source):
         """The file's own name, or a pseudonym of the manifest's `image` value (so it survives moving the
         folder) where that name could identify or is not unique."""
         name = path.name
-        if pseudonym.is_uid_name(name) or patient_id.casefold() in name.casefold() or name in shared_names:
+        if pseudonym.is_identifying_name(name) or patient_id.casefold() in name.casefold() or name in shared_names:
             suffix = path.suffix.lower() if path.suffix.lower() in IMAGE_SUFFIXES else ""
             return pseudonym.image_pseudonym(self._key, image, suffix)
         return name

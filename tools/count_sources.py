@@ -21,6 +21,7 @@ from common.quiet import quiet_tensorflow_logs
 quiet_tensorflow_logs()  # first: the sources import the image reader, which loads TensorFlow
 
 from common.errors import PipelineError  # noqa: E402
+from common.labels import NO_LABEL  # noqa: E402
 from components import configs  # noqa: E402
 from sources import base, origin, upstream  # noqa: E402
 
@@ -33,7 +34,7 @@ def count(data_dir: Path) -> str:
     types = origin.source_types(row for _, row in every_row)
     source, several_sources = origin.first_by_patient(rows, origin.source_of)
     site, several_sites = origin.first_by_patient(rows, lambda row: origin.site_of(row["location"]))
-    labelled = {row["patientid"].strip() for row in rows if row["mortality_observed"] != -1}
+    labelled = {row["patientid"].strip() for row in rows if row["mortality_observed"] != NO_LABEL}
     died = {row["patientid"].strip() for row in rows if row["mortality_observed"] == 1}
     pooled = origin.pooled_sites(site, labelled)
     images = collections.Counter(row["patientid"].strip() for row in rows)

@@ -33,16 +33,12 @@ def logit(probabilities: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def logistic_fit(design: np.ndarray, labels: np.ndarray, offset: np.ndarray, iterations: int = 100) -> np.ndarray:
-    """Maximum-likelihood coefficients of logit P(y) = offset + design @ beta (Newton-Raphson)."""
-    return logistic_fit_converged(design, labels, offset, iterations)[0]
-
-
 def logistic_fit_converged(design: np.ndarray, labels: np.ndarray, offset: np.ndarray,
                            iterations: int = 100) -> tuple[np.ndarray, bool]:
-    """`logistic_fit`'s coefficients and whether Newton's steps came to rest. A step that lowers the likelihood is
-    halved until it does not (plain Newton overshoots from extreme offsets, e.g. probabilities near 0 or 1). Under
-    separated outcomes the likelihood has no maximum, the coefficients grow without end and it does not converge."""
+    """Maximum-likelihood coefficients of logit P(y) = offset + design @ beta (Newton-Raphson), and whether Newton's
+    steps came to rest. A step that lowers the likelihood is halved until it does not (plain Newton overshoots from
+    extreme offsets, e.g. probabilities near 0 or 1). Under separated outcomes the likelihood has no maximum, the
+    coefficients grow without end and it does not converge."""
     def log_likelihood(beta):
         eta = offset + design @ beta
         return float(np.sum(labels * eta - np.logaddexp(0, eta)))

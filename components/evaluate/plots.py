@@ -16,12 +16,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
+from common import files  # noqa: E402
+
 GRID = np.linspace(0, 1, 101)
 
 
 def _save(figure, path: Path) -> Path:
+    """Written beside `path` and renamed into place: a killed run leaves no truncated figure a report embeds."""
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    path = Path(path)
+    with files.atomic_open(path, "wb") as handle:
+        figure.savefig(handle, dpi=110, format="png")
     plt.close(figure)
     return path
 

@@ -244,13 +244,15 @@ def patient_folds(patients: Sequence[str], folds: int, seed: int) -> np.ndarray:
 def cross_validated_update(labels: Sequence[int], probabilities: Sequence[float], patients: Sequence[str],
                            method: str, seed: int, folds: int = CROSS_FIT_FOLDS) -> np.ndarray:
     """Each row's updated probability from an update fitted on the other patients' rows (folds over patients): the
-    honest estimate of how the updated model calibrates on patients it was not fitted on."""
+    honest estimate of how the updated model calibrates on patients it was not fitted on. A fold whose fit does not
+    converge (the other patients' outcomes separated) leaves its rows NaN: there is no update to judge them by."""
     labels, probabilities = np.asarray(labels, int), np.asarray(probabilities, float)
     fold = patient_folds(patients, min(folds, len(set(patients))), seed)
     updated = np.empty(len(labels))
     for k in np.unique(fold):
         fitted = fit_update(labels[fold != k], probabilities[fold != k], method)
-        updated[fold == k] = apply_update(probabilities[fold == k], fitted["intercept"], fitted["slope"])
+        updated[fold == k] = (apply_update(probabilities[fold == k], fitted["intercept"], fitted["slope"])
+                              if fitted["converged"] else np.nan)
     return updated
 
 

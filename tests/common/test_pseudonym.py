@@ -35,7 +35,9 @@ def test_a_missing_key_is_refused_where_it_must_exist(tmp_path):
         pseudonym.load_key(tmp_path / "lost.key")
 
 
-@pytest.mark.parametrize("name,uid", [("1.2.840.113619.2.55.3.1.dcm", True), ("1.2.840.113619", True),
-                                      ("1.2.3.png", True), ("chest-1.png", False), ("12.jpg", False)])
-def test_uid_file_names_are_recognised(name, uid):
-    assert pseudonym.is_uid_name(name) == uid
+@pytest.mark.parametrize("name,identifying", [
+    ("1.2.840.113619.2.55.3.1.dcm", True), ("1.2.840.113619", True), ("1.2.3.png", True),
+    ("A1234567.dcm", True), ("scan-20200315.png", True),  # an accession number, a date
+    ("chest-1.png", False), ("12.jpg", False), ("ward7-12345.png", False)])
+def test_identifying_file_names_are_recognised(name, identifying):
+    assert pseudonym.is_identifying_name(name) == identifying
