@@ -131,7 +131,7 @@ class TrainConfig:
 
     A fold's work folder is named by its settings, except those marked `in_fold_key=False`: how it is run
     (strategy, checkpoints, memory), what names it apart already (the weights file, by its sha256; the split,
-    folds and repeats, by the fold's own rows) (components/train/component.py: `fold_key`)."""
+    folds, repeats and site pooling, by the fold's own rows) (components/train/component.py: `fold_key`)."""
 
     arch: str = flag("resnet18", "Architecture from models.ARCHITECTURES.")
     method: str = flag("fine_tune", "fine_tune: the study's schedule; linear_probe: L2 logistic regression on the "

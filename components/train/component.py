@@ -6,7 +6,8 @@ out-of-fold predictions, LR-finder curves and plots, TensorBoard scalars) and
 the summary (fold means, fed class ratio, timings); `outputs` names every file.
 With `repeats` > 1 the K folds are drawn again for each repeat (`splits`) and
 every repeat's folds are trained; fold k of every repeat trains with fold k's
-seeds, so repeats differ in their split only.
+seeds, so repeats differ in their split only. `--split=site` holds out one
+site group per fold (`splits.site_folds`), however many `--folds` asks for.
 
 The imputed variants' unlabelled rows train in every fold with labels of
 the imputation forest fitted on that fold's observed training labels
@@ -285,7 +286,8 @@ def _summarise(p, precision, strategy, results, examples) -> dict[str, Any]:
         "train_images_per_s": sum(r["train_images"] for r in results) / train_time if train_time else None,
         "note": ("val_* = observed labels only; an imputed variant's imputed labels are fitted inside each "
                  "training fold"),
-        "counts": {"folds": len(results) // p.repeats, "repeats": p.repeats, "rows": len(examples), "precision": precision,
+        "counts": {"folds": len(results) // p.repeats, "repeats": p.repeats, "rows": len(examples),
+                   "precision": precision,
                    **_trained_only(examples),
                    **{f"mean_{k}": round(v, 4) for k, v in means.items() if k in ("val_auc", "val_bacc", "val_loss")},
                    "fed_positive_fraction": round(fed[1] / max(1, sum(fed)), 4)},

@@ -39,7 +39,8 @@ def test_the_forests_features_ride_along_and_older_records_read_as_not_recorded(
 
 
 def test_a_patients_site_is_that_of_their_first_row_and_older_shards_read_as_blank():
-    rows = [{"patientid": "p1", "site": "Italy"}, {"patientid": "p2", "site": " "}, {"patientid": "p1", "site": "Spain"}]
+    rows = [{"patientid": "p1", "site": "Italy"}, {"patientid": "p2", "site": " "},
+            {"patientid": "p1", "site": "Spain"}]
     assert write_tfrecords.patient_sites(rows) == ["Italy", "unknown", "Italy"]
     older = schema.make_example(b"x", "jpeg", {**ROW, "patient_site": "Italy"})
     del older.features.feature["patient/site"]  # as in shards written before sites

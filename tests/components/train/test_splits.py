@@ -123,3 +123,8 @@ def test_site_folds_need_two_site_groups():
 
 def test_the_site_flag_default_is_the_site_rule_of_the_shortcut_audit():
     assert configs.TrainConfig().min_site_patients == origin.MIN_SITE_PATIENTS
+
+
+def test_the_site_split_has_nothing_to_repeat():
+    with pytest.raises(ValueError, match="--split=site .* --repeats must be 1"):
+        configs.TrainConfig(split="site", repeats=2)
