@@ -131,7 +131,7 @@ class TrainConfig:
 
     A fold's work folder is named by its settings, except those marked `in_fold_key=False`: how it is run
     (strategy, checkpoints, memory), what names it apart already (the weights file, by its sha256; the split,
-    folds and repeats, by the fold's own rows) (components/train/component.py: `fold_key`)."""
+    folds, repeats and site pooling, by the fold's own rows) (components/train/component.py: `fold_key`)."""
 
     arch: str = flag("resnet18", "Architecture from models.ARCHITECTURES.")
     method: str = flag("fine_tune", "fine_tune: the study's schedule; linear_probe: L2 logistic regression on the "
@@ -145,8 +145,16 @@ class TrainConfig:
                                in_fold_key=False)
     weights_mode: str = flag("auto", "How --weights must match the body.", choices=("auto", "strict", "partial"))
     split: str = flag("patient", "patient: stratified group K-fold by patient; image: stratified K-fold over images "
-                      "(the study's).", choices=("patient", "image"), in_fold_key=False)
-    folds: int = flag(5, "Cross-validation folds.", in_fold_key=False)
+                      "(the study's); site: leave one site out (internal-external validation), sites with fewer "
+                      "than --min_site_patients pooled as 'other sites'.", choices=("patient", "image", "site"),
+                      in_fold_key=False)
+    folds: int = flag(5, "Cross-validation folds (ignored by --split=site: one fold per site group).",
+                      in_fold_key=False)
+    # sources/origin.py's MIN_SITE_PATIENTS (not imported: sources/ loads TensorFlow; a test checks they agree).
+    # Outside the fold key: the fold's rows are in its key already.
+    min_site_patients: int = flag(5, "--split=site: a site with fewer patients with an "
+                                  "observed label than this is pooled into one 'other sites' fold.",
+                                  in_fold_key=False)
     # Repeat 0 is the single split; each repeat trains `folds` more fold models (components/train/splits.py).
     repeats: int = flag(1, "Repeated cross-validation: the folds drawn anew this many times, with seeds derived "
                         "from --seed (repeat 0 = the single split); evaluate adds the mean over repeats.",
@@ -193,6 +201,9 @@ class TrainConfig:
     def __post_init__(self):
         if self.repeats < 1:
             raise ValueError(f"--repeats must be at least 1, not {self.repeats}")
+        if self.split == "site" and self.repeats > 1:
+            raise ValueError("--split=site leaves each site out once: there is nothing to draw again, so --repeats "
+                             "must be 1")
         # A stage's params arrive as plain dicts (dataclasses.asdict): rebuild the nested config.
         if isinstance(self.augmentation, dict):
             object.__setattr__(self, "augmentation", AugmentConfig(**self.augmentation))

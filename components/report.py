@@ -102,6 +102,8 @@ def metrics_section(evaluation: Mapping[str, Any], published: Mapping[str, Mappi
     text += ("<p class=muted>Each estimate is computed once on every validation row pooled; its interval "
              "resamples the same pooled rows, so it brackets the same statistic. The fold mean ± sd shows how "
              "much the folds disagree (the study reported fold means).</p>")
+    if "site_of_fold" in evaluation:
+        text += sites_section(evaluation)
     if "repeated_cv" in evaluation:
         text += repeats_section(evaluation["repeated_cv"])
     if evaluate_outputs.STUDY_WAY in evaluation["sets"]:
@@ -109,6 +111,23 @@ def metrics_section(evaluation: Mapping[str, Any], published: Mapping[str, Mappi
         text += "<p>The study's way, counting imputed labels in validation (not comparable to a clinical truth): "
         text += ", ".join(f"{NAMES[n]} {_fmt(study_way[n])}" for n in SCORES[:5]) + " (pooled).</p>"
     return text
+
+
+SITE_METRICS = ("roc_auc", "balanced_accuracy", "recall", "tnr", "brier")
+
+
+def sites_section(evaluation: Mapping[str, Any]) -> str:
+    """Under --split=site: each fold is a site the model never saw; the per-fold metrics, one row per site whose
+    validation images hold both outcomes."""
+    shown = {row["site"] for row in evaluation["per_site"]}
+    without = [site for site in evaluation["site_of_fold"] if site not in shown]
+    rows = [[html.escape(row["site"]), row["images"], row["deaths"], *(_fmt(row[name]) for name in SITE_METRICS)]
+            for row in evaluation["per_site"]]
+    return ("<p><b>Internal-external validation</b>: each fold held out one site (sites with too few patients "
+            "pooled as one), so the pooled estimate above is of hospitals the model never saw. Per held-out site:</p>"
+            + _table(["Held-out site", "Images", "Deaths", *(NAMES[name] for name in SITE_METRICS)], rows)
+            + (f"<p class=muted>Validated, but one outcome only, so no row: {html.escape(', '.join(without))}.</p>"
+               if without else ""))
 
 
 REPEATED_BASELINES = {evaluate_repeats.AGE_SEX: "age + sex alone",
@@ -214,8 +233,8 @@ def beyond_study_section(evaluation: Mapping[str, Any], figures_dir: Path) -> st
                  "probability is the mean of their images' probabilities. This answers \"how well are patients, "
                  "not images, ranked\": a patient with many X-rays no longer counts many times.</p>")
     else:
-        text += ("<p><b>Patient level</b>: not computed; it needs <code>--split=patient</code>, under which every "
-                 "patient's images sit in one fold.</p>")
+        text += ("<p><b>Patient level</b>: not computed; it needs <code>--split=patient</code> or "
+                 "<code>--split=site</code>, under which every patient's images sit in one fold.</p>")
     if evaluate_outputs.EARLY_IMAGES in sets:
         early = sets[evaluate_outputs.EARLY_IMAGES]
         text += (f"<p><b>First-week images</b> ({early['n']} images, {early['positives']} of them of patients who died): "

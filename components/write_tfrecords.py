@@ -3,6 +3,8 @@
 Joins ingest's table with impute's labels, re-reads each image (found by the
 data folder's source) through the same safe loader ingest used, and writes sharded `tf.train.Example`s plus a
 manifest (counts and sha256 per shard). Variants select rows at read time.
+Each image carries its patient's site: that of the patient's first row in ingest's
+order (sources/origin.py's rule), blank -> `unknown`, for `--split=site`.
 `--tfrecord_writer=beam` writes the same shards, byte for byte, with an Apache Beam
 pipeline on `--beam_runner` (tfrecords/beam_writer.py).
 """
@@ -22,6 +24,7 @@ from common.errors import PipelineError
 from common.labels import NO_LABEL
 from components import base, impute, ingest
 from images import image_io
+from sources import origin
 from tfrecords import schema, writer
 
 PREFIX = "covid_cxr"
@@ -36,7 +39,8 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         raise PipelineError(f"tfrecords: {len(missing)} images have no label row, e.g. {missing[0]}")
     source = inputs["data"].source
     paths = {row["source_id"]: source.image_path(row["filename"]) for row in rows}
-    records = [{**row, **labels[row["source_id"]]} for row in rows]
+    records = [{**row, **labels[row["source_id"]], "patient_site": site}
+               for row, site in zip(rows, patient_sites(rows))]
     label_counts = collections.Counter(
         f"{r['label_source']}/{_OUTCOMES[r['mortality']]}" for r in records
     )
@@ -54,6 +58,15 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         manifest = writer.write_shards(examples, out_dir, PREFIX, params["num_shards"], extra)
     return {"num_examples": manifest["num_examples"], "num_shards": len(manifest["shards"]),
             **manifest["label_counts"]}
+
+
+def patient_sites(rows: list[Mapping[str, str]]) -> list[str]:
+    """Each row's patient's site: the site of the patient's first row (a patient in two sites counts in its
+    first), blank -> `unknown`."""
+    first: dict[str, str] = {}
+    for row in rows:
+        first.setdefault(row["patientid"], row["site"].strip() or origin.UNKNOWN_SITE)
+    return [first[row["patientid"]] for row in rows]
 
 
 def _example(paths: Mapping[str, Path], record: Mapping[str, Any]) -> tf.train.Example:

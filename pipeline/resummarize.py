@@ -94,7 +94,7 @@ def resummarize_run(run_dir: Path, examples: Mapping[str, Mapping[str, str]], se
     predictions = evaluate.with_row_facts(train_outputs.read_predictions(run_dir), examples)
     tta = evaluate.read_tta_predictions(run_dir / evaluate.TTA_PREDICTIONS_NAME, predictions) if tta_views else None
     record = evaluate.evaluation_record(predictions, summary["variant"], summary["split"], summary["weights"],
-                                        params, tta)
+                                        params, tta, summary.get("site_of_fold"))
     evaluate.add_repeated_cv(record, run_dir, summary, predictions, params, run_dir)
     _check_unchanged(run_dir, stored, record)
     evaluate.write_summary(run_dir, record)

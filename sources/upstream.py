@@ -1,7 +1,9 @@
 """The upstream collection, ieee8023/covid-chestxray-dataset: `metadata.csv` + `images/`.
 
 Keeps COVID-19 X-rays in frontal views and derives the mortality label from `survival`; its public
-patient ids and file names are kept as they are (they are already public).
+patient ids and file names are kept as they are (they are already public). Each row's `site` is
+sources/origin.py's rule on `location` (its last comma-separated token; blank or absent -> `unknown`),
+as a manifest's `site` column, for `--split=site`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Sequence
 from common.errors import PipelineError
 from common.labels import NO_LABEL
 from images import image_io
-from sources.base import Selection, Source, read_table, rejection
+from sources import origin
+from sources.base import EXAMPLE_COLUMNS, Selection, Source, read_table, rejection
 
 METADATA_NAME = "metadata.csv"
 IMAGES_DIR = "images"
@@ -50,6 +53,8 @@ def read_metadata(path: Path):
 
 
 class UpstreamSource(Source):
+    example_columns = (*EXAMPLE_COLUMNS, "site")
+
     def __init__(self, data_dir: Path):
         self.data_dir = Path(data_dir)
         self.table = self.data_dir / METADATA_NAME
@@ -77,7 +82,8 @@ class UpstreamSource(Source):
                 warnings.append(f"line {line}: survival {row['survival']!r} is not Y, N, ? or blank; "
                                 "treated as unknown")
                 label = NO_LABEL
-            selected.append((line, {**row, "mortality_observed": label}))
+            selected.append((line, {**row, "mortality_observed": label,
+                                    "site": origin.site_of(row.get("location", ""))}))
         layout = "2021" if "RT_PCR_positive" in header else "2020"
         return Selection(selected, dropped, warnings,
                          {"schema": layout, "rows": len(rows), "covid_xray": len(covid_xray)})

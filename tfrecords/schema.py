@@ -6,7 +6,8 @@ came from, so variants select their rows at read time and no stage can take
 an imputed label for an observed one. The imputation forest's features
 (`clinical/*`, encoded by common/imputation_forest.py) ride along, so the
 train stage can fit the forest inside each training fold; shards written
-before them read as 'not recorded' (-1) through the spec's defaults.
+before them read as 'not recorded' (-1) through the spec's defaults. So does
+`patient/site` (the patient's site, for `--split=site`): '' in older shards.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def make_example(encoded: bytes, image_format: str, record: Mapping[str, Any]) -
         "image/width": _int(record["width"]),
         "patient/id": _bytes(record["patientid"]),
         "patient/age": _float(number_or_nan(record["age"])),
+        "patient/site": _bytes(record.get("patient_site", "")),  # "": not recorded
         "image/view": _bytes(record["view"]),
         "image/offset_days": _float(number_or_nan(record["offset"])),
         "label/mortality_observed": _int(record["mortality_observed"]),
@@ -82,6 +84,7 @@ FEATURE_SPEC = {
     "image/width": tf.io.FixedLenFeature([], tf.int64),
     "patient/id": tf.io.FixedLenFeature([], tf.string),
     "patient/age": tf.io.FixedLenFeature([], tf.float32),
+    "patient/site": tf.io.FixedLenFeature([], tf.string, default_value=""),
     "image/view": tf.io.FixedLenFeature([], tf.string),
     "image/offset_days": tf.io.FixedLenFeature([], tf.float32),
     "label/mortality_observed": tf.io.FixedLenFeature([], tf.int64),

@@ -47,7 +47,7 @@ def imputation_effect(runs: Sequence[Mapping[str, Any]], resamples: int, seed: i
         ids = sorted(first)
         labels = np.array([first[sid][1] for sid in ids])
         split = by_key[original, arch]["split"]
-        groups = np.array([first[sid][0] if split == "patient" else sid for sid in ids])
+        groups = np.array([first[sid][0] if split in evaluate_metrics.PATIENT_GROUPED_SPLITS else sid for sid in ids])
         effect = evaluate_metrics.paired_auc_difference(
             labels, np.array([first[sid][2] for sid in ids]), np.array([second[sid][2] for sid in ids]), groups,
             resamples, seed)

@@ -6,6 +6,8 @@ pooled statistic, and the fold mean +- sd stands beside them as the spread betwe
 image, the study's own way (imputed labels counted in validation) is computed
 too, under its own name, so the two can never be confused. Bootstrap CIs
 resample patients when the split kept patients apart, images otherwise.
+Under `--split=site` each fold is a held-out site (`site_of_fold`), and the
+record adds one row per site whose validation rows hold both outcomes (`per_site`).
 
 Beyond the study, on observed labels only, each set named apart from the
 headline (`observed_labels`, which blessing and the study tables read):
@@ -114,7 +116,7 @@ def evaluation_sets(predictions: Mapping[str, np.ndarray], split: str,
     sets = {OBSERVED: observed}
     if split == "image" and len(observed["label"]) < len(predictions["label"]):
         sets[STUDY_WAY] = dict(predictions)
-    if split == "patient":  # every patient's images sit in one fold, so a patient is ranked once
+    if split in evaluate_metrics.PATIENT_GROUPED_SPLITS:  # a patient's images sit in one fold: ranked once
         sets[PATIENT_LEVEL] = patient_level(observed)
     if "offset_days" in observed:
         sets[EARLY_IMAGES] = early_images(observed)
@@ -138,7 +140,7 @@ def set_metrics(rows: Mapping[str, np.ndarray], split: str, threshold: float, re
     summary["bootstrap"] = evaluate_metrics.bootstrap(
         rows["label"], rows["probability"], evaluate_metrics.resample_units(rows, split), resamples, seed,
         functools.partial(evaluate_metrics.metric_values, threshold=threshold))
-    summary["bootstrap"]["unit"] = "patient" if split == "patient" else "image"
+    summary["bootstrap"]["unit"] = evaluate_metrics.resample_unit(split)
     return summary
 
 
@@ -200,15 +202,29 @@ def headline(sets: Mapping[str, Any]) -> dict[str, dict[str, float]]:
             for name in evaluate_metrics.METRICS}
 
 
+def per_site(observed: Mapping[str, Any], site_of_fold: list[str]) -> list[dict[str, Any]]:
+    """The observed set's per-fold metrics named by the site each fold held out, for the sites whose
+    validation rows hold both outcomes (one outcome leaves ROC AUC and balanced accuracy undefined)."""
+    rows = []
+    for fold, values in observed["per_fold"].items():
+        deaths = values["tp"] + values["fn"]
+        images = deaths + values["tn"] + values["fp"]
+        if 0 < deaths < images:
+            rows.append({"site": site_of_fold[int(fold)], "fold": int(fold), "images": images, "deaths": deaths,
+                         **{name: values[name] for name in evaluate_metrics.METRICS}})
+    return rows
+
+
 def _write_tables(out_dir: Path, record: Mapping[str, Any]) -> None:
-    results = record["sets"]
+    results, site_of_fold = record["sets"], record.get("site_of_fold")
     with files.atomic_open(out_dir / PER_FOLD_NAME, "w", newline="") as handle:
-        fields = ["set", "fold", *evaluate_metrics.METRICS, "tp", "fn", "tn", "fp"]
+        fields = ["set", "fold", *(["site"] if site_of_fold else []), *evaluate_metrics.METRICS, "tp", "fn", "tn", "fp"]
         table = csv.DictWriter(handle, fieldnames=fields)
         table.writeheader()
         for name, summary in results.items():
             for fold, values in summary["per_fold"].items():
-                table.writerow({"set": name, "fold": fold, **values})
+                site = {"site": site_of_fold[int(fold)]} if site_of_fold else {}
+                table.writerow({"set": name, "fold": fold, **site, **values})
     with files.atomic_open(out_dir / SUMMARY_NAME, "w", newline="") as handle:
         table = csv.writer(handle)
         table.writerow(["set", "metric", "estimate", "ci_low", "ci_high", "fold_mean", "fold_std", "folds"])
@@ -332,12 +348,18 @@ def read_tta_predictions(path: Path, predictions: Mapping[str, np.ndarray]) -> d
 
 
 def evaluation_record(predictions: Mapping[str, np.ndarray], variant: str, split: str, weights: str | None,
-                      params: Mapping[str, Any], tta: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+                      params: Mapping[str, Any], tta: Mapping[str, np.ndarray] | None = None,
+                      site_of_fold: list[str] | None = None) -> dict[str, Any]:
+    """`site_of_fold` (the train summary's, under --split=site): the site each fold held out."""
     results = evaluate(predictions, split, params["threshold"], params["bootstrap_resamples"], params["seed"], tta)
     if tta is not None:
         results["sets"][OBSERVED_TTA]["tta_views"] = params["tta_views"]
-    return {"variant": variant, "split": split, "threshold": params["threshold"], "positive_class": "died",
-            "weights": weights, "estimate": ESTIMATE, "metrics": headline(results["sets"]), **results}
+    record = {"variant": variant, "split": split, "threshold": params["threshold"], "positive_class": "died",
+              "weights": weights, "estimate": ESTIMATE, "metrics": headline(results["sets"]), **results}
+    if site_of_fold:
+        record["site_of_fold"] = list(site_of_fold)
+        record["per_site"] = per_site(results["sets"][OBSERVED], site_of_fold)
+    return record
 
 
 def summary_figures(out_dir: Path, record: Mapping[str, Any]) -> None:
@@ -398,7 +420,8 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         tta = tta_predictions(train.path, inputs["tfrecords"].path, predictions, trained_with,
                               params["tta_views"], params["seed"])
         _write_tta_predictions(out_dir / TTA_PREDICTIONS_NAME, predictions, tta)
-    record = evaluation_record(predictions, summary["variant"], summary["split"], summary["weights"], params, tta)
+    record = evaluation_record(predictions, summary["variant"], summary["split"], summary["weights"], params, tta,
+                               summary.get("site_of_fold"))
     add_repeated_cv(record, train.path, summary, predictions, params, out_dir)
     write_summary(out_dir, record)
     write_figures(out_dir, record, predictions, train_outputs.read_histories(train.path),

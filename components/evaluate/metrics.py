@@ -110,9 +110,18 @@ def summarize(folds: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
     }
 
 
+# The splits that keep each patient's images in one fold (the site split leaves whole patients' sites out).
+PATIENT_GROUPED_SPLITS = ("patient", "site")
+
+
 def resample_units(rows: Mapping[str, np.ndarray], split: str) -> np.ndarray:
     """What a bootstrap draws: patients when the split kept them apart, else images."""
-    return rows["patient"] if split == "patient" else rows["source_id"]
+    return rows["patient"] if split in PATIENT_GROUPED_SPLITS else rows["source_id"]
+
+
+def resample_unit(split: str) -> str:
+    """The name of what `resample_units` draws."""
+    return "patient" if split in PATIENT_GROUPED_SPLITS else "image"
 
 
 def group_resamples(groups: np.ndarray, resamples: int, seed: int):

@@ -112,7 +112,7 @@ def repeated_metrics(rows: Mapping[str, np.ndarray], split: str, threshold: floa
             "repeats": int(len(finite_estimates)), "valid_resamples": int(len(finite_draws)),
         }
     return {"repeats": len(per_repeat), "per_repeat": per_repeat, "metrics": metrics, "level": level,
-            "resamples": resamples, "unit": "patient" if split == "patient" else "image",
+            "resamples": resamples, "unit": evaluate_metrics.resample_unit(split),
             "unit_count": int(len(np.unique(groups))), "n": int(len(labels)), "positives": int(np.sum(labels))}
 
 

@@ -6,7 +6,8 @@ out-of-fold predictions, LR-finder curves and plots, TensorBoard scalars) and
 the summary (fold means, fed class ratio, timings); `outputs` names every file.
 With `repeats` > 1 the K folds are drawn again for each repeat (`splits`) and
 every repeat's folds are trained; fold k of every repeat trains with fold k's
-seeds, so repeats differ in their split only.
+seeds, so repeats differ in their split only. `--split=site` holds out one
+site group per fold (`splits.site_folds`), however many `--folds` asks for.
 
 The imputed variants' unlabelled rows train in every fold with labels of
 the imputation forest fitted on that fold's observed training labels
@@ -107,11 +108,18 @@ def _plan(p: fold_lib.TrainParams, precision: str, tfrecords: Path, work_dir: Pa
     if p.labels == "observed+imputed" and not set(schema.CLINICAL_KEYS) <= set(manifest.get("features", ())):
         raise PipelineError(f"--variant={p.variant} imputes inside each training fold, but {tfrecords} was written "
                             f"without the forest's features ({', '.join(schema.CLINICAL_KEYS)}); write it anew")
+    if p.split == "site" and "patient/site" not in manifest.get("features", ()):
+        raise PipelineError(f"--split=site: {tfrecords} was written without the patients' sites (patient/site); "
+                            "write it anew")
     examples = input_pipeline.load_examples(tfrecords, p.labels, p.image_size, p.memory_budget_gb, p.shuffle_buffer)
     if isinstance(examples.images, input_pipeline.StreamedImages):
         log(f"train: {len(examples)} images past --memory_budget_gb={p.memory_budget_gb:g} as float32: "
             f"streamed from the TFRecords (shuffle buffer {p.shuffle_buffer})")
-    repeated = in_fold_imputation.make_repeated_folds(examples, p.split, p.folds, p.seed, p.repeats)
+    repeated = in_fold_imputation.make_repeated_folds(examples, p.split, p.folds, p.seed, p.repeats,
+                                                      p.min_site_patients)
+    if p.split == "site":
+        log(f"train: --split=site: {len(repeated[0])} folds, one per site group ("
+            f"{', '.join(site_of_fold(p, examples))}); --folds={p.folds} is ignored")
     plan = []
     for r, folds in enumerate(repeated):
         for k, (train_idx, val_idx) in enumerate(folds):
@@ -119,6 +127,11 @@ def _plan(p: fold_lib.TrainParams, precision: str, tfrecords: Path, work_dir: Pa
             val = examples.subset(val_idx)
             plan.append((r, k, train, val, work_dir / f"fold-{fold_key(p, precision, train, val, k, r)[:16]}"))
     return examples, plan
+
+
+def site_of_fold(p: fold_lib.TrainParams, examples: input_pipeline.Examples) -> list[str] | None:
+    """Under --split=site, the site group each fold holds out, fold by fold; else None."""
+    return in_fold_imputation.site_folds(examples, p.min_site_patients)[1] if p.split == "site" else None
 
 
 def _repeat_prefix(p: fold_lib.TrainParams, r: int) -> str:
@@ -192,7 +205,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
 
     def on_epoch(r, k, row):
         bar.update(1)
-        bar.set_description(f"train {_repeat_prefix(p, r)}fold {k + 1}/{p.folds}")
+        bar.set_description(f"train {_repeat_prefix(p, r)}fold {k + 1}/{len(plan) // p.repeats}")
         bar.set_postfix_str(f"{row['phase']} ep {row['epoch'] + 1} loss {row['train_loss']:.3f} "
                             f"val_auc {row.get('val_auc', float('nan')):.3f}")
 
@@ -267,12 +280,14 @@ def _summarise(p, precision, strategy, results, examples) -> dict[str, Any]:
         "precision": precision, "strategy": type(strategy).__name__, "weights": weights[0],
         "params": dataclasses.asdict(p), "folds": results, "mean_final_metrics": means,
         "split_seeds": [splits.repeat_seed(p.seed, r) for r in range(p.repeats)],
+        "site_of_fold": site_of_fold(p, examples),
         "fed_counts": fed, "fed_positive_fraction": fed[1] / max(1, sum(fed)), "resample_target": target,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "train_images_per_s": sum(r["train_images"] for r in results) / train_time if train_time else None,
         "note": ("val_* = observed labels only; an imputed variant's imputed labels are fitted inside each "
                  "training fold"),
-        "counts": {"folds": p.folds, "repeats": p.repeats, "rows": len(examples), "precision": precision,
+        "counts": {"folds": len(results) // p.repeats, "repeats": p.repeats, "rows": len(examples),
+                   "precision": precision,
                    **_trained_only(examples),
                    **{f"mean_{k}": round(v, 4) for k, v in means.items() if k in ("val_auc", "val_bacc", "val_loss")},
                    "fed_positive_fraction": round(fed[1] / max(1, sum(fed)), 4)},

@@ -8,7 +8,7 @@ fold's observed training labels only and labels the fold's unlabelled rows.
 Folds are drawn on the observed rows alone (`splits`), so they never depend on an imputed label and
 imputing inside a fold cannot move an image between folds. Rows without an observed label are never
 validated: they train in every fold, except, under `--split=patient`, in a fold whose validation holds
-another image of their patient.
+another image of their patient and, under `--split=site`, in the fold that holds out their site.
 """
 
 from __future__ import annotations
@@ -23,22 +23,35 @@ from components.train import input_pipeline, splits
 
 
 def make_repeated_folds(examples: input_pipeline.Examples, split: str, num_folds: int, seed: int,
-                        repeats: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+                        repeats: int, min_site_patients: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
     """[repeat][fold] -> (train, val) indices into `examples`: folds of the observed rows, the others added
-    to every training side (not beside their own patient's validation images under the patient split)."""
+    to every training side (not beside their own patient's validation images under the patient and site
+    splits, nor beside their own site's under the site split)."""
     observed = np.flatnonzero(examples.label_sources == "observed")
     unlabelled = np.flatnonzero(examples.label_sources != "observed")
-    repeated = splits.make_repeated_folds(examples.labels[observed], examples.patients[observed], split,
-                                          num_folds, seed, repeats)
+    if split == "site":
+        repeated = [site_folds(examples, min_site_patients)[0]]
+    else:
+        repeated = splits.make_repeated_folds(examples.labels[observed], examples.patients[observed], split,
+                                              num_folds, seed, repeats)
     out = []
     for folds in repeated:
         out.append([])
         for train, val in folds:
             extra = unlabelled
-            if split == "patient":
-                extra = unlabelled[~np.isin(examples.patients[unlabelled], examples.patients[observed[val]])]
+            if split in ("patient", "site"):
+                extra = extra[~np.isin(examples.patients[extra], examples.patients[observed[val]])]
+            if split == "site":
+                extra = extra[~np.isin(examples.sites[extra], examples.sites[observed[val]])]
             out[-1].append((np.sort(np.concatenate([observed[train], extra])), observed[val]))
     return out
+
+
+def site_folds(examples: input_pipeline.Examples,
+               min_site_patients: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str]]:
+    """`splits.site_folds` of the observed rows (indices among them) and the site group each fold holds out."""
+    observed = examples.label_sources == "observed"
+    return splits.site_folds(examples.patients[observed], examples.sites[observed], min_site_patients)
 
 
 def impute_training_labels(train: input_pipeline.Examples, seed: int,

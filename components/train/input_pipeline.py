@@ -108,6 +108,7 @@ class Examples:
     patients: np.ndarray
     sha256: np.ndarray
     clinical: np.ndarray        # (N, 5) int: the imputation forest's features (schema.CLINICAL_KEYS), -1 = unknown
+    sites: np.ndarray           # (N,) the patient's site ('' in shards written before sites)
 
     def __len__(self):
         return len(self.labels)
@@ -122,7 +123,7 @@ def load_examples(tfrecords_dir: Path, label_set: str, image_size: int, memory_b
     `memory_budget_gb` as float32, else stream them (`StreamedImages`)."""
     writer.verify(tfrecords_dir)
     sources = tf.constant(LABEL_SETS[label_set])
-    keys = ("label/mortality", "label/source", "image/source_id", "patient/id", "image/key/sha256",
+    keys = ("label/mortality", "label/source", "image/source_id", "patient/id", "image/key/sha256", "patient/site",
             *schema.CLINICAL_KEYS)
     records = (tf.data.TFRecordDataset(writer.shard_paths(tfrecords_dir))
                .map(lambda r: schema.parse_example(r, keys), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -142,7 +143,8 @@ def load_examples(tfrecords_dir: Path, label_set: str, image_size: int, memory_b
     return Examples(images=images, labels=col["label/mortality"].astype(np.int64),
                     label_sources=text("label/source"), source_ids=source_ids,
                     patients=text("patient/id"), sha256=text("image/key/sha256"),
-                    clinical=np.stack([col[key] for key in schema.CLINICAL_KEYS], axis=1).astype(np.int64))
+                    clinical=np.stack([col[key] for key in schema.CLINICAL_KEYS], axis=1).astype(np.int64),
+                    sites=text("patient/site"))
 
 
 def train_dataset(images: "tf.Tensor | StreamedImages", labels: np.ndarray, weights: np.ndarray, *,

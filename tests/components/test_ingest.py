@@ -199,3 +199,16 @@ def test_the_cli_prints_one_clear_error_without_traceback(tmp_path):
     assert "error:" in result.stderr and "';'" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not list((tmp_path / "out").glob("ingest/*"))
+
+
+def test_upstream_rows_carry_the_site_of_their_location(tmp_path):
+    data = tmp_path / "d"
+    rows = [xray_row("a.png", location="Hospital X, Milan, Italy"), xray_row("b.png", location="Wuhan,  China "),
+            xray_row("c.png", location="")]
+    write_metadata(data, rows)
+    for row in rows:
+        (data / "images" / row["filename"]).write_bytes(encode(Image.fromarray(xray_like()), "PNG"))
+    result = ingest.ingest(data, FRONTAL)
+    assert "site" in result["columns"]
+    sites = {row["filename"]: row["site"] for row in ingest.example_rows(result["examples"], result["columns"])}
+    assert sites == {"a.png": "Italy", "b.png": "China", "c.png": "unknown"}

@@ -206,3 +206,12 @@ def test_repeated_cross_validation_is_shown_beside_the_single_split():
     assert f"paired difference: {gain['difference']:+.3f} ({gain['low']:+.3f} to {gain['high']:+.3f})" in section
     del evaluation["repeated_cv"]
     assert "Repeated cross-validation" not in report.metrics_section(evaluation, {})
+
+
+def test_the_per_site_table_names_each_held_out_site_and_those_without_a_row():
+    evaluation = {"site_of_fold": ["Italy", "Spain"],
+                  "per_site": [{"site": "Italy", "fold": 0, "images": 9, "deaths": 3, "roc_auc": 0.7,
+                                "balanced_accuracy": 0.6, "recall": 0.5, "tnr": 0.7, "brier": 0.2}]}
+    text = report.sites_section(evaluation)
+    assert "<td>Italy</td><td>9</td><td>3</td><td>0.700</td>" in text
+    assert "one outcome only, so no row: Spain" in text

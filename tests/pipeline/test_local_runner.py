@@ -73,10 +73,13 @@ def test_tfrecords_round_trip_bytes_and_labels(sample_run):
 # sources (sources/) came in (commit 8f4711e, the pinned requirements.txt): reading the upstream collection
 # through sources.upstream must not change one byte. The TFRecords were pinned anew, deliberately, when their
 # examples gained the imputation forest's features (`clinical/*`, for the forest fitted inside each training
-# fold); ingest's and impute's outputs kept their bytes through that change.
+# fold); ingest's and impute's outputs kept their bytes through that change. Ingest's `examples.csv` and the
+# TFRecords were pinned anew, deliberately, when upstream rows gained a `site` column (sources/origin.py's rule on
+# `location`) and the examples their patient's site (`patient/site`, for --split=site); the ingest report and
+# impute's outputs kept their bytes.
 UPSTREAM_OUTPUTS_BEFORE_SOURCES = {
     "ingest": {
-        "examples.csv": "166f034108319fef75e63e44cb6d4916e7810599a055b917d7b41b702392c992",
+        "examples.csv": "c0ae2747941b35a6d36daf2bdcf556e73973293b09e21b4c436338686743fff0",
         "ingest_report.json": "eb7f7e260d6ae2e875a4f4664f9033f5fd5e41ce7e4f18aca612e8ef207dad51",
     },
     "impute": {
@@ -84,11 +87,11 @@ UPSTREAM_OUTPUTS_BEFORE_SOURCES = {
         "labels.csv": "fcf8fd3f8e6a96d039e1994c1328c01ce664563da6804df5d2988f857551c1fe",
     },
     "tfrecords": {
-        "covid_cxr-00000-of-00004.tfrecord": "71c7796e795089db9e505299ab83e4e67314f11879ea25db0212b0d48f686fde",
-        "covid_cxr-00001-of-00004.tfrecord": "87268aefecd3a861d960e6efd4fd64e5953b34ba7ccfd4e978e854b2a6d6d344",
-        "covid_cxr-00002-of-00004.tfrecord": "1a7ae27e4b76031b65cf0c9b5a2ee719767e712d872770884f14874c108a0b10",
-        "covid_cxr-00003-of-00004.tfrecord": "a2e749b34e00e878d2ee87b84c3296d4840a1212ecd8d26f6977815ba81ebf88",
-        "manifest.json": "85a0fed238ad154a7925af1ccd64c61f22944410a745aeba195e45f1014e7de0",
+        "covid_cxr-00000-of-00004.tfrecord": "f16c23d3f8f36aedf24a1729c88a105140d78992ffd910f2e530e5b5f5dab3ed",
+        "covid_cxr-00001-of-00004.tfrecord": "25144b299c00f94ec3be5a1bd823c6c320a19b6f148ccead188cc1e84645cc78",
+        "covid_cxr-00002-of-00004.tfrecord": "aec7dd95c24c5b065a7166b1f52bc497691d9097a0fdd9d6d8ed7eeefa17eb49",
+        "covid_cxr-00003-of-00004.tfrecord": "5598d37aa9f34d9d17ec275e4e3087cc665347bff19493acd8389e9d628f73d8",
+        "manifest.json": "926a2e3ca573a2b654975acf46a017bea9d527e4c35fe51b63d2985c55ce5dc8",
     },
 }
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components import write_tfrecords
 from tfrecords import schema
 
 ROW = {"source_id": "a.jpg", "filename": "a.jpg", "height": 4, "width": 5, "patientid": "p1", "age": "61",
@@ -35,3 +36,12 @@ def test_the_forests_features_ride_along_and_older_records_read_as_not_recorded(
         del example.features.feature[key]  # as written before the keys existed
     older = schema.parse_example(tf.constant(example.SerializeToString()))
     assert [int(older[key]) for key in schema.CLINICAL_KEYS] == [-1] * 5
+
+
+def test_a_patients_site_is_that_of_their_first_row_and_older_shards_read_as_blank():
+    rows = [{"patientid": "p1", "site": "Italy"}, {"patientid": "p2", "site": " "},
+            {"patientid": "p1", "site": "Spain"}]
+    assert write_tfrecords.patient_sites(rows) == ["Italy", "unknown", "Italy"]
+    older = schema.make_example(b"x", "jpeg", {**ROW, "patient_site": "Italy"})
+    del older.features.feature["patient/site"]  # as in shards written before sites
+    assert schema.parse_example(tf.constant(older.SerializeToString()))["patient/site"].numpy() == b""

@@ -277,3 +277,21 @@ def test_images_with_burned_in_text_are_never_pictured():
     examples = {"a.dcm": {"burned_in_annotation": "1"}, "b.dcm": {"burned_in_annotation": "0"}, "c.png": {}}
     shown = evaluate.without_burned_in_text(predictions, examples)
     assert shown["source_id"].tolist() == ["b.dcm", "c.png"] and shown["label"].tolist() == [0, 1]
+
+
+def test_under_the_site_split_the_record_names_each_folds_site_and_rows_only_sites_with_both_outcomes(tmp_path):
+    rows = _cohort(seed=1)
+    rows["label"][rows["fold"] == 2] = 0  # the site of fold 2 saw survivors only
+    sites = ["Italy", "Spain", "China", "other sites", "unknown"]
+    record = evaluate.evaluation_record(rows, "original", "site", None, PARAMS, site_of_fold=sites)
+    assert record["site_of_fold"] == sites
+    assert [row["site"] for row in record["per_site"]] == ["Italy", "Spain", "other sites", "unknown"]
+    italy = record["per_site"][0]
+    assert italy["roc_auc"] == record["sets"][evaluate.OBSERVED]["per_fold"][0]["roc_auc"]
+    assert italy["images"] == (rows["fold"] == 0).sum() and italy["deaths"] == rows["label"][rows["fold"] == 0].sum()
+    assert record["sets"][evaluate.OBSERVED]["bootstrap"]["unit"] == "patient"  # patients resampled, as by patient
+    assert evaluate.PATIENT_LEVEL in record["sets"]
+    evaluate._write_tables(tmp_path, record)
+    with open(tmp_path / evaluate.PER_FOLD_NAME, newline="") as handle:
+        table = [row for row in csv.DictReader(handle) if row["set"] == evaluate.OBSERVED]
+    assert [row["site"] for row in table] == sites

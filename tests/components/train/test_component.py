@@ -21,7 +21,7 @@ def _examples(n, offset=0):
     ids = np.array([f"img{i + offset}" for i in range(n)])
     return input_pipeline.Examples(images=np.zeros((n, 2, 2, 3), np.float32), labels=np.arange(n) % 2,
                                    label_sources=np.array(["observed"] * n), source_ids=ids, patients=ids, sha256=ids,
-                                   clinical=np.full((n, 5), -1))
+                                   clinical=np.full((n, 5), -1), sites=np.array([""] * n))
 
 
 def test_fold_key_follows_what_the_fold_computes():
@@ -102,3 +102,9 @@ def test_the_imputed_variant_validates_the_original_variants_folds(sample_tfreco
     original = fold.TrainParams(variant="original", labels="observed", image_size=32, folds=3)
     _, observed = component._plan(original, "fp32", sample_tfrecords, tmp_path / "original")
     assert [val.source_ids.tolist() for *_, val, _ in imputed] == [val.source_ids.tolist() for *_, val, _ in observed]
+
+
+def test_the_site_split_refuses_shards_written_without_sites(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"shards": [], "features": ["patient/id"]}')
+    with pytest.raises(PipelineError, match="--split=site: .* without the patients' sites"):
+        component._plan(fold.TrainParams(split="site"), "fp32", tmp_path, tmp_path / "work")

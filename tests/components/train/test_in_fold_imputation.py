@@ -12,7 +12,7 @@ TREES = 30
 
 def _examples(n_patients=60, unlabelled_every=3, seed=0, noise=0.0) -> input_pipeline.Examples:
     """Two images per patient; deaths go with ICU + intubation + old age (an outcome flipped at rate `noise`);
-    every third patient unlabelled."""
+    every third patient unlabelled; patients at four sites in turn."""
     rng = np.random.default_rng(seed)
     rows = []
     for patient in range(n_patients):
@@ -28,11 +28,12 @@ def _examples(n_patients=60, unlabelled_every=3, seed=0, noise=0.0) -> input_pip
                                    labels=np.array([died for _, died, _, _ in rows]),
                                    label_sources=np.array([source for _, _, source, _ in rows]),
                                    source_ids=ids, patients=np.array([p for p, _, _, _ in rows]), sha256=ids,
-                                   clinical=np.array([flags for *_, flags in rows]))
+                                   clinical=np.array([flags for *_, flags in rows]),
+                                   sites=np.array([f"site{int(p[1:]) % 4}" for p, *_ in rows]))
 
 
 def _folds(examples, split="patient", repeats=1):
-    return in_fold_imputation.make_repeated_folds(examples, split, 5, seed=0, repeats=repeats)
+    return in_fold_imputation.make_repeated_folds(examples, split, 5, seed=0, repeats=repeats, min_site_patients=5)
 
 
 @pytest.mark.parametrize("split", ["patient", "image"])
@@ -117,3 +118,13 @@ def test_a_fold_with_one_observed_class_is_a_clear_error():
     one_class = dataclasses.replace(examples, labels=np.zeros_like(examples.labels))
     with pytest.raises(PipelineError, match="one class only"):
         in_fold_imputation.impute_training_labels(one_class, 0, TREES)
+
+
+def test_under_the_site_split_an_unlabelled_image_never_trains_beside_its_sites_validation():
+    examples = _examples()
+    (folds,) = _folds(examples, "site")
+    assert len(folds) == 4  # one per site, whatever --folds says
+    for train, val in folds:
+        assert set(examples.sites[val]) == set(examples.sites[val[:1]])
+        assert not set(examples.sites[train]) & set(examples.sites[val])
+        assert (examples.label_sources[val] == "observed").all()
