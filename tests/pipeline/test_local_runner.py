@@ -77,7 +77,7 @@ def test_tfrecords_round_trip_bytes_and_labels(sample_run):
 # TFRecords were pinned anew, deliberately, when upstream rows gained a `site` column (sources/origin.py's rule on
 # `location`) and the examples their patient's site (`patient/site`, for --split=site); the ingest report and
 # impute's outputs kept their bytes.
-UPSTREAM_OUTPUTS_BEFORE_SOURCES = {
+PINNED_UPSTREAM_OUTPUTS = {
     "ingest": {
         "examples.csv": "c0ae2747941b35a6d36daf2bdcf556e73973293b09e21b4c436338686743fff0",
         "ingest_report.json": "eb7f7e260d6ae2e875a4f4664f9033f5fd5e41ce7e4f18aca612e8ef207dad51",
@@ -96,10 +96,10 @@ UPSTREAM_OUTPUTS_BEFORE_SOURCES = {
 }
 
 
-def test_the_upstream_outputs_are_byte_identical_to_those_before_the_data_sources(sample_run):
+def test_the_upstream_outputs_are_the_pinned_bytes(sample_run):
     _, artifacts = sample_run
-    assert {stage: _content(artifacts[stage]) for stage in UPSTREAM_OUTPUTS_BEFORE_SOURCES} == \
-        UPSTREAM_OUTPUTS_BEFORE_SOURCES
+    assert {stage: _content(artifacts[stage]) for stage in PINNED_UPSTREAM_OUTPUTS} == \
+        PINNED_UPSTREAM_OUTPUTS
 
 
 def test_second_run_is_cached_and_a_changed_parameter_reruns_only_what_follows(sample_run):
