@@ -13,6 +13,9 @@ import csv
 import json
 import collections
 import concurrent.futures
+import contextlib
+import multiprocessing
+import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -51,8 +54,9 @@ def taken_within(offset: str, max_offset_days: float) -> bool:
 
 
 def ingest(data: Path | sources.Source, frontal_views: Sequence[str], max_offset_days: float | None = None,
-           workers: int = 2) -> dict[str, Any]:
-    """Select, label and check the rows of `data` (a folder or its source); return examples and report."""
+           workers: int | None = None) -> dict[str, Any]:
+    """Select, label and check the rows of `data` (a folder or its source); return examples and report.
+    The images are checked in `workers` processes (default: one per core)."""
     source = data if isinstance(data, sources.Source) else sources.open_source(data)
     selection = source.select(frontal_views)
     selected, dropped, warnings = selection.rows, selection.dropped, selection.warnings
@@ -120,25 +124,58 @@ def _drop_duplicates(selected, dropped):
 
 
 def _check_images(source, rows, dropped, workers):
-    """Decode every image; rejected ones are listed with their reason, never raised."""
+    """Decode every image; rejected ones are listed with their reason, never raised.
+
+    In worker processes: the DICOM decoders (GDCM, OpenJPEG) hold the GIL, so threads decode on one
+    core. Results come back in the rows' order, so the examples and rejections do not depend on
+    `workers`."""
+    workers = min(workers or os.cpu_count() or 1, len(rows))
     usable = []
-
-    def check(item):
-        line, row = item
-        try:
-            return line, row, source.check_image(row), None
-        except image_io.ImageRejected as rejected:
-            return line, row, None, rejected
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(check, rows)
-        for line, row, info, rejected in tqdm.tqdm(results, total=len(rows), desc="ingest: checking images",
-                                                   unit="img", leave=False):
+    with _row_checker(source, workers) as check_rows:
+        results = check_rows(rows)
+        for (line, row), (info, rejected) in tqdm.tqdm(zip(rows, results), total=len(rows),
+                                                       desc="ingest: checking images", unit="img", leave=False):
             if rejected is not None:
-                dropped.append(rejection(line, row, rejected.reason, rejected.detail))
+                dropped.append(rejection(line, row, *rejected))
             else:
                 usable.append((line, {**row, **info}))
     return usable
+
+
+@contextlib.contextmanager
+def _row_checker(source, workers):
+    """`rows -> iterator of _check_row's results`, in order: in this process for one worker, else in a
+    pool that gets the source once per process. Forkserver, not fork: the parent may run TensorFlow's
+    threads; the server imports the main module once, so the workers start without that cost."""
+    if workers <= 1:
+        yield lambda rows: (_check_row(source, row) for _, row in rows)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_set_worker_source,
+                                                initargs=(source,)) as pool:
+        yield lambda rows: pool.map(_check_in_worker, [row for _, row in rows])
+
+
+def _check_row(source, row):
+    """(the facts the image adds, None) or (None, (reason, detail)): plain values, which pickle (an
+    ImageRejected would not: its arguments are not its message)."""
+    try:
+        return source.check_image(row), None
+    except image_io.ImageRejected as rejected:
+        return None, (rejected.reason, rejected.detail)
+
+
+_worker_source = None  # the source a pool worker checks rows of (set once per process)
+
+
+def _set_worker_source(source):
+    global _worker_source
+    _worker_source = source
+
+
+def _check_in_worker(row):
+    return _check_row(_worker_source, row)
 
 
 def summary_line(counts: Mapping[str, Any]) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from images import dicom, preprocessing
+from images import dicom
 
 # A chest X-ray is at most a few thousand pixels a side; anything far larger is
 # a decompression bomb or a broken header, and is refused before decoding.
@@ -129,6 +129,8 @@ def check_dimensions(name: str, width: int, height: int) -> None:
 def to_rgb8(image: Image.Image) -> Image.Image:
     """Any PIL image to 8-bit RGB; high-bit-depth gray is stretched to its own range."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # Imported here: it loads TensorFlow, which ingest's image-checking processes otherwise never need.
+        from images import preprocessing
         gray = preprocessing.stretch_to_uint8(np.asarray(image, dtype=np.float64)).numpy()
         return Image.fromarray(gray).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):

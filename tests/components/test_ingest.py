@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from components import ingest
+import sources
 from sources import upstream
 from components import configs
 from tests.conftest import HEADER_2020, encode, write_metadata, xray_like, xray_row
@@ -199,3 +200,34 @@ def test_the_cli_prints_one_clear_error_without_traceback(tmp_path):
     assert "error:" in result.stderr and "';'" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not list((tmp_path / "out").glob("ingest/*"))
+
+
+def test_several_workers_give_what_one_gives_in_the_same_order(tmp_path):
+    """The image checks run in worker processes: examples and rejections must not depend on how many."""
+    from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1
+
+    from tests.images import dicom_files
+    from tests.sources.manifest_data import write_manifest
+
+    data = tmp_path / "hospital"
+    data.mkdir()
+    stored = dicom_files.sample_gray().astype("uint16") * 16
+    dicom_files.write(dicom_files.dataset(stored, bits_stored=12), data / "j2k.dcm", JPEG2000Lossless)
+    dicom_files.write(dicom_files.dataset(stored, bits_stored=12), data / "ljpeg.dcm", JPEGLosslessSV1)
+    dicom_files.write(dicom_files.dataset(stored, bits_stored=12, ViewPosition="LL"), data / "lateral.dcm")
+    (data / "broken.dcm").write_bytes((data / "j2k.dcm").read_bytes()[:-4000])
+    (data / "text.png").write_text("not an image")
+    for i in range(4):
+        Image.fromarray(xray_like(seed=i)).save(data / f"{i}.png")
+    names = ["0.png", "j2k.dcm", "broken.dcm", "1.png", "lateral.dcm", "text.png", "ljpeg.dcm", "missing.png",
+             "2.png", "3.png"]
+    write_manifest(data, [{"image": name, "patient_id": f"P{i}", "died": str(i % 2)} for i, name in enumerate(names)])
+    source = sources.open_source(data, lambda: b"k" * 32)
+
+    one, three = ingest.ingest(source, FRONTAL, workers=1), ingest.ingest(source, FRONTAL, workers=3)
+    assert three["examples"] == one["examples"] and three["dropped"] == one["dropped"]
+    assert [row["filename"] for _, row in one["examples"]] == ["0.png", "j2k.dcm", "1.png", "ljpeg.dcm", "2.png",
+                                                                "3.png"]
+    assert [(d["filename"], d["reason"]) for d in one["dropped"]] == [
+        ("broken.dcm", "dicom_truncated_pixel_data"), ("lateral.dcm", "dicom_lateral_view"),
+        ("text.png", "not_an_image"), ("missing.png", "missing_file")]
