@@ -56,7 +56,7 @@ def taken_within(offset: str, max_offset_days: float) -> bool:
 def ingest(data: Path | sources.Source, frontal_views: Sequence[str], max_offset_days: float | None = None,
            workers: int | None = None) -> dict[str, Any]:
     """Select, label and check the rows of `data` (a folder or its source); return examples and report.
-    The images are checked in `workers` processes (default: one per core)."""
+    The images are checked in `workers` processes (default: one per core it may use)."""
     source = data if isinstance(data, sources.Source) else sources.open_source(data)
     selection = source.select(frontal_views)
     selected, dropped, warnings = selection.rows, selection.dropped, selection.warnings
@@ -129,7 +129,7 @@ def _check_images(source, rows, dropped, workers):
     In worker processes: the DICOM decoders (GDCM, OpenJPEG) hold the GIL, so threads decode on one
     core. Results come back in the rows' order, so the examples and rejections do not depend on
     `workers`."""
-    workers = min(workers or os.cpu_count() or 1, len(rows))
+    workers = min(workers or usable_cores(), len(rows))
     usable = []
     with _row_checker(source, workers) as check_rows:
         results = check_rows(rows)
@@ -142,16 +142,24 @@ def _check_images(source, rows, dropped, workers):
     return usable
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container or `taskset` may allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @contextlib.contextmanager
 def _row_checker(source, workers):
     """`rows -> iterator of _check_row's results`, in order: in this process for one worker, else in a
     pool that gets the source once per process. Forkserver, not fork: the parent may run TensorFlow's
-    threads; the server imports the main module once, so the workers start without that cost."""
+    threads; the server imports the main module and this one once, so each worker starts as a fork of it."""
     if workers <= 1:
         yield lambda rows: (_check_row(source, row) for _, row in rows)
         return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["__main__", __name__])  # once per server: workers fork with these imported
+    else:
+        context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_set_worker_source,
                                                 initargs=(source,)) as pool:
         yield lambda rows: pool.map(_check_in_worker, [row for _, row in rows])
