@@ -13,9 +13,9 @@ import csv
 import json
 import collections
 import concurrent.futures
-import contextlib
 import multiprocessing
 import os
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -126,20 +126,34 @@ def _drop_duplicates(selected, dropped):
 def _check_images(source, rows, dropped, workers):
     """Decode every image; rejected ones are listed with their reason, never raised.
 
-    In worker processes: the DICOM decoders (GDCM, OpenJPEG) hold the GIL, so threads decode on one
-    core. Results come back in the rows' order, so the examples and rejections do not depend on
+    In this process first; once that has taken `POOL_AFTER_SECONDS`, the rest in worker processes: the
+    DICOM decoders (GDCM, OpenJPEG) hold the GIL, so threads decode on one core, but a pool costs
+    seconds to start (its server imports the main module: TensorFlow for `pipeline.run`), more than a
+    few hundred PNGs take. Results keep the rows' order, so examples and rejections do not depend on
     `workers`."""
     workers = min(workers or usable_cores(), len(rows))
     usable = []
-    with _row_checker(source, workers) as check_rows:
-        results = check_rows(rows)
-        for (line, row), (info, rejected) in tqdm.tqdm(zip(rows, results), total=len(rows),
-                                                       desc="ingest: checking images", unit="img", leave=False):
+    with tqdm.tqdm(total=len(rows), desc="ingest: checking images", unit="img", leave=False) as bar:
+        for (line, row), (info, rejected) in zip(rows, _checked(source, rows, workers)):
             if rejected is not None:
                 dropped.append(rejection(line, row, *rejected))
             else:
                 usable.append((line, {**row, **info}))
+            bar.update()
     return usable
+
+
+POOL_AFTER_SECONDS = 5.0
+
+
+def _checked(source, rows, workers):
+    """`_check_row`'s result for each row, in order."""
+    started = time.perf_counter()
+    for done, (_, row) in enumerate(rows):
+        if workers > 1 and time.perf_counter() - started >= POOL_AFTER_SECONDS:
+            yield from _checked_in_pool(source, rows[done:], workers)
+            return
+        yield _check_row(source, row)
 
 
 def usable_cores() -> int:
@@ -147,14 +161,10 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-@contextlib.contextmanager
-def _row_checker(source, workers):
-    """`rows -> iterator of _check_row's results`, in order: in this process for one worker, else in a
-    pool that gets the source once per process. Forkserver, not fork: the parent may run TensorFlow's
-    threads; the server imports the main module and this one once, so each worker starts as a fork of it."""
-    if workers <= 1:
-        yield lambda rows: (_check_row(source, row) for _, row in rows)
-        return
+def _checked_in_pool(source, rows, workers):
+    """`_check_row`'s results from a process pool that gets the source once per process. Forkserver, not
+    fork: the parent may run TensorFlow's threads; the server imports the main module and this one
+    once, so each worker starts as a fork of it."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["__main__", __name__])  # once per server: workers fork with these imported
@@ -162,7 +172,7 @@ def _row_checker(source, workers):
         context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_set_worker_source,
                                                 initargs=(source,)) as pool:
-        yield lambda rows: pool.map(_check_in_worker, [row for _, row in rows])
+        yield from pool.map(_check_in_worker, [row for _, row in rows])
 
 
 def _check_row(source, row):

@@ -2,6 +2,7 @@ import csv
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 from PIL import Image
@@ -202,7 +203,7 @@ def test_the_cli_prints_one_clear_error_without_traceback(tmp_path):
     assert not list((tmp_path / "out").glob("ingest/*"))
 
 
-def test_several_workers_give_what_one_gives_in_the_same_order(tmp_path):
+def test_several_workers_give_what_one_gives_in_the_same_order(tmp_path, monkeypatch):
     """The image checks run in worker processes: examples and rejections must not depend on how many."""
     from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1
 
@@ -224,8 +225,15 @@ def test_several_workers_give_what_one_gives_in_the_same_order(tmp_path):
     write_manifest(data, [{"image": name, "patient_id": f"P{i}", "died": str(i % 2)} for i, name in enumerate(names)])
     source = sources.open_source(data, lambda: b"k" * 32)
 
-    one, three = ingest.ingest(source, FRONTAL, workers=1), ingest.ingest(source, FRONTAL, workers=3)
-    assert three["examples"] == one["examples"] and three["dropped"] == one["dropped"]
+    one = ingest.ingest(source, FRONTAL, workers=1)
+    monkeypatch.setattr(ingest, "POOL_AFTER_SECONDS", 0.0)  # every image in the pool
+    pooled = ingest.ingest(source, FRONTAL, workers=3)
+    assert pooled["examples"] == one["examples"] and pooled["dropped"] == one["dropped"]
+    clock = iter(range(100))  # one second a reading: the first 3 images here, then the pool
+    monkeypatch.setattr(ingest, "POOL_AFTER_SECONDS", 4.0)
+    monkeypatch.setattr(ingest, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    mixed = ingest.ingest(source, FRONTAL, workers=2)
+    assert mixed["examples"] == one["examples"] and mixed["dropped"] == one["dropped"]
     assert [row["filename"] for _, row in one["examples"]] == ["0.png", "j2k.dcm", "1.png", "ljpeg.dcm", "2.png",
                                                                 "3.png"]
     assert [(d["filename"], d["reason"]) for d in one["dropped"]] == [
