@@ -13,6 +13,9 @@ import csv
 import json
 import collections
 import concurrent.futures
+import multiprocessing
+import os
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -51,8 +54,9 @@ def taken_within(offset: str, max_offset_days: float) -> bool:
 
 
 def ingest(data: Path | sources.Source, frontal_views: Sequence[str], max_offset_days: float | None = None,
-           workers: int = 2) -> dict[str, Any]:
-    """Select, label and check the rows of `data` (a folder or its source); return examples and report."""
+           workers: int | None = None) -> dict[str, Any]:
+    """Select, label and check the rows of `data` (a folder or its source); return examples and report.
+    The images are checked in `workers` processes (default: one per core it may use)."""
     source = data if isinstance(data, sources.Source) else sources.open_source(data)
     selection = source.select(frontal_views)
     selected, dropped, warnings = selection.rows, selection.dropped, selection.warnings
@@ -120,25 +124,76 @@ def _drop_duplicates(selected, dropped):
 
 
 def _check_images(source, rows, dropped, workers):
-    """Decode every image; rejected ones are listed with their reason, never raised."""
+    """Decode every image; rejected ones are listed with their reason, never raised.
+
+    In this process first; once that has taken `POOL_AFTER_SECONDS`, the rest in worker processes: the
+    DICOM decoders (GDCM, OpenJPEG) hold the GIL, so threads decode on one core, but a pool costs
+    seconds to start (its server imports the main module: TensorFlow for `pipeline.run`), more than a
+    few hundred PNGs take. Results keep the rows' order, so examples and rejections do not depend on
+    `workers`."""
+    workers = min(workers or usable_cores(), len(rows))
     usable = []
-
-    def check(item):
-        line, row = item
-        try:
-            return line, row, source.check_image(row), None
-        except image_io.ImageRejected as rejected:
-            return line, row, None, rejected
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(check, rows)
-        for line, row, info, rejected in tqdm.tqdm(results, total=len(rows), desc="ingest: checking images",
-                                                   unit="img", leave=False):
+    with tqdm.tqdm(total=len(rows), desc="ingest: checking images", unit="img", leave=False) as bar:
+        for (line, row), (info, rejected) in zip(rows, _checked(source, rows, workers)):
             if rejected is not None:
-                dropped.append(rejection(line, row, rejected.reason, rejected.detail))
+                dropped.append(rejection(line, row, *rejected))
             else:
                 usable.append((line, {**row, **info}))
+            bar.update()
     return usable
+
+
+POOL_AFTER_SECONDS = 5.0
+
+
+def _checked(source, rows, workers):
+    """`_check_row`'s result for each row, in order."""
+    started = time.perf_counter()
+    for done, (_, row) in enumerate(rows):
+        if workers > 1 and time.perf_counter() - started >= POOL_AFTER_SECONDS:
+            yield from _checked_in_pool(source, rows[done:], workers)
+            return
+        yield _check_row(source, row)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container or `taskset` may allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _checked_in_pool(source, rows, workers):
+    """`_check_row`'s results from a process pool that gets the source once per process. Forkserver, not
+    fork: the parent may run TensorFlow's threads; the server imports the main module and this one
+    once, so each worker starts as a fork of it."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["__main__", __name__])  # once per server: workers fork with these imported
+    else:
+        context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_set_worker_source,
+                                                initargs=(source,)) as pool:
+        yield from pool.map(_check_in_worker, [row for _, row in rows])
+
+
+def _check_row(source, row):
+    """(the facts the image adds, None) or (None, (reason, detail)): plain values, which pickle (an
+    ImageRejected would not: its arguments are not its message)."""
+    try:
+        return source.check_image(row), None
+    except image_io.ImageRejected as rejected:
+        return None, (rejected.reason, rejected.detail)
+
+
+_worker_source = None  # the source a pool worker checks rows of (set once per process)
+
+
+def _set_worker_source(source):
+    global _worker_source
+    _worker_source = source
+
+
+def _check_in_worker(row):
+    return _check_row(_worker_source, row)
 
 
 def summary_line(counts: Mapping[str, Any]) -> str:

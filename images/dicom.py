@@ -50,6 +50,7 @@ _MAGIC = b"DICM"
 # group (0002) or, with no meta either, the identifying group (0008).
 _HEADERLESS_FIRST_GROUPS = (b"\x02\x00", b"\x08\x00")
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
+_MAX_VALUE_TABLE = 1 << 20  # stored values spanning more than this are rendered pixel by pixel
 _AGE_UNIT_YEARS = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
 
 
@@ -98,18 +99,41 @@ def render(raw: bytes, name: str) -> RenderedDicom:
         dataset = _parse(raw, stop_before_pixels=False)
         facts = dicom_facts(dataset)
         stored = _stored_values(dataset, facts, raw, name)
-        padding = _padding_mask(dataset, stored)
-        shown = voi_lut(dataset, modality_lut(dataset, stored), padding)
+        pixels = _displayed_per_value(dataset, stored)
+        if pixels is None:
+            pixels = displayed(dataset, stored)
     except checks.ImageRejected:
         raise
     except Exception as error:  # noqa: BLE001 - a vendor's broken header must be named, never crash a run
         # The error's type only: pydicom's messages can quote a header's values (names, dates, ids).
         raise checks.ImageRejected("truncated_or_corrupt",
                                    f"{name}: DICOM header unusable ({type(error).__name__})") from None
+    return RenderedDicom(pixels, facts)
+
+
+def displayed(dataset: Dataset, stored: np.ndarray) -> np.ndarray:
+    """Stored values -> the uint8 picture shown: the grayscale pipeline on every pixel."""
+    shown = voi_lut(dataset, modality_lut(dataset, stored), _padding_mask(dataset, stored))
     if _inverted(dataset):
         shown = 1.0 - shown
-    pixels = np.round(np.clip(shown, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return RenderedDicom(pixels, facts)
+    return np.round(np.clip(shown, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _displayed_per_value(dataset: Dataset, stored: np.ndarray) -> np.ndarray | None:
+    """`displayed`, computed once per stored value the picture holds and looked up per pixel: the same
+    bytes (every step maps a pixel by its value alone, and the pixels' own range is the range of the
+    values they hold), a few times faster on a 12-bit radiograph than float64 on each of its millions
+    of pixels. None for float data or a value span too wide for a table."""
+    if stored.dtype.kind not in "iu" or stored.size == 0:
+        return None
+    low, high = int(stored.min()), int(stored.max())
+    if high - low >= _MAX_VALUE_TABLE:
+        return None
+    index = np.subtract(stored, low, dtype=np.intp)
+    present = np.flatnonzero(np.bincount(index.ravel(), minlength=high - low + 1))
+    table = np.zeros(high - low + 1, dtype=np.uint8)
+    table[present] = displayed(dataset, (present + low).astype(stored.dtype))
+    return table[index]
 
 
 def screen(facts: DicomFacts) -> str | None:

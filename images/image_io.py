@@ -15,6 +15,7 @@ facts beside it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import os
 import warnings
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from images import dicom, preprocessing
+from images import dicom
 from images.checks import (MAX_PIXELS, MAX_SIDE, MIN_SIDE, ImageRejected,  # noqa: F401  (image_io's own names)
                            check_dimensions)
 
@@ -31,15 +32,26 @@ from images.checks import (MAX_PIXELS, MAX_SIDE, MIN_SIDE, ImageRejected,  # noq
 _KEEP_AS_IS = {("JPEG", "L"), ("JPEG", "RGB"), ("PNG", "L"), ("PNG", "RGB")}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class StandardImage:
-    encoded: bytes
+    content: bytes | np.ndarray  # the file's bytes, or a DICOM's rendered uint8 grey pixels (see `encoded`)
     format: str  # "jpeg" or "png"
     width: int
     height: int
     source_mode: str
     converted: bool
     dicom: dicom.DicomFacts | None = None  # for a DICOM file: its header facts, for screening and reports
+
+    @functools.cached_property
+    def encoded(self) -> bytes:
+        """The bytes TensorFlow decodes. A rendered DICOM is PNG-encoded here, on first use: ingest only
+        checks that an image decodes, and the encoding costs as much as a compressed file's decode."""
+        if isinstance(self.content, bytes):
+            return self.content
+        buffer = io.BytesIO()
+        # zlib level 1: 5x faster than PIL's default 6 on a 2000 px radiograph (0.11 vs 0.58 s), 17% more bytes
+        Image.fromarray(self.content).save(buffer, format="PNG", compress_level=1)
+        return buffer.getvalue()
 
 
 def resolve_inside(images_dir: Path, filename: str) -> Path:
@@ -97,18 +109,17 @@ def load_standard_image(path: Path) -> StandardImage:
 
 def _rendered_dicom(raw: bytes, name: str) -> StandardImage:
     rendered = dicom.render(raw, name)
-    buffer = io.BytesIO()
-    # zlib level 1: 5x faster than PIL's default 6 on a 2000 px radiograph (0.11 vs 0.58 s), 17% more bytes
-    Image.fromarray(rendered.pixels).save(buffer, format="PNG", compress_level=1)
     height, width = rendered.pixels.shape
     facts = rendered.facts
-    return StandardImage(buffer.getvalue(), "png", width, height, f"DICOM {facts.photometric} {facts.bits_stored}-bit",
+    return StandardImage(rendered.pixels, "png", width, height, f"DICOM {facts.photometric} {facts.bits_stored}-bit",
                          converted=True, dicom=facts)
 
 
 def to_rgb8(image: Image.Image) -> Image.Image:
     """Any PIL image to 8-bit RGB; high-bit-depth gray is stretched to its own range."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # Imported here: it loads TensorFlow, which ingest's image-checking processes otherwise never need.
+        from images import preprocessing
         gray = preprocessing.stretch_to_uint8(np.asarray(image, dtype=np.float64)).numpy()
         return Image.fromarray(gray).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):

@@ -2,11 +2,13 @@ import csv
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 from PIL import Image
 
 from components import ingest
+import sources
 from sources import upstream
 from components import configs
 from tests.conftest import HEADER_2020, encode, write_metadata, xray_like, xray_row
@@ -212,3 +214,41 @@ def test_upstream_rows_carry_the_site_of_their_location(tmp_path):
     assert "site" in result["columns"]
     sites = {row["filename"]: row["site"] for row in ingest.example_rows(result["examples"], result["columns"])}
     assert sites == {"a.png": "Italy", "b.png": "China", "c.png": "unknown"}
+
+
+def test_several_workers_give_what_one_gives_in_the_same_order(tmp_path, monkeypatch):
+    """The image checks run in worker processes: examples and rejections must not depend on how many."""
+    from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1
+
+    from tests.images import dicom_files
+    from tests.sources.manifest_data import write_manifest
+
+    data = tmp_path / "hospital"
+    data.mkdir()
+    stored = dicom_files.sample_gray().astype("uint16") * 16
+    dicom_files.write(dicom_files.dataset(stored, bits_stored=12), data / "j2k.dcm", JPEG2000Lossless)
+    dicom_files.write(dicom_files.dataset(stored, bits_stored=12), data / "ljpeg.dcm", JPEGLosslessSV1)
+    dicom_files.write(dicom_files.dataset(stored, bits_stored=12, ViewPosition="LL"), data / "lateral.dcm")
+    (data / "broken.dcm").write_bytes((data / "j2k.dcm").read_bytes()[:-4000])
+    (data / "text.png").write_text("not an image")
+    for i in range(4):
+        Image.fromarray(xray_like(seed=i)).save(data / f"{i}.png")
+    names = ["0.png", "j2k.dcm", "broken.dcm", "1.png", "lateral.dcm", "text.png", "ljpeg.dcm", "missing.png",
+             "2.png", "3.png"]
+    write_manifest(data, [{"image": name, "patient_id": f"P{i}", "died": str(i % 2)} for i, name in enumerate(names)])
+    source = sources.open_source(data, lambda: b"k" * 32)
+
+    one = ingest.ingest(source, FRONTAL, workers=1)
+    monkeypatch.setattr(ingest, "POOL_AFTER_SECONDS", 0.0)  # every image in the pool
+    pooled = ingest.ingest(source, FRONTAL, workers=3)
+    assert pooled["examples"] == one["examples"] and pooled["dropped"] == one["dropped"]
+    clock = iter(range(100))  # one second a reading: the first 3 images here, then the pool
+    monkeypatch.setattr(ingest, "POOL_AFTER_SECONDS", 4.0)
+    monkeypatch.setattr(ingest, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    mixed = ingest.ingest(source, FRONTAL, workers=2)
+    assert mixed["examples"] == one["examples"] and mixed["dropped"] == one["dropped"]
+    assert [row["filename"] for _, row in one["examples"]] == ["0.png", "j2k.dcm", "1.png", "ljpeg.dcm", "2.png",
+                                                                "3.png"]
+    assert [(d["filename"], d["reason"]) for d in one["dropped"]] == [
+        ("broken.dcm", "dicom_truncated_pixel_data"), ("lateral.dcm", "dicom_lateral_view"),
+        ("text.png", "not_an_image"), ("missing.png", "missing_file")]

@@ -211,6 +211,22 @@ def test_pixel_padding_is_left_out_of_the_range():
 
 
 # ---------------------------------------------------------------- files without a preamble
+@pytest.mark.parametrize("elements", [
+    {"WindowCenter": 2048, "WindowWidth": 1500},
+    {"WindowCenter": 1800, "WindowWidth": 900, "VOILUTFunction": "SIGMOID"},
+    {"RescaleSlope": -2, "RescaleIntercept": 100, "PresentationLUTShape": "INVERSE"},
+    {"PixelPaddingValue": 0, "PixelPaddingRangeLimit": 9},
+], ids=["window", "sigmoid", "slope_inverse", "padding_own_range"])
+def test_rendering_once_per_value_gives_the_bytes_of_every_pixel_through_the_pipeline(elements):
+    stored = np.random.default_rng(0).integers(200, 4000, (64, 72)).astype(np.uint16)
+    stored[:, :5] = np.arange(5, dtype=np.uint16)  # padding there, else just dark values
+    ds = dataset(stored, bits_stored=12, **elements)
+    assert np.array_equal(dicom._displayed_per_value(ds, stored), dicom.displayed(ds, stored))
+    signed = stored.astype(np.int16) - 2048
+    ds = dataset(signed, bits_stored=12, PixelRepresentation=1, **elements)
+    assert np.array_equal(dicom._displayed_per_value(ds, signed), dicom.displayed(ds, signed))
+
+
 def test_a_header_without_preamble_is_read(rg1_uncr):
     whole = dicom.render(rg1_uncr, "RG1_UNCR.dcm").pixels
     without_preamble = rg1_uncr[132:]  # the file meta group first, as some exporters write
