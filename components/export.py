@@ -11,8 +11,8 @@ TFX's Evaluator + Pusher in one stage:
    served probability inside the graph, so TF Serving serves calibrated risks
    and the threshold applies to them; where the fit fails or its slope is not
    positive (outcomes separated by few deaths, or predictions ranking the
-   wrong way round) nothing is recalibrated and the card says why
-   (`validation.development_recalibration`);
+   wrong way round) nothing is recalibrated and the card says why (evaluate fits it,
+   `evaluation.json`'s `development`, with the development case mix the card carries);
 2. the SavedModel is loaded back and checked against the Keras models on a
    test image (within 1e-5), so a broken graph is never pushed;
 3. the model is "blessed" when the lower end of the 95% bootstrap interval of the evaluation's pooled
@@ -52,10 +52,8 @@ import numpy as np
 
 from common import files
 from common.errors import PipelineError
-from components import base, ingest, model_card
-from components.evaluate import clinical_baseline
+from components import base, model_card
 from components.evaluate import outputs as evaluate_outputs
-from components.evaluate import validation
 from components.train import outputs as train_outputs
 from serving import push as serving_push
 from serving import contract, signature, warmup
@@ -190,43 +188,16 @@ def export_saved_model(model_paths: Sequence[Path], saved_model_dir: Path, thres
     return {"image_size": server.image_size, "threshold": server.threshold, "verify_max_abs_diff": gap}
 
 
-# ---------------------------------------------------------------- recalibration and case mix
-def out_of_fold_observed(train_dir: Path) -> dict[str, np.ndarray]:
-    """Every repeat's out-of-fold predictions on observed labels, pooled (one row per image and repeat)."""
-    repeats = train_outputs.read_summary(train_dir).get("params", {}).get("repeats", 1)
-    pooled: dict[str, list] = {}
-    for repeat in range(repeats):
-        rows = train_outputs.read_predictions(train_outputs.repeat_dir(train_dir, repeat))
-        observed = rows["label_source"] == "observed"
-        for name, values in rows.items():
-            pooled.setdefault(name, []).extend(values[observed])
-    return {name: np.asarray(values) for name, values in pooled.items()}
-
-
-def recalibration_plan(train_dir: Path, recalibrate: bool) -> dict[str, Any]:
-    """`validation.development_recalibration` of the pooled out-of-fold predictions, or why there is none."""
+# ---------------------------------------------------------------- recalibration
+def recalibration_plan(evaluation: Mapping[str, Any] | None, recalibrate: bool) -> dict[str, Any]:
+    """The recalibration evaluate fitted on the out-of-fold predictions (`evaluation.json`'s `development`), or
+    why none is applied."""
     if not recalibrate:
         return {"applied": False, "reason": "turned off (--norecalibrate)", "intercept": None, "slope": None}
-    rows = out_of_fold_observed(train_dir)
-    return {**validation.development_recalibration(rows["label"], rows["probability"]),
-            "fitted_on": "logit of the out-of-fold probabilities on observed labels (each image scored by the fold "
-                         "model that did not train on it), every repeat pooled",
-            "formula": "served probability = sigmoid(intercept + slope * logit(mean of the fold models' "
-                       "probabilities))"}
-
-
-def development_case_mix(examples: base.Artifact, train_dir: Path) -> dict[str, Any]:
-    """The case mix of the images the model was cross-validated on with observed labels (ingest's rows)."""
-    rows = out_of_fold_observed(train_dir)
-    label_of = dict(zip(rows["source_id"], rows["label"]))  # repeats validate the same images again
-    by_id = {row["source_id"]: row for row in ingest.read_examples(examples)}
-    ids, labels = list(label_of), list(label_of.values())
-    missing = [sid for sid in ids if sid not in by_id]
-    if missing:
-        raise PipelineError(f"export: {len(missing)} predicted image(s) not in ingest's table, e.g. {missing[0]!r}")
-    chosen = [by_id[sid] for sid in ids]
-    age, sex = clinical_baseline.admission_features(chosen).T
-    return {**validation.case_mix(chosen, labels, age, sex), "rows": "images with observed labels"}
+    fitted = ((evaluation or {}).get("development") or {}).get("recalibration")
+    if fitted is None:
+        return {"applied": False, "reason": "no evaluation to fit it on", "intercept": None, "slope": None}
+    return fitted
 
 
 # ---------------------------------------------------------------- component
@@ -272,7 +243,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         blessed_on = f"{BLESSING_METRIC} as given in the export parameters"
     thresholds = {BLESSING_METRIC: params["bless_min_roc_auc"]}
     blessed, reason = bless(metrics, thresholds)
-    recalibration = recalibration_plan(inputs["model"].path, params.get("recalibrate", True))
+    recalibration = recalibration_plan(evaluation, params.get("recalibrate", True))
     model_name = params.get("model_name", DEFAULT_MODEL_NAME)
     served_name, push_to, status = push_plan(
         blessed, reason, model_name, params.get("demo_model_name", model_name + DEMO_SUFFIX),
@@ -305,7 +276,7 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         train_summary=train_outputs.read_summary(inputs["model"].path),
         predictions=train_outputs.read_predictions(inputs["model"].path),
         evaluation=evaluation, data=_data_snapshot(inputs),
-        case_mix=development_case_mix(inputs["examples"], inputs["model"].path) if "examples" in inputs else None))
+        case_mix=((evaluation or {}).get("development") or {}).get("case_mix")))
     warmup.write_warmup_requests(saved_model_dir, served_name, warmup.synthetic_chest_images())
 
     if push_to:

@@ -23,7 +23,6 @@ from typing import Any, Mapping
 
 from components import base, export, impute, ingest, model_card
 from components.evaluate import outputs as evaluate_outputs
-from components.evaluate import repeats as evaluate_repeats
 from components.evaluate.outputs import CALIBRATION_BINS, DECISION_THRESHOLDS, METRICS, SCORES
 from components.published import published_rows
 
@@ -130,8 +129,8 @@ def sites_section(evaluation: Mapping[str, Any]) -> str:
                if without else ""))
 
 
-REPEATED_BASELINES = {evaluate_repeats.AGE_SEX: "age + sex alone",
-                      evaluate_repeats.IMAGE_AGE_SEX: "image + age + sex"}
+REPEATED_BASELINES = {evaluate_outputs.REPEATED_AGE_SEX: "age + sex alone",
+                      evaluate_outputs.REPEATED_IMAGE_AGE_SEX: "image + age + sex"}
 
 
 def repeats_section(repeated: Mapping[str, Any]) -> str:

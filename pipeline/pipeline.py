@@ -54,7 +54,7 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
         # One SavedModel averaging the fold models, with its model card; pushed to TF Serving's layout under
         # the model name when blessed, else under the demo name, marked DEMO (nowhere with --nopush_demo).
         # Recalibrated on the out-of-fold predictions inside the graph; the card holds the development case mix.
-        Node(export.SPEC, {"model": "train", "evaluation": "evaluate", "data": DATA, "examples": "ingest"},
+        Node(export.SPEC, {"model": "train", "evaluation": "evaluate", "data": DATA},
              dataclasses.asdict(config.export)),
         # One self-contained report.html: data, imputation, metrics beside the study, figures, provenance.
         Node(report.SPEC, {"ingest": "ingest", "impute": "impute", "train": "train", "evaluate": "evaluate",

@@ -423,6 +423,10 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
     record = evaluation_record(predictions, summary["variant"], summary["split"], summary["weights"], params, tta,
                                summary.get("site_of_fold"))
     add_repeated_cv(record, train.path, summary, predictions, params, out_dir)
+    # What export serves and its model card compares a site with: the recalibration fitted on every repeat's
+    # out-of-fold predictions, and the case mix of the images they were made on.
+    record["development"] = {"recalibration": development_recalibration(train.path),
+                             "case_mix": development_case_mix(examples, train.path)}
     write_summary(out_dir, record)
     write_figures(out_dir, record, predictions, train_outputs.read_histories(train.path),
                   train_outputs.read_lr_curves(train.path))
@@ -433,6 +437,43 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
         if gradcam_examples:
             evaluate_plots.gradcam_grid(*gradcam_examples, out_dir / "gradcam.png")
     return {name: round(value["estimate"], 4) for name, value in record["metrics"].items()}
+
+
+def out_of_fold_observed(train_dir: Path) -> dict[str, np.ndarray]:
+    """Every repeat's out-of-fold predictions on observed labels, pooled (one row per image and repeat)."""
+    repeats = train_outputs.read_summary(train_dir).get("params", {}).get("repeats", 1)
+    pooled: dict[str, list] = {}
+    for repeat in range(repeats):
+        rows = train_outputs.read_predictions(train_outputs.repeat_dir(train_dir, repeat))
+        observed = rows["label_source"] == "observed"
+        for name, values in rows.items():
+            pooled.setdefault(name, []).extend(values[observed])
+    return {name: np.asarray(values) for name, values in pooled.items()}
+
+
+def development_recalibration(train_dir: Path) -> dict[str, Any]:
+    """`validation.development_recalibration` of the pooled out-of-fold predictions: what export builds into the
+    served graph (with `--recalibrate`), fitted here so that export reads it with the other evaluation results."""
+    rows = out_of_fold_observed(train_dir)
+    return {**validation.development_recalibration(rows["label"], rows["probability"]),
+            "fitted_on": "logit of the out-of-fold probabilities on observed labels (each image scored by the fold "
+                         "model that did not train on it), every repeat pooled",
+            "formula": "served probability = sigmoid(intercept + slope * logit(mean of the fold models' "
+                       "probabilities))"}
+
+
+def development_case_mix(examples: Mapping[str, Mapping[str, str]], train_dir: Path) -> dict[str, Any]:
+    """The case mix of the images the model was cross-validated on with observed labels (ingest's rows)."""
+    rows = out_of_fold_observed(train_dir)
+    label_of = dict(zip(rows["source_id"], rows["label"]))  # repeats validate the same images again
+    by_id = examples
+    ids, labels = list(label_of), list(label_of.values())
+    missing = [sid for sid in ids if sid not in by_id]
+    if missing:
+        raise PipelineError(f"evaluate: {len(missing)} predicted image(s) not in ingest's table, e.g. {missing[0]!r}")
+    chosen = [by_id[sid] for sid in ids]
+    age, sex = clinical_baseline.admission_features(chosen).T
+    return {**validation.case_mix(chosen, labels, age, sex), "rows": "images with observed labels"}
 
 
 def _summary(artifact: base.Artifact) -> str:

@@ -33,6 +33,9 @@ EARLY_IMAGES = "early_images_observed_labels"
 RECALIBRATED = "recalibrated_cross_fitted_observed_labels"
 AGE_SEX = "age_sex_observed_labels"
 IMAGE_AGE_SEX = "image_plus_age_sex_observed_labels"
+# With repeated cross-validation: the table of every repeat, and the admission baselines under `baselines`.
+REPEATS_TABLE_NAME = "metrics_repeats.csv"
+REPEATED_AGE_SEX, REPEATED_IMAGE_AGE_SEX = "age_sex", "image_age_sex"
 MODEL_NAMES = {OBSERVED: "image model", AGE_SEX: "age + sex", IMAGE_AGE_SEX: "image + age + sex"}
 # The first-week images (fixed before any result was seen: is risk readable from the X-ray a triage decision
 # would use?). Metadata `offset`: days since symptom onset or admission; negative = before it.

@@ -31,11 +31,11 @@ from common.files import atomic_open
 from components.evaluate import clinical_baseline
 from components.evaluate import decision as evaluate_decision
 from components.evaluate import metrics as evaluate_metrics
+from components.evaluate.outputs import REPEATED_AGE_SEX as AGE_SEX, REPEATED_IMAGE_AGE_SEX as IMAGE_AGE_SEX
+from components.evaluate.outputs import REPEATS_TABLE_NAME as TABLE_NAME  # noqa: F401  (re-exported)
 from components.train import outputs as train_outputs
 
-TABLE_NAME = "metrics_repeats.csv"
 METRICS = (*evaluate_metrics.METRICS, "calibration_slope")
-AGE_SEX, IMAGE_AGE_SEX = "age_sex", "image_age_sex"  # the admission baselines, under `baselines`
 
 
 def aligned_repeats(train_dir: Path, repeats: int) -> dict[str, np.ndarray]:

@@ -323,6 +323,19 @@ def _generated_predictions(train_dir, k=3, per_fold=300, seed=0, slope=0.6):
                 handle.write(f"f{fold}-{i}.png,p{fold}-{i},{int(died[i])},observed,{float(p[i])!r}\n")
 
 
+def _evaluation(folder, train_dir, roc_auc_ci_low=0.8):
+    """An evaluate artifact as export reads it: the blessing metric and the development recalibration evaluate
+    fits on the train artifact's out-of-fold predictions."""
+    from components.evaluate import component as evaluate
+
+    folder.mkdir(parents=True)
+    record = {"metrics": {"roc_auc": {"estimate": roc_auc_ci_low + 0.05, "ci_low": roc_auc_ci_low,
+                                      "ci_high": roc_auc_ci_low + 0.1}},
+              "development": {"recalibration": evaluate.development_recalibration(train_dir)}}
+    (folder / "evaluation.json").write_text(json.dumps(record))
+    return helpers.fake_artifact(folder, "evaluation")
+
+
 def test_export_serves_the_recalibrated_probability_fitted_on_out_of_fold_predictions(tmp_path):
     import keras
 
@@ -332,7 +345,9 @@ def test_export_serves_the_recalibrated_probability_fitted_on_out_of_fold_predic
     helpers.write_train_records(tmp_path / "train", k=3)
     _generated_predictions(tmp_path / "train")
     train = helpers.fake_artifact(tmp_path / "train", "generated")
-    artifact, _ = base.execute(export.SPEC, {"model": train}, _params(tmp_path / "s", 0.8), tmp_path / "r")
+    evaluation = _evaluation(tmp_path / "evaluate", train.path)
+    artifact, _ = base.execute(export.SPEC, {"model": train, "evaluation": evaluation}, _params(tmp_path / "s", 0.8),
+                               tmp_path / "r")
     recalibration = export.read_export(artifact)["recalibration"]
     assert recalibration["applied"] and recalibration["slope"] == pytest.approx(0.6, abs=0.15)
     assert recalibration["intercept"] == pytest.approx(-0.8, abs=0.2)
@@ -346,8 +361,8 @@ def test_export_serves_the_recalibrated_probability_fitted_on_out_of_fold_predic
     expected = validation.apply_update(raw, recalibration["intercept"], recalibration["slope"])
     np.testing.assert_allclose(served["probability_of_death"].numpy(), expected, atol=1e-5)
     np.testing.assert_array_equal(served["class"].numpy(), (expected >= 0.5).astype(int))
-    off, _ = base.execute(export.SPEC, {"model": train}, _params(tmp_path / "s", 0.8, recalibrate=False),
-                          tmp_path / "r")
+    off, _ = base.execute(export.SPEC, {"model": train, "evaluation": evaluation},
+                          _params(tmp_path / "s", 0.8, recalibrate=False), tmp_path / "r")
     assert export.read_export(off)["recalibration"]["reason"] == "turned off (--norecalibrate)"
 
 
@@ -356,15 +371,21 @@ def test_export_skips_recalibration_when_the_fitted_slope_is_not_positive(tmp_pa
     helpers.write_train_records(tmp_path / "train", k=3)
     _generated_predictions(tmp_path / "train", slope=-0.5)
     train = helpers.fake_artifact(tmp_path / "train", "reversed")
-    artifact, _ = base.execute(export.SPEC, {"model": train}, _params(tmp_path / "s", 0.8), tmp_path / "r")
+    evaluation = _evaluation(tmp_path / "evaluate", train.path)
+    artifact, _ = base.execute(export.SPEC, {"model": train, "evaluation": evaluation}, _params(tmp_path / "s", 0.8),
+                               tmp_path / "r")
     recalibration = export.read_export(artifact)["recalibration"]
     assert not recalibration["applied"] and recalibration["slope"] < 0
     assert recalibration["reason"].startswith(f"the fitted slope {recalibration['slope']:.3f} is not positive")
 
 
 def test_export_skips_recalibration_with_the_reason_when_it_cannot_be_fitted(tmp_path, train_artifact):
-    artifact, _ = base.execute(export.SPEC, {"model": train_artifact}, _params(tmp_path / "s", 0.8), tmp_path / "r")
+    evaluation = _evaluation(tmp_path / "evaluate", train_artifact.path)
+    artifact, _ = base.execute(export.SPEC, {"model": train_artifact, "evaluation": evaluation},
+                               _params(tmp_path / "s", 0.8), tmp_path / "r")
     recalibration = export.read_export(artifact)["recalibration"]
     assert not recalibration["applied"] and recalibration["reason"] == "the out-of-fold probabilities are all equal"
     assert "- **why not**: the out-of-fold probabilities are all equal" in (
         artifact.path / "saved_model" / model_card.MARKDOWN_NAME).read_text()
+    without, _ = base.execute(export.SPEC, {"model": train_artifact}, _params(tmp_path / "s", 0.8), tmp_path / "r")
+    assert export.read_export(without)["recalibration"]["reason"] == "no evaluation to fit it on"

@@ -165,6 +165,10 @@ def test_three_tta_views_give_a_named_set_of_finite_probabilities(trained, tmp_p
     np.testing.assert_array_equal(again["probability"], tta)  # seeded: the same views every time
 
     record = json.loads((tmp_path / evaluate.EVALUATION_NAME).read_text())
+    # What export serves and its card carries, fitted here on the same out-of-fold predictions.
+    observed = predictions["label_source"] == "observed"
+    assert record["development"]["recalibration"]["rows"] == int(observed.sum())
+    assert record["development"]["case_mix"]["images"] == int(observed.sum())
     facts = evaluate.with_row_facts(predictions, evaluate.examples_by_source_id(inputs["examples"]))
     metadata = pd.read_csv(configs.SAMPLE_DATA_DIR / "metadata.csv").set_index("filename")
     offsets = facts["offset_days"]
