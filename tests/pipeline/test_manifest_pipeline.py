@@ -124,5 +124,15 @@ def test_the_whole_pipeline_writes_no_identifier(tmp_path, capfd, dicom):
     assert "report" in artifacts
     modes = {row["source_mode"].split()[0] for row in ingest.read_examples(artifacts["ingest"])}
     assert artifacts["ingest"].counts["usable"] == 18 and modes == ({"DICOM"} if dicom else {"L"})
+    if dicom:  # the hospital then validates the model on the same folder: its outputs must hold no identifier either
+        validated = subprocess.run(
+            [sys.executable, "-m", "pipeline.validate",
+             f"--model={tmp_path / 'out' / 'serving' / 'covid_cxr_mortality_demo'}",
+             f"--data_dir={tmp_path / 'data'}", f"--output_dir={tmp_path / 'out' / 'validation'}",
+             f"--pseudonym_key={tmp_path / 'keys' / 'k'}", "--bootstrap_resamples=20"],
+            cwd=configs.REPO_ROOT, capture_output=True, text=True)
+        assert validated.returncode == 0, validated.stderr[-2000:]
+        assert (tmp_path / "out" / "validation" / "report.html").is_file()
+        log.append(validated.stdout + validated.stderr)
     assert _leaks(tmp_path / "out", "\n".join(log) + "".join(capfd.readouterr()),
                   _secrets(rows, tmp_path / "keys" / "k")) == []
