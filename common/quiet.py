@@ -21,6 +21,9 @@ from typing import Iterator, Sequence
 from absl import flags
 
 TF_LOGS_FLAG = "--tf_logs"
+# Set beside TF_CPP_MIN_LOG_LEVEL when the level is ours, not the user's: a worker process (ingest's pool, a
+# parallel fold) inherits both and quiets its own TensorFlow import too.
+OWN_SETTING = "COVID_CXR_QUIET_TF"
 flags.DEFINE_bool(TF_LOGS_FLAG.removeprefix("--"), False,
                   "Show TensorFlow's C++ log lines (start-up notices, cuInit), hidden by default.")
 
@@ -31,9 +34,10 @@ _LOAD_NOTICE = re.compile(r"WARNING: All log messages before absl::InitializeLog
 def quiet_tensorflow_logs(argv: Sequence[str] | None = None) -> None:
     """Hide TensorFlow's C++ logs unless `--tf_logs` is given or TF_CPP_MIN_LOG_LEVEL is already set."""
     argv = sys.argv if argv is None else argv
-    if any(_asks_for_logs(arg) for arg in argv) or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    set_by_user = "TF_CPP_MIN_LOG_LEVEL" in os.environ and not os.environ.get(OWN_SETTING)
+    if any(_asks_for_logs(arg) for arg in argv) or set_by_user:
         return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ["TF_CPP_MIN_LOG_LEVEL"], os.environ[OWN_SETTING] = "3", "1"
     with _load_notices_dropped():
         import tensorflow  # noqa: F401  (loaded here, under the filter, once for the process)
 

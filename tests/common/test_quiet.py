@@ -47,3 +47,16 @@ def test_only_the_load_notices_are_dropped(capfd):
 def test_tf_logs_is_read_as_absl_reads_it():
     assert quiet._asks_for_logs("--tf_logs") and quiet._asks_for_logs("--tf_logs=true")
     assert not quiet._asks_for_logs("--tf_logs=false") and not quiet._asks_for_logs("--notf_logs")
+
+
+def test_a_worker_of_a_quiet_run_is_quiet_too():
+    """A worker process (ingest's pool) inherits the level a quiet run set, and still drops TensorFlow's load
+    notices when its own import of TensorFlow comes; a level the user set stays the user's."""
+    code = "from common import quiet; quiet.quiet_tensorflow_logs([]); import tensorflow"
+    env = {key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", quiet.OWN_SETTING)}
+
+    def stderr(**extra):
+        return subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                              cwd=configs.REPO_ROOT, timeout=900).stderr
+    assert not TF_CPP_LINE.search(stderr(TF_CPP_MIN_LOG_LEVEL="3", **{quiet.OWN_SETTING: "1"}))
+    assert TF_CPP_LINE.search(stderr(TF_CPP_MIN_LOG_LEVEL="0"))
