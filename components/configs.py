@@ -162,6 +162,11 @@ class TrainConfig:
     seed: int = flag(0, SEED_HELP)
     # Outside the fold key: the labels it gives a fold's rows are in the key already.
     imputation_trees: int = flag(100, IMPUTATION_TREES_HELP, in_fold_key=False)
+    # Targets, never inputs: they are outcome-adjacent (components/train/aux_targets.py).
+    aux_targets: str = flag("", "Comma-separated clinical flags (went_icu, intubation_present, "
+                            "needed_supplemental_O2, extubated) each trained as an extra head beside death, its "
+                            "loss masked where unknown; images with one of them but no survival label join every "
+                            "training fold. Only death is evaluated and served. Default: none.")
     epochs_frozen: int = flag(5, "One-cycle epochs with the body frozen.")
     epochs_unfrozen: int = flag(30, "One-cycle epochs with the body unfrozen.")
     batch_size: int = flag(64, "Global batch size (whatever the number of replicas).")

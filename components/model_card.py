@@ -83,16 +83,19 @@ def weights_provenance(train_weights: str | None) -> dict[str, str]:
 
 def data_counts(predictions: Mapping[str, np.ndarray], train_counts: Mapping[str, int] | None = None) -> dict[str, int]:
     """Images, patients and deaths among the rows the model was trained and cross-validated on: the validated
-    rows (`predictions`) and the imputed rows that only train (`train_counts`, the train summary's counts;
-    runs before in-fold imputation validated theirs, so their predictions hold them). Deaths are validated ones."""
+    rows (`predictions`) and the rows that only train (`train_counts`, the train summary's counts: imputed
+    labels, and with --aux_targets images with an auxiliary target but no survival label; runs before in-fold
+    imputation validated their imputed rows, so their predictions hold them). Deaths are validated ones."""
     labels, patients = np.asarray(predictions["label"]), np.asarray(predictions["patient"])
     observed = np.asarray(predictions["label_source"]) == "observed"
-    trained_only = (train_counts or {}).get("imputed_rows", 0)
-    return {"images": int(len(labels)) + trained_only,
-            "patients": int(len(set(patients.tolist()))) + (train_counts or {}).get("imputed_only_patients", 0),
+    counts = train_counts or {}
+    imputed, aux_only = counts.get("imputed_rows", 0), counts.get("aux_only_rows", 0)
+    return {"images": int(len(labels)) + imputed + aux_only,
+            "patients": int(len(set(patients.tolist()))) + counts.get("imputed_only_patients", 0),
             "images_of_deaths": int(np.sum(labels == 1)),
             "patients_who_died": int(len(set(patients[labels == 1].tolist()))),
-            "observed_labels": int(np.sum(observed)), "imputed_labels": int(np.sum(~observed)) + trained_only}
+            "observed_labels": int(np.sum(observed)), "imputed_labels": int(np.sum(~observed)) + imputed,
+            **({"auxiliary_target_only_images": aux_only} if aux_only else {})}
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -170,7 +173,8 @@ def build(*, model_name: str, status: str, blessed: bool, export_record: Mapping
         "intended_use": HOSPITAL_INTENDED_USE if hospital_data else INTENDED_USE,
         "notice": HOSPITAL_NOTICE if hospital_data else RESEARCH_ONLY_NOTICE,
         "data": {**(data or {}), "variant": train_summary.get("variant"), "labels": train_summary.get("labels"),
-                 "split": train_summary.get("split"), **counts},
+                 "split": train_summary.get("split"),
+                 "auxiliary_targets": (train_summary.get("params") or {}).get("aux_targets") or None, **counts},
         "case_mix": case_mix,
         "recalibration": export_record.get("recalibration"),
         "weights": weights,
@@ -200,7 +204,10 @@ def sections(card: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]] |
         ("variant", "variant"), ("labels", "labels"), ("split", "cross-validation split"),
         ("images", "images trained and cross-validated on"), ("patients", "patients"), ("images_of_deaths", "images of patients who died"),
         ("patients_who_died", "patients who died"), ("observed_labels", "observed labels"),
-        ("imputed_labels", "imputed labels")) if data.get(key) not in (None, [])]
+        ("imputed_labels", "imputed labels"),
+        ("auxiliary_targets", "auxiliary training targets (never inputs; only death is served)"),
+        ("auxiliary_target_only_images", "images trained on auxiliary targets only (no survival label)"))
+        if data.get(key) not in (None, [])]
     status_rows = [("model name", model["name"]), ("status", model["status"]),
                    ("ensemble", f"{model['ensemble']} ({len(model['members'])} model(s)), "
                                 f"{model['image_size']} px input")]

@@ -48,8 +48,8 @@ import models
 from common import files
 from common.errors import PipelineError
 from components import base
-from components.train import (fold as fold_lib, fold_lock, in_fold_imputation, input_pipeline, linear_probe, outputs,
-                              probe_fold, splits, strategy as strat)
+from components.train import (aux_targets, fold as fold_lib, fold_lock, in_fold_imputation, input_pipeline,
+                              linear_probe, outputs, probe_fold, splits, strategy as strat)
 from components.train import params as params_lib
 from tfrecords import schema, writer
 
@@ -78,6 +78,8 @@ def fold_key(p: fold_lib.TrainParams, precision: str, train: input_pipeline.Exam
         "val": sorted(zip(val.source_ids.tolist(), val.sha256.tolist(), val.labels.tolist(),
                           val.label_sources.tolist())),
     }
+    if train.aux.shape[1]:
+        payload["train_aux"] = sorted(zip(train.source_ids.tolist(), train.aux.tolist()))
     if repeat:
         payload["repeat"] = repeat
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -111,7 +113,11 @@ def _plan(p: fold_lib.TrainParams, precision: str, tfrecords: Path, work_dir: Pa
     if p.split == "site" and "patient/site" not in manifest.get("features", ()):
         raise PipelineError(f"--split=site: {tfrecords} was written without the patients' sites (patient/site); "
                             "write it anew")
-    examples = input_pipeline.load_examples(tfrecords, p.labels, p.image_size, p.memory_budget_gb, p.shuffle_buffer)
+    aux_names = aux_targets.parse(p.aux_targets)
+    if aux_names:
+        _check_aux_targets(p, manifest, tfrecords)
+    examples = input_pipeline.load_examples(tfrecords, p.labels, p.image_size, p.memory_budget_gb, p.shuffle_buffer,
+                                            aux_names)
     if isinstance(examples.images, input_pipeline.StreamedImages):
         log(f"train: {len(examples)} images past --memory_budget_gb={p.memory_budget_gb:g} as float32: "
             f"streamed from the TFRecords (shuffle buffer {p.shuffle_buffer})")
@@ -123,10 +129,25 @@ def _plan(p: fold_lib.TrainParams, precision: str, tfrecords: Path, work_dir: Pa
     plan = []
     for r, folds in enumerate(repeated):
         for k, (train_idx, val_idx) in enumerate(folds):
-            train = in_fold_imputation.impute_training_labels(examples.subset(train_idx), p.seed, p.imputation_trees)
+            train = examples.subset(train_idx)
+            if p.labels == "observed+imputed":
+                train = in_fold_imputation.impute_training_labels(train, p.seed, p.imputation_trees)
             val = examples.subset(val_idx)
             plan.append((r, k, train, val, work_dir / f"fold-{fold_key(p, precision, train, val, k, r)[:16]}"))
     return examples, plan
+
+
+def _check_aux_targets(p: fold_lib.TrainParams, manifest: Mapping[str, Any], tfrecords: Path) -> None:
+    """What --aux_targets cannot be combined with, each named."""
+    if p.method == "linear_probe":
+        raise PipelineError("--aux_targets with --method=linear_probe: the probe fits death alone; use fine_tune or "
+                            "lp_ft")
+    if p.rebalance == "resample":
+        raise PipelineError(f"--aux_targets with --variant={p.variant}: rejection resampling needs a survival label "
+                            "on every row it draws; use a variant without resampling")
+    if not set(schema.CLINICAL_KEYS) <= set(manifest.get("features", ())):
+        raise PipelineError(f"--aux_targets: {tfrecords} was written without the clinical flags "
+                            f"({', '.join(schema.CLINICAL_KEYS)}); write it anew")
 
 
 def site_of_fold(p: fold_lib.TrainParams, examples: input_pipeline.Examples) -> list[str] | None:
@@ -288,18 +309,22 @@ def _summarise(p, precision, strategy, results, examples) -> dict[str, Any]:
                  "training fold"),
         "counts": {"folds": len(results) // p.repeats, "repeats": p.repeats, "rows": len(examples),
                    "precision": precision,
-                   **_trained_only(examples),
+                   **_trained_only(p, examples),
                    **{f"mean_{k}": round(v, 4) for k, v in means.items() if k in ("val_auc", "val_bacc", "val_loss")},
                    "fed_positive_fraction": round(fed[1] / max(1, sum(fed)), 4)},
     }
 
 
-def _trained_only(examples: input_pipeline.Examples) -> dict[str, int]:
-    """The rows that train in every fold but are never validated (imputed labels), and their patients that
-    have no observed row: what the model card adds to the validated rows."""
-    imputed = examples.label_sources == "imputed"
-    patients = set(examples.patients[imputed]) - set(examples.patients[~imputed])
-    return {"imputed_rows": int(imputed.sum()), "imputed_only_patients": len(patients)}
+def _trained_only(p: fold_lib.TrainParams, examples: input_pipeline.Examples) -> dict[str, int]:
+    """The rows that train in every fold but are never validated (imputed labels; with --aux_targets, rows
+    with an auxiliary target and no survival label), and their patients that have no observed row: what the
+    model card adds to the validated rows."""
+    observed = examples.label_sources == "observed"
+    imputed = ~observed & (examples.labels >= 0) if p.labels == "observed+imputed" else np.zeros(len(examples), bool)
+    aux_only = ~observed & ~imputed
+    patients = set(examples.patients[~observed]) - set(examples.patients[observed])
+    return {"imputed_rows": int(imputed.sum()), "aux_only_rows": int(aux_only.sum()),
+            "imputed_only_patients": len(patients)}
 
 
 def _summary(artifact: base.Artifact) -> str:

@@ -40,8 +40,8 @@ import tensorflow as tf
 import models
 from common import files
 from common.seeds import epoch_seed
-from components.train import (batch_norm_stats, input_pipeline, linear_probe, loop, lr_finder, metrics, outputs,
-                              rebalance, schedule, strategy as strat)
+from components.train import (aux_targets, batch_norm_stats, input_pipeline, linear_probe, loop, lr_finder, metrics,
+                              outputs, rebalance, schedule, strategy as strat)
 from images import augment
 from models.predict import make_predict
 from components.train.params import TrainParams
@@ -81,19 +81,22 @@ class Session:
             if p.method == "lp_ft":  # the probe's network: stages 1-3 pooled, one linear layer
                 self.model = linear_probe.probe_classifier(self.model)
                 self.features = linear_probe.feature_model(self.model)
+            # What trains: the model, or the model with its auxiliary heads (sharing its layers).
+            aux_count = len(aux_targets.parse(p.aux_targets))
+            self.trained = aux_targets.training_model(self.model, aux_count) if aux_count else self.model
         body = {layer.name for layer in models.classifier.get_backbone(self.model).layers}
         self.fresh = tuple(name for name in self.report.fresh_layers if name in body) if self.report else ()
-        self.initial = loop.snapshot(self.model.variables)
+        self.initial = loop.snapshot(self.trained.variables)
         self.groups, self.steps = {}, {}
         for phase in PHASES:
             self.set_phase(phase)
             if phase == "frozen":
-                parts = [(list(self.model.trainable_variables), 1.0)]
+                parts = [(list(self.trained.trainable_variables), 1.0)]
             else:
-                parts = _variable_groups(self.model, p.lr_mult)
+                parts = _variable_groups(self.trained, p.lr_mult)
             with strategy.scope():
                 self.groups[phase] = [loop.ParamGroup(v, m, p.weight_decay) for v, m in parts]
-            self.steps[phase] = loop.make_train_step(strategy, self.model, self.groups[phase])
+            self.steps[phase] = loop.make_train_step(strategy, self.trained, self.groups[phase])
         self.predict = make_predict(self.model)
 
     def set_phase(self, phase: str) -> None:
@@ -103,8 +106,8 @@ class Session:
                 layer.trainable = False  # moving statistics and affine frozen; Keras then calls it in inference mode
 
     def reset(self, fold_seed: int) -> None:
-        loop.restore(self.model.variables, self.initial)
-        for v in self.model.variables:  # a different dropout stream per fold
+        loop.restore(self.trained.variables, self.initial)
+        for v in self.trained.variables:  # a different dropout stream per fold
             if "seed_generator_state" in v.path:
                 v.assign(tf.cast([fold_seed, 0], v.dtype))
         for groups in self.groups.values():
@@ -112,7 +115,7 @@ class Session:
                 g.reset()
 
     def state_variables(self, phase: str) -> list[tf.Variable]:
-        return list(self.model.variables) + [v for g in self.groups[phase] for v in g.state_variables()]
+        return list(self.trained.variables) + [v for g in self.groups[phase] for v in g.state_variables()]
 
 
 def _save_checkpoint(path: Path, variables) -> None:
@@ -163,6 +166,7 @@ class _FoldBatches:
     def __init__(self, session: Session, fold: int, train: input_pipeline.Examples, fold_seed: int):
         p, strategy = session.p, session.strategy
         self.p, self.strategy, self.fold, self.labels = p, strategy, fold, train.labels
+        self.aux = train.aux if train.aux.shape[1] else None  # (N, K) auxiliary targets, if any
         self.weights = rebalance.example_weights(train.labels, p.rebalance)
         self.steps = input_pipeline.steps_per_epoch(len(train), p.batch_size)
         self.global_batch = (p.batch_size if len(train) >= p.batch_size
@@ -180,7 +184,7 @@ class _FoldBatches:
             lambda ctx: input_pipeline.train_dataset(
                 self.images, self.labels, self.weights, global_batch=self.global_batch, steps=num_steps,
                 seeds=seeds, augment_fn=self.augment_fn, resample=self.resample, input_context=ctx,
-                target=self.target)))
+                target=self.target, aux=self.aux)))
 
 
 def new_state() -> dict[str, Any]:
@@ -212,12 +216,15 @@ def _train_epoch(session: Session, phase: str, batches: Iterator, cycle: schedul
 
 def _epoch_row(p: TrainParams, phase: str, epoch: int, lr_max: float, losses, fed_labels, fed_logits,
                counter: rebalance.FedCounter, validation: Mapping[str, float]) -> dict[str, Any]:
-    """The history row of one epoch: training loss and metrics of what was fed, then validation."""
+    """The history row of one epoch: training loss (with any auxiliary heads' share) and the death metrics of
+    what was fed with a survival label, then validation."""
     offset = phase_epochs(p, "frozen") if phase == "unfrozen" else 0
+    known = fed_labels >= 0
+    fed = metrics.binary_metrics(fed_labels[known], fed_logits[known], "train")
     return {"phase": phase, "epoch": epoch, "global_epoch": epoch + offset,
             "lr_max": lr_max, "train_loss": float(np.mean(losses)),
             "fed_positive_fraction": counter.positive_fraction,
-            **{k: v for k, v in metrics.binary_metrics(fed_labels, fed_logits, "train").items() if k != "train_loss"},
+            **{k: v for k, v in fed.items() if k != "train_loss"},
             **validation}
 
 
@@ -253,8 +260,10 @@ class _FoldRun:
 
     def init_head_from_probe(self) -> None:
         """LP-FT's start: the linear probe of this fold's training rows (linear_probe's rule for C) as the head."""
+        known = self.train.labels >= 0  # rows with only auxiliary targets do not fit the death probe
         x = linear_probe.features(self.session.features, self.train.images, self.p.eval_batch_size)
-        probe = linear_probe.fit(x, self.train.labels, self.train.patients, self.p.rebalance, self.p.seed + self.fold)
+        probe = linear_probe.fit(x[known], self.train.labels[known], self.train.patients[known], self.p.rebalance,
+                                 self.p.seed + self.fold)
         linear_probe.set_head(self.session.model, probe)
         self.state["probe"] = probe.record()
         self.log(f"fold {self.fold}: LP-FT head from the linear probe (C = {probe.c:.3g})")

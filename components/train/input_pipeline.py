@@ -32,6 +32,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
+from common import imputation_forest
+from common.labels import NO_LABEL
 from components.train import rebalance
 from images import preprocessing
 from tfrecords import schema, writer
@@ -109,6 +111,7 @@ class Examples:
     sha256: np.ndarray
     clinical: np.ndarray        # (N, 5) int: the imputation forest's features (schema.CLINICAL_KEYS), -1 = unknown
     sites: np.ndarray           # (N,) the patient's site ('' in shards written before sites)
+    aux: np.ndarray             # (N, K) int: the --aux_targets flags (1/0, -1 = unknown); K = 0 without them
 
     def __len__(self):
         return len(self.labels)
@@ -118,16 +121,23 @@ class Examples:
 
 
 def load_examples(tfrecords_dir: Path, label_set: str, image_size: int, memory_budget_gb: float = float("inf"),
-                  shuffle_buffer: int = 10_000) -> Examples:
-    """Verify the shards, keep the rows of `label_set`; decode their images once if they fit
-    `memory_budget_gb` as float32, else stream them (`StreamedImages`)."""
+                  shuffle_buffer: int = 10_000, aux_targets: Sequence[str] = ()) -> Examples:
+    """Verify the shards, keep the rows of `label_set` (and, with `aux_targets`, the rows where one of those
+    clinical flags is known, their survival label set to NO_LABEL when outside `label_set`); decode their
+    images once if they fit `memory_budget_gb` as float32, else stream them (`StreamedImages`)."""
     writer.verify(tfrecords_dir)
     sources = tf.constant(LABEL_SETS[label_set])
+    aux_keys = [schema.CLINICAL_KEYS[imputation_forest.FEATURE_NAMES.index(name)] for name in aux_targets]
     keys = ("label/mortality", "label/source", "image/source_id", "patient/id", "image/key/sha256", "patient/site",
             *schema.CLINICAL_KEYS)
+
+    def selected(r):
+        labelled = tf.reduce_any(tf.equal(r["label/source"], sources))
+        return tf.reduce_any(tf.stack([labelled, *(r[key] >= 0 for key in aux_keys)]))
+
     records = (tf.data.TFRecordDataset(writer.shard_paths(tfrecords_dir))
                .map(lambda r: schema.parse_example(r, keys), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-               .filter(lambda r: tf.reduce_any(tf.equal(r["label/source"], sources))))
+               .filter(selected))
     meta: dict[str, list] = {}
     for row in records.batch(256):
         for key, value in row.items():
@@ -140,18 +150,24 @@ def load_examples(tfrecords_dir: Path, label_set: str, image_size: int, memory_b
     images = StreamedImages(tfrecords_dir, source_ids, image_size, shuffle_buffer)
     if len(source_ids) * image_size * image_size * 3 * 4 <= memory_budget_gb * 2 ** 30:
         images = np.concatenate(list(images.batches(batch_sizes(len(images), 256))))
-    return Examples(images=images, labels=col["label/mortality"].astype(np.int64),
-                    label_sources=text("label/source"), source_ids=source_ids,
+    label_sources = text("label/source")
+    labels = np.where(np.isin(label_sources, LABEL_SETS[label_set]), col["label/mortality"], NO_LABEL)
+    return Examples(images=images, labels=labels.astype(np.int64),
+                    label_sources=label_sources, source_ids=source_ids,
                     patients=text("patient/id"), sha256=text("image/key/sha256"),
                     clinical=np.stack([col[key] for key in schema.CLINICAL_KEYS], axis=1).astype(np.int64),
-                    sites=text("patient/site"))
+                    sites=text("patient/site"),
+                    aux=np.stack([col[key] for key in aux_keys], axis=1).astype(np.int64) if aux_keys
+                    else np.zeros((len(source_ids), 0), np.int64))
 
 
 def train_dataset(images: "tf.Tensor | StreamedImages", labels: np.ndarray, weights: np.ndarray, *,
                   global_batch: int, steps: int,
                   seeds: Sequence[int], augment_fn, resample: bool,
-                  input_context: tf.distribute.InputContext | None = None, target=(0.5, 0.5)) -> tf.data.Dataset:
-    """`steps` batches of (images, labels float32, weights float32) per epoch seed, epoch after epoch.
+                  input_context: tf.distribute.InputContext | None = None, target=(0.5, 0.5),
+                  aux: np.ndarray | None = None) -> tf.data.Dataset:
+    """`steps` batches of (images, labels float32, weights float32[, aux targets (B, K) float32 when `aux`
+    is given]) per epoch seed, epoch after epoch.
 
     One pipeline for a whole phase: each epoch's index stream is built from its own seed (a Python int,
     as `shuffle` and `rejection_resample` need) and the streams are concatenated before the one gather +
@@ -164,6 +180,7 @@ def train_dataset(images: "tf.Tensor | StreamedImages", labels: np.ndarray, weig
     per_pipeline = steps * global_batch // num_pipelines
     labels_t = tf.constant(labels, tf.int64)
     weights_t = tf.constant(weights, tf.float32)
+    aux_t = None if aux is None else tf.constant(aux, tf.float32)
 
     streamed = isinstance(images, StreamedImages)
     # Each row as (position, payload): the payload is its encoded image when streamed, else the position.
@@ -187,7 +204,8 @@ def train_dataset(images: "tf.Tensor | StreamedImages", labels: np.ndarray, weig
         batch_seed = tf.stack([seed, batch_index + 1_000_000 * pipeline_id])
         pixels = images.decode(payload) if streamed else tf.gather(images, index)
         picked = augment_fn(pixels, batch_seed)
-        return picked, tf.cast(tf.gather(labels_t, index), tf.float32), tf.gather(weights_t, index)
+        batch = (picked, tf.cast(tf.gather(labels_t, index), tf.float32), tf.gather(weights_t, index))
+        return batch if aux_t is None else (*batch, tf.gather(aux_t, index))
 
     return indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
 

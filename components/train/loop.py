@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components.train import input_pipeline
+from components.train import aux_targets, input_pipeline
 
 
 class ParamGroup:
@@ -66,16 +66,26 @@ def weighted_bce(labels, logits, weights):
 
 
 def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model, groups: Sequence[ParamGroup]):
-    """A tf.function: distributed batch -> (weighted mean loss, logits, labels) of the global batch."""
+    """A tf.function: distributed batch -> (weighted mean loss, death logits, labels) of the global batch.
+
+    A batch of four (images, labels, weights, auxiliary targets) trains a model with auxiliary heads
+    (`aux_targets.training_model`): their masked loss is added; labels < 0 (no survival label) weigh 0."""
     variables = [v for g in groups for v in g.variables]
     sizes = [len(g.variables) for g in groups]
 
-    def replica_step(images, labels, weights):
+    def replica_step(images, labels, weights, aux=None):
         context = tf.distribute.get_replica_context()
         weight_sum = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(weights))
+        if aux is not None:
+            aux_known = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                           tf.reduce_sum(tf.cast(aux >= 0, tf.float32), axis=0))
         with tf.GradientTape() as tape:
-            logits = tf.cast(model(images, training=True)[:, 0], tf.float32)
-            loss = weighted_bce(labels, logits, weights) / tf.maximum(weight_sum, 1e-12)
+            outputs = model(images, training=True)
+            death = outputs[0] if aux is not None else outputs
+            logits = tf.cast(death[:, 0], tf.float32)
+            loss = weighted_bce(tf.maximum(labels, 0.0), logits, weights) / tf.maximum(weight_sum, 1e-12)
+            if aux is not None:
+                loss += aux_targets.masked_mean_bce(aux, tf.cast(outputs[1], tf.float32), aux_known)
         gradients = tape.gradient(loss, variables)
         start = 0
         for group, size in zip(groups, sizes):

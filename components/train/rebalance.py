@@ -28,12 +28,15 @@ def class_weights(labels) -> dict[int, float]:
 
 
 def example_weights(labels, mode: str) -> np.ndarray:
-    """Per-example loss weights for `mode` (ones unless mode == 'class_weights')."""
+    """Per-example loss weights for `mode` (ones unless mode == 'class_weights', the classes counted over
+    the known labels); 0 where the label is unknown (negative: a row that trains auxiliary heads only)."""
     labels = np.asarray(labels).astype(int)
+    known = labels >= 0
+    weights = np.where(known, 1.0, 0.0).astype(np.float32)
     if mode == "class_weights":
-        weights = class_weights(labels)
-        return np.array([weights[label] for label in labels], np.float32)
-    return np.ones(len(labels), np.float32)
+        by_class = class_weights(labels[known])
+        weights[known] = [by_class[label] for label in labels[known]]
+    return weights
 
 
 def resample(dataset: tf.data.Dataset, label_of, labels, target=(0.5, 0.5), seed: int = 0) -> tf.data.Dataset:
@@ -55,7 +58,9 @@ class FedCounter:
         self.counts = np.zeros(2, np.int64)
 
     def add(self, labels) -> None:
-        self.counts += np.bincount(np.asarray(labels).astype(int).ravel(), minlength=2)[:2]
+        """Count the known labels (an unknown one, negative, trained auxiliary heads only)."""
+        labels = np.asarray(labels).astype(int).ravel()
+        self.counts += np.bincount(labels[labels >= 0], minlength=2)[:2]
 
     @property
     def positive_fraction(self) -> float:

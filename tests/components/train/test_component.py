@@ -21,7 +21,8 @@ def _examples(n, offset=0):
     ids = np.array([f"img{i + offset}" for i in range(n)])
     return input_pipeline.Examples(images=np.zeros((n, 2, 2, 3), np.float32), labels=np.arange(n) % 2,
                                    label_sources=np.array(["observed"] * n), source_ids=ids, patients=ids, sha256=ids,
-                                   clinical=np.full((n, 5), -1), sites=np.array([""] * n))
+                                   clinical=np.full((n, 5), -1), sites=np.array([""] * n),
+                                   aux=np.zeros((n, 0), np.int64))
 
 
 def test_fold_key_follows_what_the_fold_computes():

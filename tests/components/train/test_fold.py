@@ -19,7 +19,8 @@ def _examples(n: int) -> input_pipeline.Examples:
     return input_pipeline.Examples(images=rng.uniform(0, 255, (n, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32),
                                    labels=np.arange(n) % 2, label_sources=np.array(["observed"] * n),
                                    source_ids=ids, patients=ids, sha256=ids,
-                                   clinical=np.full((n, 5), -1), sites=np.array([""] * n))
+                                   clinical=np.full((n, 5), -1), sites=np.array([""] * n),
+                                   aux=np.zeros((n, 0), np.int64))
 
 
 @pytest.fixture(scope="module")

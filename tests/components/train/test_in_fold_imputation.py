@@ -29,7 +29,8 @@ def _examples(n_patients=60, unlabelled_every=3, seed=0, noise=0.0) -> input_pip
                                    label_sources=np.array([source for _, _, source, _ in rows]),
                                    source_ids=ids, patients=np.array([p for p, _, _, _ in rows]), sha256=ids,
                                    clinical=np.array([flags for *_, flags in rows]),
-                                   sites=np.array([f"site{int(p[1:]) % 4}" for p, *_ in rows]))
+                                   sites=np.array([f"site{int(p[1:]) % 4}" for p, *_ in rows]),
+                                   aux=np.zeros((n, 0), np.int64))
 
 
 def _folds(examples, split="patient", repeats=1):

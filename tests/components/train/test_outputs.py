@@ -24,7 +24,7 @@ def _examples(n: int, seed: int) -> input_pipeline.Examples:
         labels=rng.integers(0, 2, n), label_sources=np.array(["observed", "imputed"] * (n // 2) + ["observed"] * (n % 2)),
         source_ids=np.array([f"img-{seed}-{i}.png" for i in range(n)]),
         patients=np.array([f"p{seed}-{i // 2}" for i in range(n)]), sha256=np.array(["0" * 64] * n),
-        clinical=np.full((n, 5), -1), sites=np.array([""] * n))
+        clinical=np.full((n, 5), -1), sites=np.array([""] * n), aux=np.zeros((n, 0), np.int64))
 
 
 def _history(fold: int) -> list[dict]:
