@@ -36,9 +36,10 @@ from components.evaluate import metrics as evaluate_metrics
 from components.published import published_rows
 from components.train import outputs as train_outputs
 from pipeline import local_runner
+from pipeline import run as run_flags  # noqa: F401  (defines --output_dir: where ingest's artifact is reused)
 from pipeline.pipeline import create_pipeline
 
-FLAGS = flags.FLAGS  # --output_dir (where ingest's artifact is written and reused) is pipeline.run's, via study
+FLAGS = flags.FLAGS
 PROVENANCE = re.compile(r"provenance_table(\d)_(\w+)\.json")
 
 

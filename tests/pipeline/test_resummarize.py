@@ -113,3 +113,12 @@ def test_repeated_cross_validation_is_rewritten_too_and_checked(ingested, tmp_pa
     predictions.write_text("\n".join(lines) + "\n")
     with pytest.raises(PipelineError, match=r"\w+ \(mean over repeats\) was .* not the same predictions"):
         resummarize.resummarize_folder(tmp_path, output)
+
+
+def test_the_command_takes_the_output_dir_flag(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pipeline.resummarize", f"--output_dir={tmp_path}"],
+                          capture_output=True, text=True, timeout=900, cwd=configs.REPO_ROOT)
+    assert done.returncode == 2 and "usage: python -m pipeline.resummarize" in done.stderr
