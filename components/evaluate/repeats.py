@@ -13,7 +13,9 @@ of its pooled predictions. What is known at admission is refitted on every
 repeat's folds (`clinical_baseline`: age and sex alone, and with the image's
 log-odds) and summarised the same way, on the same resamples, so the X-ray is
 compared with age and sex over the same repeats: `image_minus_age_sex` is the mean
-over repeats of the paired ROC AUC difference, with its interval.
+over repeats of the paired ROC AUC difference, with its interval. What export would serve
+is summarised too (`recalibrated`): each repeat's predictions recalibrated fold by fold on
+the other folds' (`validation.cross_fitted`), the served calibration's honest estimate.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ from common.files import atomic_open
 from components.evaluate import clinical_baseline
 from components.evaluate import decision as evaluate_decision
 from components.evaluate import metrics as evaluate_metrics
+from components.evaluate import validation
 from components.evaluate.outputs import REPEATED_AGE_SEX as AGE_SEX, REPEATED_IMAGE_AGE_SEX as IMAGE_AGE_SEX
 from components.evaluate.outputs import REPEATS_TABLE_NAME as TABLE_NAME  # noqa: F401  (re-exported)
 from components.train import outputs as train_outputs
 
 METRICS = (*evaluate_metrics.METRICS, "calibration_slope")
+RECALIBRATED = "image_recalibrated_cross_fitted"  # the table's set name for `recalibrated`
 
 
 def aligned_repeats(train_dir: Path, repeats: int) -> dict[str, np.ndarray]:
@@ -116,11 +120,18 @@ def repeated_metrics(rows: Mapping[str, np.ndarray], split: str, threshold: floa
             "unit_count": int(len(np.unique(groups))), "n": int(len(labels)), "positives": int(np.sum(labels))}
 
 
+def recalibrated(rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`aligned_repeats` rows with each repeat's probabilities cross-fitted by its own folds."""
+    return {**rows, "probability": np.stack([validation.cross_fitted(rows["label"], probability, folds)
+                                             for probability, folds in zip(rows["probability"], rows["fold"])])}
+
+
 def write_table(path: Path, result: Mapping[str, Any]) -> None:
-    """One row per set and metric (the image model's first, then the admission baselines'): the mean over
-    repeats, its interval, the spread, then each repeat's estimate."""
+    """One row per set and metric (the image model's first, its cross-fitted recalibration's, then the
+    admission baselines'): the mean over repeats, its interval, the spread, then each repeat's estimate."""
     repeats = range(result["repeats"])
-    sets = {"image": result, **result.get("baselines", {})}
+    sets = {"image": result, **({RECALIBRATED: result["recalibrated"]} if "recalibrated" in result else {}),
+            **result.get("baselines", {})}
     with atomic_open(path, "w", newline="") as handle:
         table = csv.writer(handle)
         table.writerow(["set", "metric", "mean_over_repeats", "ci_low", "ci_high", "sd_over_repeats", "min", "max",
@@ -140,6 +151,8 @@ def run(train_dir: Path, train_summary: Mapping[str, Any], params: Mapping[str, 
         selected, train_summary["split"], params["threshold"], params["bootstrap_resamples"], params["seed"])
     result = summarise(rows)
     result["split_seeds"] = train_summary["split_seeds"]
+    result["recalibrated"] = {key: value for key, value in summarise(recalibrated(rows)).items()
+                              if key in ("per_repeat", "metrics")}
     if admission is not None:
         missing = [sid for sid in rows["source_id"] if sid not in admission]
         if missing:

@@ -157,7 +157,7 @@ def test_run_summarises_the_baselines_beside_the_image_on_the_same_resamples(tmp
     assert set(result["baselines"]) == {"age_sex", "image_age_sex"}
     with open(tmp_path / evaluate_repeats.TABLE_NAME, newline="") as handle:
         table = list(csv.DictReader(handle))
-    assert [row["set"] for row in table] == [s for s in ("image", "age_sex", "image_age_sex")
+    assert [row["set"] for row in table] == [s for s in ("image", evaluate_repeats.RECALIBRATED, "age_sex", "image_age_sex")
                                              for _ in evaluate_repeats.METRICS]
     row = next(r for r in table if (r["set"], r["metric"]) == ("age_sex", "roc_auc"))
     assert float(row["mean_over_repeats"]) == pytest.approx(age_sex["mean"])
@@ -177,3 +177,21 @@ def test_a_validated_image_without_admission_facts_is_named(tmp_path):
     with pytest.raises(PipelineError, match=f"without admission facts, e.g. '{source_ids[3]}'"):
         evaluate_repeats.run(train_dir, summary, {"threshold": 0.5, "bootstrap_resamples": 10, "seed": 0},
                              tmp_path, admission)
+
+
+def test_run_summarises_each_repeats_cross_fitted_recalibration(tmp_path):
+    from components.evaluate import validation
+
+    train_dir = tmp_path / "train"
+    _write_train_dir(train_dir, 2)
+    summary = {"split": "patient", "params": {"repeats": 2}, "split_seeds": [0, 1]}
+    result = evaluate_repeats.run(train_dir, summary, {"threshold": 0.5, "bootstrap_resamples": 40, "seed": 0},
+                                  tmp_path)
+    rows = evaluate_repeats.aligned_repeats(train_dir, 2)
+    for repeat, values in enumerate(result["recalibrated"]["per_repeat"]):
+        served = validation.cross_fitted(rows["label"], rows["probability"][repeat], rows["fold"][repeat])
+        assert not np.allclose(served, rows["probability"][repeat])
+        assert values["brier"] == pytest.approx(np.mean((served - rows["label"]) ** 2))
+    with open(tmp_path / evaluate_repeats.TABLE_NAME, newline="") as handle:
+        table = [row for row in csv.DictReader(handle) if row["set"] == evaluate_repeats.RECALIBRATED]
+    assert [row["metric"] for row in table] == list(evaluate_repeats.METRICS)
