@@ -60,14 +60,30 @@ def load_or_create_key(path: Path, output_dir: Path, notify: Callable[[str], Non
     if path == output_dir or output_dir in path.parents:
         raise PipelineError(f"--pseudonym_key={path} lies inside --output_dir={output_dir}: keep the key "
                             "outside anything you share")
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with files.atomic_open(path) as handle:
-            os.chmod(handle.name, 0o600)
-            handle.write(secrets.token_hex(KEY_BYTES) + "\n")
+    if not path.is_file() and _create_key(path):
         notify(f"note: created the pseudonym key {path}: keep it (outside --output_dir) to map pseudonyms back "
                "to patients with `python -m pipeline.manifest --lookup`")
     return load_key(path)
+
+
+def _create_key(path: Path) -> bool:
+    """Write a new key to `path` unless one is there by then: written whole to a temporary sibling, then
+    hard-linked into place, which never replaces a file, so two first runs at once agree on one key (the
+    later one reads the earlier one's). True if this call created it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = files.tmp_sibling(path)
+    try:
+        with open(tmp, "w") as handle:
+            os.chmod(tmp, 0o600)
+            handle.write(secrets.token_hex(KEY_BYTES) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_key(path: Path) -> bytes:

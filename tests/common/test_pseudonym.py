@@ -41,3 +41,19 @@ def test_a_missing_key_is_refused_where_it_must_exist(tmp_path):
     ("chest-1.png", False), ("12.jpg", False), ("ward7-12345.png", False)])
 def test_identifying_file_names_are_recognised(name, identifying):
     assert pseudonym.is_identifying_name(name) == identifying
+
+
+def test_two_first_runs_at_once_agree_on_one_key(tmp_path, monkeypatch):
+    """The second run saw no key, but the first wrote its key before the second could: the first's stays."""
+    path = tmp_path / "pseudonym.key"
+    first = pseudonym.load_or_create_key(path, tmp_path / "out", lambda note: None)
+    looks = []  # the second run's first look finds no key; every later look sees the file
+
+    def is_file(self):
+        looks.append(self)
+        return os.path.isfile(self) and (self != path or looks.count(path) > 1)
+
+    monkeypatch.setattr(type(path), "is_file", is_file)
+    notes = []
+    assert pseudonym.load_or_create_key(path, tmp_path / "out", notes.append) == first and notes == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pseudonym.key"]  # no temporary file left
