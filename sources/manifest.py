@@ -28,6 +28,19 @@ OPTIONAL_COLUMNS = ("age", "sex", "site", "view", "offset_days", *CLINICAL_COLUM
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
 OLDEST_AGE_WRITTEN = 90  # ages over 89 are written as 90 (HIPAA Safe Harbor)
 _FLAGS = {"1": "Y", "0": "N", "": ""}  # to the study's words, which imputation reads
+_ZERO_ONE_BLANK = tuple(_FLAGS)  # what `died` and the flags may hold, here and in a PACS outcomes table
+
+
+def not_zero_one_blank(text: str) -> str | None:
+    """The refusal of a `died` or flag value that is not 1, 0 or blank (None when it is one of them)."""
+    return None if text in _ZERO_ONE_BLANK else f"{text!r} is not 1, 0 or blank"
+
+
+def written_age(years: float) -> str:
+    """An age as the manifest and its artifacts write it: ages over 89 as 90 (HIPAA Safe Harbor)."""
+    return str(OLDEST_AGE_WRITTEN) if years > OLDEST_AGE_WRITTEN - 1 else f"{round(years, 1):g}"
+
+
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
@@ -40,6 +53,7 @@ class ManifestSource(Source):
         self.data_dir = Path(data_dir)
         self.table = self.data_dir / MANIFEST_NAME
         self._key, self.key_id = key, pseudonym.key_id(key)
+        self._frontal: set[str] | None = None  # the frontal views `select` was given, for header views
         header, raw_rows = read_table(self.table, REQUIRED_COLUMNS, ManifestError, "a manifest")
         self.missing_clinical = [column for column in CLINICAL_COLUMNS if column not in header]
         self.ignored_columns = [c for c in header if c not in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)]
@@ -91,8 +105,8 @@ class ManifestSource(Source):
         """The row in the study's words (`survival` Y/N, flags Y/N, `offset`), every value checked."""
         value = lambda column: raw.get(column, "").strip()  # noqa: E731
         died = value("died")
-        if died not in ("1", "0", ""):
-            self._fail(line, "died", f"{died!r} is not 1, 0 or blank")
+        if refusal := not_zero_one_blank(died):
+            self._fail(line, "died", refusal)
         sex = value("sex").upper()
         if sex not in ("M", "F", ""):
             self._fail(line, "sex", f"{value('sex')!r} is not M, F or blank")
@@ -103,8 +117,8 @@ class ManifestSource(Source):
                "mortality_observed": {"1": 1, "0": 0, "": NO_LABEL}[died]}
         for column in CLINICAL_COLUMNS:
             if column not in self.missing_clinical:
-                if value(column) not in _FLAGS:
-                    self._fail(line, column, f"{value(column)!r} is not 1, 0 or blank")
+                if refusal := not_zero_one_blank(value(column)):
+                    self._fail(line, column, refusal)
                 row[column] = _FLAGS[value(column)]
         return row
 
@@ -116,11 +130,11 @@ class ManifestSource(Source):
     def _age(self, line: int, text: str) -> str:
         if self._number(line, "age", text) and (text.startswith("-") or float(text) > 130):
             self._fail(line, "age", f"{text!r} is not an age in years")
-        return str(OLDEST_AGE_WRITTEN) if text and float(text) > OLDEST_AGE_WRITTEN - 1 else text
+        return written_age(float(text)) if text and float(text) > OLDEST_AGE_WRITTEN - 1 else text
 
     def select(self, frontal_views: Sequence[str]) -> Selection:
         """Rows whose `view` is frontal or blank (decided from the DICOM header, else assumed frontal)."""
-        frontal = {view.strip().lower() for view in frontal_views}
+        frontal = self._frontal = {view.strip().lower() for view in frontal_views}
         selected, dropped = [], []
         for line, row in self.rows:
             if row["view"] and row["view"].lower() not in frontal:
@@ -152,6 +166,8 @@ class ManifestSource(Source):
         if reason:
             raise image_io.ImageRejected(reason, f"{row['filename']}: from its DICOM header")
         view = row["view"] or facts.view_position or ""
+        if not row["view"] and view and self._frontal is not None and view.lower() not in self._frontal:
+            raise image_io.ImageRejected("not_frontal", f"{row['filename']}: view {view!r} from its DICOM header")
         return {**image_facts(image), "view": view, "view_assumed": int(not view),
                 **header_covariates(row, facts), "burned_in_annotation": int(facts.burned_in_annotation == "YES")}
 
@@ -188,8 +204,7 @@ def header_covariates(row: Mapping[str, Any], facts: dicom.DicomFacts) -> dict[s
     found: dict[str, Any] = {}
     years = facts.patient_age_years
     if not row["age"] and years is not None:
-        age = str(OLDEST_AGE_WRITTEN) if years > OLDEST_AGE_WRITTEN - 1 else f"{round(years, 1):g}"
-        found.update(age=age, age_from_header=1)
+        found.update(age=written_age(years), age_from_header=1)
     if not row["sex"] and facts.patient_sex:
         found.update(sex=facts.patient_sex, sex_from_header=1)
     return found

@@ -22,11 +22,11 @@ from common import files
 from common.errors import PipelineError
 from images import dicom
 from sources.base import CLINICAL_COLUMNS, read_table
-from sources.manifest import REQUIRED_COLUMNS as MANIFEST_REQUIRED
+from sources.manifest import REQUIRED_COLUMNS as MANIFEST_REQUIRED, not_zero_one_blank
 
 KEYS = ("PatientID", "AccessionNumber")
 OUTCOME_COLUMNS = ("offset_days", "site", *CLINICAL_COLUMNS)  # copied to the manifest when the table has them
-_ZERO_ONE_BLANK = ("died", *CLINICAL_COLUMNS)
+_ZERO_ONE_BLANK_COLUMNS = ("died", *CLINICAL_COLUMNS)
 _DICOM_MAGIC_END = 132  # the 128-byte preamble and `DICM`
 
 
@@ -110,9 +110,9 @@ def read_outcomes(path: Path, key: str) -> tuple[list[str], list[str], dict[str,
             raise PacsError(f"{path} line {line}, column {key}: is blank")
         if value in by_key:
             raise PacsError(f"{path} line {line}, column {key}: the same {key} as line {by_key[value][0]}")
-        for column in _ZERO_ONE_BLANK:
-            if row.get(column, "").strip() not in ("1", "0", ""):
-                raise PacsError(f"{path} line {line}, column {column}: {row[column].strip()!r} is not 1, 0 or blank")
+        for column in _ZERO_ONE_BLANK_COLUMNS:
+            if refusal := not_zero_one_blank(row.get(column, "").strip()):
+                raise PacsError(f"{path} line {line}, column {column}: {refusal}")
         by_key[value] = (line, row)
     optional = [column for column in OUTCOME_COLUMNS if column in header]
     return optional, [column for column in header if column not in (key, "died", *optional)], by_key

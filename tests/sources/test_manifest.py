@@ -136,6 +136,12 @@ def test_dicom_header_facts_give_the_view_and_screen_the_image(tmp_path):
     with pytest.raises(image_io.ImageRejected) as rejected:
         source.check_image(blank)
     assert rejected.value.reason == "dicom_lateral_view" and blank["filename"] in rejected.value.detail
+    decubitus = dicom_files.dataset(dicom_files.sample_gray(64))
+    decubitus.ViewPosition = "LLD"  # left lateral decubitus: not lateral, not frontal either
+    dicom_files.write(decubitus, source.image_path(blank["filename"]))
+    with pytest.raises(image_io.ImageRejected) as rejected:
+        source.check_image(blank)
+    assert rejected.value.reason == "not_frontal" and "'LLD' from its DICOM header" in rejected.value.detail
 
 
 def test_blank_age_and_sex_come_from_the_dicom_header_and_burned_in_text_is_flagged(tmp_path):
