@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -89,6 +90,16 @@ def is_dicom(raw: bytes) -> bool:
         return _is_image_dataset(_parse(raw, stop_before_pixels=True))
     except Exception:  # noqa: BLE001 - any parse failure means "not DICOM"
         return False
+
+
+def is_dicom_file(path: Path) -> bool:
+    """`is_dicom` of the file at `path`, reading only its first bytes unless it may be a preamble-less
+    stream (whose header is then parsed whole): how files named by their UID, without a suffix, are found."""
+    with open(path, "rb") as handle:
+        start = handle.read(_PREAMBLE_LENGTH + len(_MAGIC))
+        if start[_PREAMBLE_LENGTH:] == _MAGIC:
+            return True
+        return start[:2] in _HEADERLESS_FIRST_GROUPS and is_dicom(start + handle.read())
 
 
 def render(raw: bytes, name: str) -> RenderedDicom:

@@ -27,7 +27,6 @@ from sources.manifest import REQUIRED_COLUMNS as MANIFEST_REQUIRED, not_zero_one
 KEYS = ("PatientID", "AccessionNumber")
 OUTCOME_COLUMNS = ("offset_days", "site", *CLINICAL_COLUMNS)  # copied to the manifest when the table has them
 _ZERO_ONE_BLANK_COLUMNS = ("died", *CLINICAL_COLUMNS)
-_DICOM_MAGIC_END = 132  # the 128-byte preamble and `DICM`
 
 
 class PacsError(PipelineError):
@@ -67,9 +66,7 @@ class Built:
 def read_header(path: Path) -> Header | None:
     """The header of `path` if it is a DICOM image by content, else None (also for a DICOMDIR or a report);
     a DICOM file whose header cannot be read raises PacsError naming it."""
-    with open(path, "rb") as handle:
-        start = handle.read(_DICOM_MAGIC_END)
-    if not dicom.is_dicom(start) and not dicom.is_dicom(path.read_bytes()):
+    if not dicom.is_dicom_file(path):
         return None
     try:
         dataset = pydicom.dcmread(path, force=True, stop_before_pixels=True)

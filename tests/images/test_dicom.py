@@ -240,6 +240,14 @@ def test_a_header_without_preamble_is_read(rg1_uncr):
     assert _max_difference(dicom.render(raw, "x").pixels, sample_gray()) <= 1
 
 
+def test_a_file_is_told_dicom_by_its_content_whatever_its_name(rg1_uncr, tmp_path):
+    for name, raw in (("1.2.840.1", rg1_uncr), ("1.2.840.2", rg1_uncr[132:]), ("report", b"\x02\x00 not" * 50),
+                      ("picture.dcm", b"\x89PNG\r\n\x1a\n" + bytes(200))):
+        (tmp_path / name).write_bytes(raw)
+    assert [dicom.is_dicom_file(tmp_path / name) for name in ("1.2.840.1", "1.2.840.2", "report", "picture.dcm")] \
+        == [True, True, False, False]
+
+
 # ---------------------------------------------------------------- refusals, each named
 def test_no_pixel_data_is_refused():
     ds = dataset(sample_gray())
