@@ -61,6 +61,26 @@ def atomic_open(path: Path, mode: str = "w", **open_kwargs) -> Iterator[Any]:
         raise
 
 
+def write_new(path: Path, text: str, private: bool = False) -> bool:
+    """Write `text` to `path` unless a file is there (`private`: readable by the user only): written whole
+    to a temporary sibling, then hard-linked into place, which never replaces a file, so of two writers at
+    once one wins and the other reads the winner's. Whether this call wrote it."""
+    tmp = tmp_sibling(path)
+    try:
+        with open(tmp, "w") as handle:
+            if private:
+                os.chmod(tmp, 0o600)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
     with atomic_open(path) as handle:
         json.dump(payload, handle, indent=2, sort_keys=True, default=str)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
 from pathlib import Path
@@ -67,23 +66,10 @@ def load_or_create_key(path: Path, output_dir: Path, notify: Callable[[str], Non
 
 
 def _create_key(path: Path) -> bool:
-    """Write a new key to `path` unless one is there by then: written whole to a temporary sibling, then
-    hard-linked into place, which never replaces a file, so two first runs at once agree on one key (the
-    later one reads the earlier one's). True if this call created it."""
+    """A new key at `path` unless one is there by then (`files.write_new`: two first runs at once agree on
+    one key, the later one reading the earlier one's); True if this call created it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = files.tmp_sibling(path)
-    try:
-        with open(tmp, "w") as handle:
-            os.chmod(tmp, 0o600)
-            handle.write(secrets.token_hex(KEY_BYTES) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
+    return files.write_new(path, secrets.token_hex(KEY_BYTES) + "\n", private=True)
 
 
 def load_key(path: Path) -> bytes:

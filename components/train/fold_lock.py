@@ -33,15 +33,7 @@ def lock_path(fold_dir: Path) -> Path:
 
 def _create(path: Path, holder: dict) -> bool:
     """Create `path` holding `holder` if it does not exist; whether it was created."""
-    tmp = files.tmp_sibling(path)
-    tmp.write_text(json.dumps(holder))
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
+    return files.write_new(path, json.dumps(holder))
 
 
 def _holder(path: Path) -> dict | None:
