@@ -30,9 +30,12 @@ def confusion(labels: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
             "tn": int(np.sum(~labels & ~predicted)), "fp": int(np.sum(~labels & predicted))}
 
 
+def ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, NaN when there is nothing to divide by (a rate of an empty group)."""
+    return numerator / denominator if denominator else math.nan
+
+
 def rates(counts: Mapping[str, int]) -> dict[str, float]:
-    def ratio(a, b):
-        return a / b if b else math.nan
     positives, negatives = counts["tp"] + counts["fn"], counts["tn"] + counts["fp"]
     return {"tpr": ratio(counts["tp"], positives), "tnr": ratio(counts["tn"], negatives),
             "fpr": ratio(counts["fp"], negatives), "fnr": ratio(counts["fn"], positives)}

@@ -52,11 +52,7 @@ def observed_expected(labels: Sequence[int], probabilities: Sequence[float]) -> 
 def threshold_rates(labels: Sequence[int], probabilities: Sequence[float], threshold: float) -> dict[str, float]:
     """Sensitivity, specificity, PPV and NPV of the decision rule (`common.decision`) at `threshold`."""
     counts = evaluate_metrics.confusion(labels, called_died(np.asarray(probabilities, float), threshold))
-    rates = evaluate_metrics.rates(counts)
-
-    def ratio(a, b):
-        return a / b if b else math.nan
-
+    rates, ratio = evaluate_metrics.rates(counts), evaluate_metrics.ratio
     return {"sensitivity": rates["tpr"], "specificity": rates["tnr"],
             "ppv": ratio(counts["tp"], counts["tp"] + counts["fp"]),
             "npv": ratio(counts["tn"], counts["tn"] + counts["fn"])}
@@ -246,14 +242,24 @@ def cross_validated_update(labels: Sequence[int], probabilities: Sequence[float]
     """Each row's updated probability from an update fitted on the other patients' rows (folds over patients): the
     honest estimate of how the updated model calibrates on patients it was not fitted on. A fold whose fit does not
     converge (the other patients' outcomes separated) leaves its rows NaN: there is no update to judge them by."""
-    labels, probabilities = np.asarray(labels, int), np.asarray(probabilities, float)
     fold = patient_folds(patients, min(folds, len(set(patients))), seed)
-    updated = np.empty(len(labels))
-    for k in np.unique(fold):
-        fitted = fit_update(labels[fold != k], probabilities[fold != k], method)
-        updated[fold == k] = (apply_update(probabilities[fold == k], fitted["intercept"], fitted["slope"])
-                              if fitted["converged"] else np.nan)
-    return updated
+    return _fitted_on_the_others(labels, probabilities, fold, lambda y, p: fit_update(y, p, method), "converged",
+                                 np.nan)
+
+
+def _fitted_on_the_others(labels: Sequence[int], probabilities: Sequence[float], folds: Sequence[int], fit,
+                          usable: str, unfitted: float | None) -> np.ndarray:
+    """Each fold's probabilities through `fit` (-> intercept, slope and the flag `usable`) fitted on the other
+    folds' rows; a fold whose fit is not usable gets `unfitted` (None: left as it was)."""
+    labels, probabilities, folds = np.asarray(labels, int), np.asarray(probabilities, float), np.asarray(folds)
+    result = probabilities.copy()
+    for fold in np.unique(folds):
+        fitted = fit(labels[folds != fold], probabilities[folds != fold])
+        if fitted[usable]:
+            result[folds == fold] = apply_update(probabilities[folds == fold], fitted["intercept"], fitted["slope"])
+        elif unfitted is not None:
+            result[folds == fold] = unfitted
+    return result
 
 
 # ---------------------------------------------------------------- recalibration at development
@@ -288,13 +294,7 @@ def cross_fitted(labels: Sequence[int], probabilities: Sequence[float], folds: S
     """Each fold's probabilities recalibrated by `development_recalibration` fitted on the other folds' out-of-fold
     predictions (left as they are where that fit is not applied): the honest estimate of what export's
     recalibration does to rows it was not fitted on."""
-    labels, probabilities, folds = np.asarray(labels, int), np.asarray(probabilities, float), np.asarray(folds)
-    result = probabilities.copy()
-    for fold in np.unique(folds):
-        fitted = development_recalibration(labels[folds != fold], probabilities[folds != fold])
-        if fitted["applied"]:
-            result[folds == fold] = apply_update(probabilities[folds == fold], fitted["intercept"], fitted["slope"])
-    return result
+    return _fitted_on_the_others(labels, probabilities, folds, development_recalibration, "applied", None)
 
 
 # ---------------------------------------------------------------- case mix
