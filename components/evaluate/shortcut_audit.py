@@ -140,7 +140,8 @@ def provenance_probes(features: np.ndarray, rows: Mapping[str, np.ndarray], fact
     for site in sorted(set(facts[SITE].tolist())):
         site_scores[site], chosen = scores_of((facts[SITE] == site).astype(int))
         site_cs += chosen
-        out.append({"target": f"site: {site} against the rest", "classes": _class_counts(facts[SITE], rows),
+        out.append({"target": f"site: {site} against the rest",
+                    "classes": _class_counts(np.where(facts[SITE] == site, site, "the rest"), rows),
                     "c_chosen": chosen, **shortcuts.bootstrap(
                         shortcuts.mean_auc((facts[SITE] == site).astype(int), site_scores[site]), rows["patient"],
                         resamples, eval_seed)})
