@@ -15,16 +15,17 @@ def _cohort(patients=60, images_per_patient=2, seed=0):
     return patient, flag, label, folds, rng
 
 
-def test_a_feature_that_encodes_the_source_type_is_found_and_a_random_one_is_not():
-    patient, flag, _, folds, rng = _cohort()
+def test_a_feature_that_carries_the_source_type_is_found_and_a_random_one_is_not():
+    patient, flag, _, folds, rng = _cohort(patients=45)
+    folds = folds % 3  # 3 folds x 13 C x 3 inner splits: the probe's whole rule, in seconds
     noise = rng.normal(size=(len(flag), 6))
-    encoded = np.column_stack([flag + 0.05 * rng.normal(size=len(flag)), noise])
+    encoded = np.column_stack([flag + 0.5 * rng.normal(size=len(flag)), noise])  # not separable: lbfgs stops soon
     found, chosen = shortcuts.probe_out_of_fold(encoded, flag, patient, folds, "class_weights", seed=0)
     random, _ = shortcuts.probe_out_of_fold(noise, flag, patient, folds, "class_weights", seed=0)
     everything = np.arange(len(flag))
-    assert shortcuts.mean_auc(flag, found)(everything) > 0.99
+    assert shortcuts.mean_auc(flag, found)(everything) > 0.85
     assert abs(shortcuts.mean_auc(flag, random)(everything) - 0.5) < 0.15
-    assert len(chosen) == 5
+    assert len(chosen) == 3
 
 
 def test_a_stratum_with_one_outcome_is_listed_and_not_scored():
