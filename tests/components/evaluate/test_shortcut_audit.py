@@ -24,8 +24,9 @@ def _examples(patients=24):
         patients=patient, sha256=np.full(n, "0"), clinical=np.full((n, 5), -1), sites=np.full(n, "Italy"))
 
 
-def _write_run(run_dir, rows, folds):
+def _write_run(run_dir, rows, folds, probabilities=None):
     """A committed run's stored predictions: repeat r, fold k in `repeat_<r>/fold_<k>/predictions.csv`."""
+    probabilities = np.full(len(rows["label"]), 0.5) if probabilities is None else probabilities
     for r, per_row in enumerate(folds):
         for k in np.unique(per_row):
             folder = train_outputs.fold_dir(train_outputs.repeat_dir(run_dir, r), int(k))
@@ -34,7 +35,8 @@ def _write_run(run_dir, rows, folds):
                 writer = csv.writer(handle)
                 writer.writerow(train_outputs.PREDICTION_COLUMNS)
                 for i in np.flatnonzero(per_row == k):
-                    writer.writerow([rows["source_id"][i], rows["patient"][i], rows["label"][i], "observed", 0.5])
+                    writer.writerow([rows["source_id"][i], rows["patient"][i], rows["label"][i], "observed",
+                                     probabilities[i]])
 
 
 def test_a_run_on_the_folds_drawn_again_is_read(tmp_path):
@@ -60,3 +62,21 @@ def test_the_population_keeps_each_patient_in_one_fold_per_repeat():
     for folds in rows["fold"]:
         for patient in np.unique(rows["patient"]):
             assert len(np.unique(folds[rows["patient"] == patient])) == 1
+
+
+def test_a_site_split_run_is_scored_over_and_within_its_held_out_sites(tmp_path):
+    rng = np.random.default_rng(1)
+    site_of_fold = ["China", "Germany", "Taiwan"]
+    patients = np.arange(30)
+    fold = patients % 3
+    died = (patients % 5 == 0) & (fold != 2)  # Taiwan's fold: every patient survived
+    rows = {"source_id": np.array([f"img{p:02d}.png" for p in patients]), "patient": patients.astype(str),
+            "label": died.astype(int)}
+    _write_run(tmp_path, rows, fold[None, :], probabilities=died + rng.random(len(patients)))  # ranks a little
+    train_outputs.write_summary(tmp_path, {"split": "site", "site_of_fold": site_of_fold})
+    ingest_rows = {sid: {"age": str(40 + i), "sex": "MF"[i % 2]} for i, sid in enumerate(rows["source_id"])}
+    found = shortcut_audit.leave_one_site_out([shortcut_audit.ModelRun("probe", tmp_path, {})], ingest_rows,
+                                              resamples=50, seed=0)
+    assert [row["held_out"] for row in found] == ["all sites, pooled", *site_of_fold]
+    assert found[0]["status"] == "scored" and "minus_age_sex" in found[0]
+    assert found[3]["status"] == "one outcome" and found[3]["patients"] == 10
