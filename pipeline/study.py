@@ -109,8 +109,9 @@ def _audited_runs(folders: Sequence[str]) -> tuple[list[shortcut_audit.ModelRun]
     """The runs of the studies in `folders` as the audit reads them, and what made each (for the provenance)."""
     runs, sources = [], []
     for folder in folders:
+        found = committed_runs(Path(folder))  # first: it names a folder that holds no study
         provenance = json.loads(next(Path(folder).glob("provenance_table*_*.json")).read_text())
-        for run in committed_runs(Path(folder)):
+        for run in found:
             run_dir = Path(folder) / f"{run['variant']}_{run['arch']}_{run['split']}"
             runs.append(shortcut_audit.ModelRun(run["arch"], run_dir, run["evaluation"]))
             sources.append({"results_dir": folder, "arch": run["arch"], "command": run["command"],
