@@ -58,7 +58,8 @@ def fold_params(runs: Sequence[ModelRun]) -> dict[str, Any]:
     found = {}
     for run in runs:
         params = train_outputs.read_summary(run.run_dir)["params"]
-        found[run.name] = {name: params.get(name, 5 if name == "min_site_patients" else None) for name in FOLD_PARAMS}
+        found[run.name] = {name: params.get(name, origin.MIN_SITE_PATIENTS if name == "min_site_patients" else None)
+                          for name in FOLD_PARAMS}  # runs before --split=site kept no min_site_patients
     distinct = {tuple(sorted(p.items())) for p in found.values()}
     if len(distinct) != 1:
         raise PipelineError(f"--audit: the runs were cross-validated differently: {found}")
