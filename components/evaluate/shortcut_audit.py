@@ -153,7 +153,8 @@ def provenance_probes(features: np.ndarray, rows: Mapping[str, np.ndarray], fact
 
 
 def _class_counts(values: np.ndarray, rows: Mapping[str, np.ndarray]) -> dict[str, dict[str, int]]:
-    return {name: {"images": int(np.sum(values == name)), "patients": int(len(np.unique(rows["patient"][values == name])))}
+    return {name: {"images": int(np.sum(values == name)),
+                   "patients": int(len(np.unique(rows["patient"][values == name])))}
             for name in sorted(set(values.tolist()))}
 
 

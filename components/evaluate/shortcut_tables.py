@@ -40,9 +40,9 @@ def markdown(record: Mapping[str, Any]) -> str:
              f"repeat and row).", ""]
     lines += ["## Can the frozen features tell where an X-ray came from?", "",
               f"L2 logistic regression on the linear probe's {record['feature_count']} frozen features "
-              f"({record['weights_description'].splitlines()[0]}), C by the probe's rule inside each training fold, class weights "
-              f"as the probe's (`{record['probe_rebalance']}`). Above 0.5: the features carry the provenance (a "
-              f"shortcut is available), not that a mortality model uses it.", "",
+              f"({record['weights_description'].splitlines()[0]}), C by the probe's rule inside each training fold, "
+              f"class weights as the probe's (`{record['probe_rebalance']}`). Above 0.5: the features carry the "
+              f"provenance (a shortcut is available), not that a mortality model uses it.", "",
               "| target | classes (images / patients) | ROC AUC | C chosen (range over folds) |", "|---|---|---|---|"]
     for probe in record["provenance_probes"]:
         classes = ", ".join(f"{name} {n['images']}/{n['patients']}" for name, n in probe["classes"].items())
