@@ -11,6 +11,9 @@ with `--repeats`, `repeated_table1_<split>.*` (each metric's mean over repeats o
 estimate, its interval and spread, beside the admission baselines refitted on the same folds) and
 `provenance.json` into `--results_dir`. `--compare=<folders>` trains nothing: it puts the
 repeated-CV rows of earlier studies (e.g. one per model) into one `comparison_<split>.*`.
+`--audit=<folders>` trains nothing either: the shortcut audit of issue #34 (results/README.md, "Rules for the
+shortcut audit") on those studies' stored predictions and the frozen features of `--weights`, written as
+`shortcut_audit.*` with `provenance_shortcut_audit.json`; `--audit_site=<folders>` adds `--split=site` studies.
 Nothing is tuned here: each cell is what its run produced.
 """
 
@@ -33,8 +36,10 @@ from absl import app, flags
 from common.errors import PipelineError
 from common.files import sha256_file, write_json_atomic
 from components import configs
-from components.evaluate import study_tables
+from components.evaluate import shortcut_audit, shortcut_tables, study_tables
+from components.evaluate import component as evaluate
 from components.evaluate.outputs import EVALUATION_NAME
+from components.train import input_pipeline
 from pipeline import local_runner
 from pipeline import run as run_flags  # noqa: F401  (defines the shared flags)
 from pipeline.pipeline import create_pipeline
@@ -46,6 +51,11 @@ flags.DEFINE_list("archs", None, "Architectures to run on the first variant (Tab
 flags.DEFINE_string("results_dir", "results", "Where the tables and provenance are written.")
 flags.DEFINE_list("compare", None, "Results folders of earlier studies with --repeats: train nothing, write their "
                   "repeated-CV rows as one table, comparison_<split>.csv/.md, into --results_dir.")
+flags.DEFINE_list("audit", None, "Results folders of earlier studies with --split=patient --repeats (the comparison's "
+                  "models): train nothing, write the shortcut audit (issue #34), shortcut_audit.csv/.md, into "
+                  "--results_dir; reads --data_dir, --weights and the cached stages in --output_dir.")
+flags.DEFINE_list("audit_site", [], "With --audit: results folders of --split=site studies (leave one site out) to "
+                  "add to the audit.")
 
 
 def data_provenance(artifacts: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,9 +105,65 @@ def compare(folders: Sequence[str], results_dir: Path, command: str) -> Path:
     return stem
 
 
+def _audited_runs(folders: Sequence[str]) -> tuple[list[shortcut_audit.ModelRun], list[dict[str, Any]]]:
+    """The runs of the studies in `folders` as the audit reads them, and what made each (for the provenance)."""
+    runs, sources = [], []
+    for folder in folders:
+        found = committed_runs(Path(folder))  # first: it names a folder that holds no study
+        provenance = json.loads(next(Path(folder).glob("provenance_table*_*.json")).read_text())
+        for run in found:
+            run_dir = Path(folder) / f"{run['variant']}_{run['arch']}_{run['split']}"
+            runs.append(shortcut_audit.ModelRun(run["arch"], run_dir, run["evaluation"]))
+            sources.append({"results_dir": folder, "arch": run["arch"], "command": run["command"],
+                            "git_commit": run["git_commit"], "weights_sha256": provenance.get("weights_sha256"),
+                            "data_fingerprint": (provenance.get("data") or {}).get("fingerprint")})
+    return runs, sources
+
+
+def audit(config: configs.PipelineConfig, results_dir: Path, command: str) -> Path:
+    """The shortcut audit of the studies in --audit (and --audit_site) on the data and weights they were run on;
+    returns the tables' path stem."""
+    started, commit = time.time(), git_commit()
+    model_runs, sources = _audited_runs(FLAGS.audit)
+    site_runs, site_sources = _audited_runs(FLAGS.audit_site)
+    weights = config.train.weights
+    if not weights:
+        raise PipelineError("--audit: give --weights, the file the linear probe's features were computed from")
+    weights_sha = sha256_file(Path(weights))
+    artifacts = local_runner.run_pipeline(create_pipeline(config), "tfrecords")
+    for source in sources + site_sources:
+        if source["weights_sha256"] not in (None, weights_sha):
+            raise PipelineError(f"--audit: {source['results_dir']} ran with other weights than {weights}")
+        if source["data_fingerprint"] not in (None, artifacts["data"].fingerprint):
+            raise PipelineError(f"--audit: {source['results_dir']} ran on other data than {config.data_dir}")
+    examples = input_pipeline.load_examples(artifacts["tfrecords"].path, "observed", config.train.image_size)
+    record = shortcut_audit.run(examples, evaluate.examples_by_source_id(artifacts["ingest"]), config.data_dir,
+                                model_runs, site_runs, weights, config.evaluate.bootstrap_resamples,
+                                config.evaluate.seed)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stem = shortcut_tables.write(results_dir, record)
+    write_json_atomic(results_dir / "provenance_shortcut_audit.json", {
+        "command": command, "git_commit": commit, "fold_seed": record["fold_params"]["seed"],
+        "bootstrap_seed": config.evaluate.seed, "weights": weights, "weights_sha256": weights_sha,
+        "weights_description": record["weights_description"], "data_dir": str(config.data_dir),
+        "data": data_provenance(artifacts), "machine": machine(), "python": platform.python_version(),
+        "seconds": {**record["seconds"], "total": round(time.time() - started, 1)},
+        "feature_check_max_probability_difference": record["feature_check_max_probability_difference"],
+        "sources": sources, "site_split_sources": site_sources})
+    return stem
+
+
 def main(argv):
     del argv
     command = " ".join([Path(sys.executable).name, "-m", "pipeline.study", *sys.argv[1:]])
+    if FLAGS.audit:
+        try:
+            stem = audit(run_flags.config_from_flags(), Path(FLAGS.results_dir), command)
+        except PipelineError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {stem}.csv and {stem}.md")
+        return 0
     if FLAGS.compare:
         try:
             stem = compare(FLAGS.compare, Path(FLAGS.results_dir), command)

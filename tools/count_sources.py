@@ -3,9 +3,10 @@
     python -m tools.count_sources --data_dir=../shared/data/covid-chestxray-dataset
 
 Reads `metadata.csv` only (no image is opened), keeps the rows ingest selects (COVID-19 X-rays in a
-frontal view, before its image checks) and applies the audit's rules (`sources/origin.py`; they are
-written in results/README.md, "Rules for the shortcut audit"). A patient counts as labelled when a row
-of theirs carries `survival`, as died when it says N.
+frontal view, before its image checks) and applies the audit's rules (`sources/origin.py`, per patient in
+`components/evaluate/origins.py`, which the audit reads too; they are written in results/README.md, "Rules for
+the shortcut audit"). A patient counts as labelled
+when a row of theirs carries `survival`, as died when it says N.
 """
 
 from __future__ import annotations
@@ -21,27 +22,20 @@ from common.quiet import quiet_tensorflow_logs
 quiet_tensorflow_logs()  # first: the sources import the image reader, which loads TensorFlow
 
 from common.errors import PipelineError  # noqa: E402
-from common.labels import NO_LABEL  # noqa: E402
-from components import configs  # noqa: E402
-from sources import base, origin, upstream  # noqa: E402
+from components.evaluate import origins  # noqa: E402
+from sources import origin, upstream  # noqa: E402
 
 
 def count(data_dir: Path) -> str:
-    table = Path(data_dir) / upstream.METADATA_NAME
-    header, every_row = base.read_table(table, (*upstream.REQUIRED_COLUMNS, *origin.ORIGIN_COLUMNS),
-                                        upstream.MetadataError, f"the upstream {upstream.METADATA_NAME}")
-    rows = [row for _, row in upstream.UpstreamSource(data_dir).select(configs.FRONTAL_VIEWS).rows]
-    types = origin.source_types(row for _, row in every_row)
-    source, several_sources = origin.first_by_patient(rows, origin.source_of)
-    site, several_sites = origin.first_by_patient(rows, lambda row: origin.site_of(row["location"]))
-    labelled = {row["patientid"].strip() for row in rows if row["mortality_observed"] != NO_LABEL}
-    died = {row["patientid"].strip() for row in rows if row["mortality_observed"] == 1}
-    pooled = origin.pooled_sites(site, labelled)
+    found = origins.read_origins(data_dir)
+    rows, types, site = found.selected_rows, found.source_type_of, found.site
+    several_sources, several_sites = found.several_sources, found.several_sites
+    labelled, died, pooled = found.labelled, found.died, found.pooled_site
     images = collections.Counter(row["patientid"].strip() for row in rows)
     used_sources = {origin.source_of(row) for row in rows}
     lines = [
         f"# python -m tools.count_sources --data_dir={shlex.quote(str(data_dir))}",
-        f"# {upstream.METADATA_NAME}: {len(every_row)} rows; the rows ingest selects (COVID-19 X-rays, frontal "
+        f"# {upstream.METADATA_NAME}: {found.metadata_rows} rows; the rows ingest selects (COVID-19 X-rays, frontal "
         f"views, before image checks): {len(rows)} images of {len(images)} patients",
         f"# {len(used_sources)} sources among them: "
         + ", ".join(f"{n} {kind}" for kind, n in sorted(collections.Counter(types[s] for s in used_sources).items()))
@@ -49,7 +43,7 @@ def count(data_dir: Path) -> str:
         f"{len(several_sites)} (each counted by its first row)",
         "",
     ]
-    for title, group in (("source type", {p: types[s] for p, s in source.items()}),
+    for title, group in (("source type", found.source_type),
                          (f"site (fewer than {origin.MIN_SITE_PATIENTS} labelled patients pooled)", pooled),
                          ("site, unpooled", site)):
         by_group = collections.defaultdict(set)

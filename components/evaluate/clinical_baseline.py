@@ -73,19 +73,24 @@ def _fill(train: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return out[0], out[1]
 
 
+def fit_predict(train_x: np.ndarray, train_y: np.ndarray, held_out_x: np.ndarray, c: float = 1.0) -> np.ndarray:
+    """Probability of death for the held-out rows from a model fitted on the training rows alone (missing values
+    filled from them); the training rows' death rate when they hold one class."""
+    train_x, held_out_x = _fill(train_x, held_out_x)
+    if len(np.unique(train_y)) < 2:
+        return np.full(len(held_out_x), np.mean(train_y))
+    scaler = StandardScaler().fit(train_x)
+    model = LogisticRegression(C=c, max_iter=1000).fit(scaler.transform(train_x), train_y)
+    return model.predict_proba(scaler.transform(held_out_x))[:, 1]
+
+
 def out_of_fold(features: np.ndarray, labels: Sequence[int], folds: Sequence[int], c: float = 1.0) -> np.ndarray:
     """Probability of death for each row from a model fitted on the other folds' rows only."""
     features, labels, folds = np.asarray(features, float), np.asarray(labels, int), np.asarray(folds)
     probabilities = np.full(len(labels), math.nan)
     for fold in np.unique(folds):
         held_out = folds == fold
-        train_x, val_x = _fill(features[~held_out], features[held_out])
-        if len(np.unique(labels[~held_out])) < 2:
-            probabilities[held_out] = labels[~held_out].mean()
-            continue
-        scaler = StandardScaler().fit(train_x)
-        model = LogisticRegression(C=c, max_iter=1000).fit(scaler.transform(train_x), labels[~held_out])
-        probabilities[held_out] = model.predict_proba(scaler.transform(val_x))[:, 1]
+        probabilities[held_out] = fit_predict(features[~held_out], labels[~held_out], features[held_out], c)
     return probabilities
 
 

@@ -1,4 +1,4 @@
-"""The study's runner (pipeline/study.py): its errors, the data provenance and --compare."""
+"""The study's runner (pipeline/study.py): its errors, the data provenance, --compare and --audit."""
 
 import pytest
 from absl.testing import flagsaver
@@ -75,3 +75,13 @@ def test_compare_refuses_runs_of_two_splits(tmp_path):
     _committed(tmp_path / "b", repeated_run("resnet18", 0.7, 0.5, 0.8), split="image")
     with pytest.raises(PipelineError, match=r"runs of other splits \(image, patient\)"):
         study.compare([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "out", "cmd")
+
+
+def test_audit_refuses_a_folder_without_a_study_before_it_reads_any_data(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with flagsaver.flagsaver():
+        study.FLAGS(["study", f"--audit={tmp_path / 'empty'}", f"--data_dir={tmp_path / 'no_data'}",
+                     f"--output_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'r'}"])
+        assert study.main([]) == 2
+    assert "holds no study provenance" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "runs").exists()
