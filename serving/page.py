@@ -188,6 +188,7 @@ def extract_zip(archive: Path, folder: Path, max_bytes: int) -> None:
 
 def keep_download(csv_path: Path, downloads: Path) -> Path:
     """Copy the CSV where Gradio can serve it after the request folder is gone; older downloads are removed."""
+    downloads.mkdir(parents=True, exist_ok=True)
     for old in downloads.glob("*/"):
         if time.time() - old.stat().st_mtime > DOWNLOADS_KEPT_SECONDS:
             shutil.rmtree(old, ignore_errors=True)
@@ -258,7 +259,6 @@ def build(explainer: Explainer, score_folder: ScoreFolder, temp_root: Path, max_
     """The page. `temp_root` holds the request folders and the CSV downloads (the runner removes it at exit)."""
     max_bytes = max_upload_mb * 2**20
     downloads = Path(temp_root) / "downloads"
-    downloads.mkdir(parents=True, exist_ok=True)
 
     def predict(upload: str | None) -> dict[str, Any]:
         return single_image(explainer, temp_root, max_bytes, upload).result
