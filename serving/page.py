@@ -226,7 +226,8 @@ def trust_markdown(explainer: Explainer) -> str:
              f"{data.get('patients')} patients, {data.get('patients_who_died')} of whom died; "
              f"{data.get('observed_labels')} observed and {data.get('imputed_labels')} imputed labels",
              f"- **weights**: {weights.get('initialisation')}",
-             "### Validation evidence", f"**Development** ({metrics.get('source')}; {metrics.get('interval')}):",
+             "### Validation evidence",
+             f"**Development** ({'; '.join(str(x) for x in (metrics.get('source'), metrics.get('interval')) if x)}):",
              "| metric | value | 95% interval |\n|---|---|---|\n" + "\n".join(
                  f"| {name} | {_number(m.get('value'))} | {_interval(m)} |"
                  for name, m in metrics.get("values", {}).items())]
@@ -284,7 +285,7 @@ def build(explainer: Explainer, score_folder: ScoreFolder, temp_root: Path, max_
                         result = gr.Markdown(elem_id="result")
                         overlay = gr.Image(label="Grad-CAM on the image as the model saw it (red: what raised "
                                                  "the predicted risk)", type="numpy", interactive=False,
-                                           elem_id="overlay")
+                                           height=320, elem_id="overlay")
                     with gr.Accordion("The answer as the API returns it (/predict)", open=False):
                         answer = gr.JSON(elem_id="answer")
                     api_trigger = gr.Button(visible=False)
