@@ -96,7 +96,7 @@ def single_image(explainer: Explainer, temp_root: Path, max_bytes: int, upload: 
     return explanation
 
 
-def result_markdown(result: dict[str, Any], explainer: Explainer) -> str:
+def result_markdown(result: dict[str, Any]) -> str:
     """The answer for a person: risk, spread, class with its threshold, warnings, DICOM header; or the reason."""
     lines = []
     for warning in result["warnings"]:
@@ -266,7 +266,9 @@ def build(explainer: Explainer, score_folder: ScoreFolder, temp_root: Path, max_
 
     def show(upload: str | None):
         explanation = single_image(explainer, temp_root, max_bytes, upload)
-        return result_markdown(explanation.result, explainer), explanation.overlay, explanation.result
+        # Without Grad-CAM (an older export, no backbone) the picture is still the one the models saw.
+        picture = explanation.overlay if explanation.overlay is not None else explanation.model_input
+        return result_markdown(explanation.result), picture, explanation.result
 
     def score(uploads: Sequence[str] | None):
         return several_files(score_folder, temp_root, downloads, max_bytes, uploads)
