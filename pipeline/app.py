@@ -23,6 +23,7 @@ quiet_tensorflow_logs()  # before any import below loads TensorFlow
 
 import logging
 import shutil
+import signal
 import stat
 import sys
 import tempfile
@@ -80,9 +81,9 @@ def launch(model: str, host: str, port: int, auth_file: str | None, max_upload_m
     def score_folder(images: Path, output: Path) -> None:
         score.score(score.list_images(str(images)), saved_model_dir, output, progress=False)
 
-    blocks = page.build(explain.Explainer(saved_model_dir), score_folder, temp_root, max_upload_mb)
-    blocks.queue(default_concurrency_limit=1)
     try:
+        blocks = page.build(explain.Explainer(saved_model_dir), score_folder, temp_root, max_upload_mb)
+        blocks.queue(default_concurrency_limit=1)
         blocks.launch(server_name=host, server_port=port, share=False, auth=auth, max_file_size=f"{max_upload_mb}mb",
                       theme=page.theme(), show_error=True, prevent_thread_lock=True, quiet=True, footer_links=[])
     except BaseException:
@@ -91,7 +92,11 @@ def launch(model: str, host: str, port: int, auth_file: str | None, max_upload_m
     blocks.temp_root = temp_root
     print(f"The page: {blocks.local_url} (model {saved_model_dir}). Research use only; Ctrl+C stops it.", flush=True)
     if block:
-        blocks.block_thread()
+        signal.signal(signal.SIGTERM, _stop)
+        try:
+            blocks.block_thread()  # until Ctrl+C or SIGTERM
+        finally:
+            shutil.rmtree(temp_root, ignore_errors=True)
     return blocks
 
 
@@ -99,16 +104,20 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         print(f"error: unexpected arguments {' '.join(argv[1:])}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's start-up checks of its own URL, line by line
     try:
         if not FLAGS.model:
             raise AppError("--model is required")
-        blocks = launch(FLAGS.model, FLAGS.host, FLAGS.port, FLAGS.auth_file, FLAGS.max_upload_mb)
+        launch(FLAGS.model, FLAGS.host, FLAGS.port, FLAGS.auth_file, FLAGS.max_upload_mb)
     except score.ScoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    shutil.rmtree(blocks.temp_root, ignore_errors=True)
     return 0
+
+
+def _stop(signum, frame):
+    """SIGTERM (a service manager, `timeout`) stops the page as Ctrl+C does, so its temporary folder goes too."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

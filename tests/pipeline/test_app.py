@@ -183,3 +183,14 @@ def test_the_page_behind_a_login_answers_nothing_without_it(model, tmp_path):
         assert refused.value.code == 401
     finally:
         blocks.close()
+
+
+def test_the_command_refuses_other_machines_without_a_login(model, capsys):
+    from absl.testing import flagsaver
+    with flagsaver.flagsaver():
+        app.FLAGS(["app", f"--model={model}", "--host=0.0.0.0"])
+        assert app.main(["app"]) == 2
+        assert capsys.readouterr().err.startswith("error: --host 0.0.0.0 is reachable from other machines")
+        app.FLAGS(["app", "--model="])
+        assert app.main(["app"]) == 2
+        assert capsys.readouterr().err == "error: --model is required\n"
