@@ -184,6 +184,7 @@ def test_the_page_behind_a_login_answers_nothing_without_it(model, tmp_path):
         assert refused.value.code == 401
     finally:
         blocks.close()
+        shutil.rmtree(blocks.temp_root)
 
 
 def test_the_command_refuses_other_machines_without_a_login(model, capsys):
