@@ -4,7 +4,8 @@ TFX's Evaluator + Pusher in one stage:
 1. the fold models written by the train stage (`components/train/outputs.py`,
    in fold order: fold 0, 1, ...) are loaded and written as ONE
    SavedModel averaging their probabilities (`serving/signature.py` says why
-   and what the signatures are); `members` picks one fold instead. With
+   and what the signatures are: `serving_default`, `predict_images`, and `explain`,
+   the fold probabilities and Grad-CAM the app's page shows); `members` picks one fold instead. With
    `recalibrate` (the default), logistic recalibration fitted on the logit of
    the out-of-fold probabilities (every image scored by the fold model that
    did not train on it; all repeats pooled) is applied to the logit of the
@@ -185,7 +186,8 @@ def export_saved_model(model_paths: Sequence[Path], saved_model_dir: Path, thres
     loaded = load_models(model_paths)
     server = signature.write_saved_model(loaded, saved_model_dir, threshold=threshold, recalibration=recalibration)
     gap = verify(saved_model_dir, server)
-    return {"image_size": server.image_size, "threshold": server.threshold, "verify_max_abs_diff": gap}
+    return {"image_size": server.image_size, "threshold": server.threshold, "verify_max_abs_diff": gap,
+            "gradcam": server.probes is not None}
 
 
 # ---------------------------------------------------------------- recalibration
@@ -265,6 +267,14 @@ def run(inputs: Mapping[str, base.Artifact], params: Mapping[str, Any], out_dir:
             contract.IMAGES_SIGNATURE: {"inputs": {contract.IMAGES_INPUT_NAME: "float32 [None, S, S, 3]"},
                                          "outputs": {contract.PROBABILITY: "float32 [None]",
                                                      contract.CLASS: "int64 [None]"}},
+            contract.EXPLAIN_SIGNATURE: {"inputs": {contract.INPUT_NAME: "string [None]"},
+                                          "outputs": {contract.PROBABILITY: "float32 [None]",
+                                                      contract.CLASS: "int64 [None]",
+                                                      contract.ERROR: "string [None]",
+                                                      contract.FOLD_PROBABILITIES: "float32 [None, members]",
+                                                      contract.MODEL_INPUT: "uint8 [None, S, S, 3]",
+                                                      **({contract.GRADCAM: "float32 [None, S, S]"}
+                                                         if facts["gradcam"] else {})}},
         },
         "metrics": metrics, "metrics_source": metrics_source, "bless_thresholds": thresholds,
         "blessed_on": blessed_on, "recalibration": recalibration,

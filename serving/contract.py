@@ -11,3 +11,8 @@ CLASS = "class"
 ERROR = "error"
 DEFAULT_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
+# The page's signature (`pipeline.app`): serving_default's outputs and what explains them.
+EXPLAIN_SIGNATURE = "explain"
+FOLD_PROBABILITIES = "fold_probabilities"
+GRADCAM = "gradcam"
+MODEL_INPUT = "model_input"

@@ -10,6 +10,13 @@ signatures:
 - `predict_images`: `images` (float32 [None, S, S, 3], RGB 0..255, already
   through `images.preprocessing.preprocess`) -> `probability_of_death`,
   `class`. For batch jobs and benchmarks that decode elsewhere.
+- `explain`: `image_bytes` -> serving_default's three outputs and what a person
+  needs to judge them (`pipeline.app`'s page): `fold_probabilities` (float32
+  [None, k], each member's probability through the same recalibration, so their
+  spread is on the served scale; NaN for an item not scored), `model_input`
+  (uint8 [None, S, S, 3], the image as the models saw it) and, when every member
+  has a `backbone`, `gradcam` (float32 [None, S, S] in [0, 1], the members'
+  Grad-CAM maps averaged, `serving/gradcam.py`; zeros for an item not scored).
 
 Decoding is `images.preprocessing.preprocess`, the function training and
 evaluation use, so served and trained inputs cannot drift apart.
@@ -44,8 +51,9 @@ import tensorflow as tf
 
 from common.decision import called_died
 from images import image_io, preprocessing
-from serving.contract import (CLASS, DEFAULT_SIGNATURE, ERROR, IMAGES_INPUT_NAME, IMAGES_SIGNATURE, INPUT_NAME,
-                              PROBABILITY)
+from serving import gradcam
+from serving.contract import (CLASS, DEFAULT_SIGNATURE, ERROR, EXPLAIN_SIGNATURE, FOLD_PROBABILITIES, GRADCAM,
+                              IMAGES_INPUT_NAME, IMAGES_SIGNATURE, INPUT_NAME, MODEL_INPUT, PROBABILITY)
 
 
 # Per-item status codes; the message of each is the `error` output.
@@ -148,13 +156,20 @@ class EnsembleServer:
         self.image_size = sizes.pop()
         self.threshold = float(threshold)
         self.recalibration = recalibration
+        # Built eagerly here: a Keras model cannot be made inside the traced signature.
+        self.probes = [gradcam.probe(m) for m in self.models] if all(map(gradcam.has_backbone, self.models)) \
+            else None
+
+    def _calibrated(self, probability: tf.Tensor) -> tf.Tensor:
+        return probability if self.recalibration is None else recalibrate(probability, *self.recalibration)
+
+    def _member_probabilities(self, images: tf.Tensor) -> list[tf.Tensor]:
+        return [tf.sigmoid(tf.reshape(tf.cast(m(images, training=False), tf.float32), [-1])) for m in self.models]
 
     def probabilities(self, images: tf.Tensor) -> tf.Tensor:
         """Mean over members of sigmoid(logit), float32 [n], recalibrated when a recalibration is given."""
-        per_member = [tf.sigmoid(tf.reshape(tf.cast(m(images, training=False), tf.float32), [-1]))
-                      for m in self.models]
-        mean = tf.add_n(per_member) / float(len(per_member))
-        return mean if self.recalibration is None else recalibrate(mean, *self.recalibration)
+        per_member = self._member_probabilities(images)
+        return self._calibrated(tf.add_n(per_member) / float(len(per_member)))
 
     def _classes(self, probability: tf.Tensor) -> tf.Tensor:
         return tf.cast(called_died(probability, self.threshold), tf.int64)
@@ -175,10 +190,38 @@ class EnsembleServer:
         classes = tf.where(ok, self._classes(probability), tf.constant(-1, tf.int64))
         return {PROBABILITY: probability, CLASS: classes, ERROR: tf.gather(tf.constant(MESSAGES), status)}
 
+    def explain_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        """`predict_bytes`'s outputs, each member's calibrated probability, the models' input and its Grad-CAM."""
+        status, images = decode_batch(image_bytes, self.image_size)
+        ok = tf.equal(status, OK)
+        rows = tf.where(ok)
+        n = tf.shape(image_bytes, out_type=tf.int64)[0]
+        k, size = len(self.models), self.image_size
+
+        def explained(scored_images):
+            members = tf.stack(self._member_probabilities(scored_images), axis=1)
+            if self.probes is None:
+                return members, tf.zeros([0, size, size])
+            return members, tf.add_n([gradcam.heat_maps(p, scored_images) for p in self.probes]) / float(k)
+
+        members, maps = tf.cond(tf.size(rows) > 0, lambda: explained(tf.gather_nd(images, rows)),
+                                lambda: (tf.zeros([0, k]), tf.zeros([0, size, size])))
+        probability = tf.tensor_scatter_nd_update(tf.fill([n], float("nan")), rows,
+                                                  self._calibrated(tf.reduce_mean(members, axis=1)))
+        outputs = {PROBABILITY: probability,
+                   CLASS: tf.where(ok, self._classes(probability), tf.constant(-1, tf.int64)),
+                   ERROR: tf.gather(tf.constant(MESSAGES), status),
+                   FOLD_PROBABILITIES: tf.tensor_scatter_nd_update(tf.fill([n, k], float("nan")), rows,
+                                                                   self._calibrated(members)),
+                   MODEL_INPUT: tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)}
+        if self.probes is not None:
+            outputs[GRADCAM] = tf.scatter_nd(rows, maps, tf.stack([n, size, size]))
+        return outputs
+
 
 def write_saved_model(models: Sequence[keras.Model], path: Path, threshold: float = 0.5,
                       recalibration: tuple[float, float] | None = None) -> EnsembleServer:
-    """Write the SavedModel (both signatures) to `path`, which must not exist yet."""
+    """Write the SavedModel (its three signatures) to `path`, which must not exist yet."""
     server = EnsembleServer(models, threshold, recalibration)
     size = server.image_size
     archive = keras.export.ExportArchive()
@@ -188,5 +231,7 @@ def write_saved_model(models: Sequence[keras.Model], path: Path, threshold: floa
                          input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
     archive.add_endpoint(IMAGES_SIGNATURE, server.predict_images,
                          input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name=IMAGES_INPUT_NAME)])
+    archive.add_endpoint(EXPLAIN_SIGNATURE, server.explain_bytes,
+                         input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
     archive.write_out(str(path), verbose=False)
     return server

@@ -26,8 +26,10 @@ SLOWEST_MODULES = (
     "tests/components/train/test_fold_lock.py",  # 82 s
     "tests/pipeline/test_dicom_twin_pipeline.py",  # 79 s (busy 2-core host, 2026-12-06), one whole run
     "tests/pipeline/test_validate.py",  # 83 s beside a pipeline run on the same 2 cores (2026-12-06)
+    "tests/pipeline/test_app_page.py",  # 87 s beside a pipeline run on the same 2 cores (2026-12-06): Chromium + the page
     "tests/pipeline/test_repeated_cv.py",  # 64 s
     "tests/pipeline/test_manifest_pipeline.py",  # ~55 s (busy 2-core host, 2026-12-06), mostly one whole run
+    "tests/pipeline/test_app.py",  # 47 s beside a pipeline run on the same 2 cores (2026-12-06): two servers
     "tests/components/test_export.py",  # 40 s
     "tests/components/train/test_fold.py",  # 38 s
     "tests/components/train/test_strategy.py",  # 36 s

@@ -30,6 +30,18 @@ def tiny_classifier(seed: int, image_size: int = IMAGE_SIZE):
     return keras.Model(images, logit, name=f"tiny_{seed}")
 
 
+def tiny_backbone_classifier(seed: int, image_size: int = IMAGE_SIZE):
+    """A tiny classifier built as the real ones are (`models.build_image_classifier`), with the nested `backbone`
+    Grad-CAM reads."""
+    import keras
+
+    import models
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((image_size, image_size, 3))
+    features = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(inputs)
+    return models.build_image_classifier(keras.Model(inputs, features), image_size=image_size)
+
+
 def write_folds(train_dir: Path, k: int = 3, image_size: int = IMAGE_SIZE) -> list[Path]:
     """`fold_<i>/model.keras` for i < k, as the train stage lays them out."""
     paths = []

@@ -165,3 +165,50 @@ def test_a_real_resnet18_exports_and_matches_keras(tmp_path):
     image = helpers.sample_jpegs(1)[0]
     prediction = _serve(loaded, rest.predict_body([image]))["predictions"][0]
     assert prediction["probability_of_death"] == pytest.approx(helpers.keras_probabilities([model], image), abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def explained(tmp_path_factory):
+    """Two tiny fold models with a backbone, recalibrated, and their `explain` answer to two X-rays and a text."""
+    keras_models = [helpers.tiny_backbone_classifier(seed) for seed in range(2)]
+    path = tmp_path_factory.mktemp("explain") / "saved_model"
+    signature.write_saved_model(keras_models, path, recalibration=(0.3, 0.7))
+    loaded = tf.saved_model.load(str(path))
+    images = [*helpers.sample_jpegs(2), b"Patient notes"]
+    return (keras_models, loaded, images,
+            {k: v.numpy() for k, v in loaded.signatures[contract.EXPLAIN_SIGNATURE](image_bytes=tf.constant(images)).items()})
+
+
+def test_explain_answers_as_serving_default_does(explained):
+    _, loaded, images, explanation = explained
+    served = loaded.signatures[contract.DEFAULT_SIGNATURE](image_bytes=tf.constant(images))
+    np.testing.assert_allclose(explanation[contract.PROBABILITY], served[contract.PROBABILITY].numpy(), atol=1e-6)
+    np.testing.assert_array_equal(explanation[contract.CLASS], served[contract.CLASS].numpy())
+    np.testing.assert_array_equal(explanation[contract.ERROR], served[contract.ERROR].numpy())
+
+
+def test_explain_gives_each_fold_on_the_served_scale_and_its_grad_cam(explained):
+    from scipy import special
+
+    from images import preprocessing
+    from serving import gradcam
+    keras_models, _, images, explanation = explained
+    folds = explanation[contract.FOLD_PROBABILITIES]
+    assert folds.shape == (3, 2) and np.isnan(folds[2]).all()
+    for member, model in enumerate(keras_models):
+        raw = helpers.keras_probabilities([model], images[0])
+        assert folds[0, member] == pytest.approx(special.expit(0.3 + 0.7 * special.logit(raw)), abs=1e-5)
+    seen = explanation[contract.MODEL_INPUT]
+    assert seen.shape == (3, 64, 64, 3) and seen.dtype == np.uint8 and seen[2].max() == 0
+    maps = explanation[contract.GRADCAM]
+    decoded = preprocessing.preprocess(tf.constant(images[0]), helpers.IMAGE_SIZE)[None]
+    np.testing.assert_array_equal(seen[0], np.round(decoded[0].numpy()).astype(np.uint8))
+    expected = np.mean([gradcam.heat_maps(gradcam.probe(m), decoded).numpy() for m in keras_models], axis=0)
+    np.testing.assert_allclose(maps[:1], expected, atol=1e-4)
+    assert maps.shape == (3, 64, 64) and maps.min() >= 0 and maps.max() <= 1 and maps[2].max() == 0
+
+
+def test_explain_without_a_backbone_has_no_grad_cam(exported):
+    _, _, loaded = exported
+    outputs = loaded.signatures[contract.EXPLAIN_SIGNATURE](image_bytes=tf.constant(helpers.sample_jpegs(1)))
+    assert contract.GRADCAM not in outputs and outputs[contract.FOLD_PROBABILITIES].shape == (1, 3)

@@ -1,0 +1,34 @@
+"""A small exported model for the app's tests and benchmark: three tiny fold models with a backbone, exported
+and pushed as a DEMO by the export stage itself, so the page reads a real card."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from components import base, export
+from tests.serving import helpers
+
+DICOM_SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "covid-chestxray-dicom" / "00870a9c.dcm"
+PNG_SAMPLE = helpers.SAMPLE_IMAGES / "00870a9c.jpg"
+
+
+def demo_export(root: Path) -> Path:
+    """`root/serving/covid_demo`: a TF Serving model folder holding version 1, not blessed."""
+    train = root / "train"
+    for fold in range(3):
+        path = train / f"fold_{fold}" / "model.keras"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        helpers.tiny_backbone_classifier(fold).save(path)
+    helpers.write_train_records(train, k=3)
+    params = {"serving_dir": str(root / "serving"), "model_name": "covid", "demo_model_name": "covid_demo",
+              "push_demo": True, "bless_min_roc_auc": 0.7, "threshold": 0.5, "members": "all",
+              "metrics": {"roc_auc_ci_low": 0.55}}
+    base.execute(export.SPEC, {"model": helpers.fake_artifact(train, "train")}, params, root / "runs")
+    return root / "serving" / "covid_demo"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

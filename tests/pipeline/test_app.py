@@ -1,0 +1,198 @@
+"""The app's page through its API (`gradio_client`, as a program would call it), its flags and its privacy rules."""
+
+import logging
+import shutil
+import stat
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import app
+from serving import contract, explain, page
+from tests.pipeline import app_fixtures
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return app_fixtures.demo_export(tmp_path_factory.mktemp("app"))
+
+
+@pytest.fixture(scope="module")
+def server(model):
+    blocks = app.launch(str(model), "127.0.0.1", app_fixtures.free_port(), None, max_upload_mb=1, block=False)
+    yield blocks
+    blocks.close()
+    shutil.rmtree(blocks.temp_root)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+    return Client(server.local_url, verbose=False)
+
+
+def _predict(client, path):
+    from gradio_client import handle_file
+    return client.predict(handle_file(str(path)), api_name="/predict")
+
+
+def test_predict_returns_the_served_probability_and_the_folds(client, model):
+    answer = _predict(client, app_fixtures.PNG_SAMPLE)
+    served = tf.saved_model.load(str(model / "1")).signatures[contract.DEFAULT_SIGNATURE](
+        image_bytes=tf.constant([app_fixtures.PNG_SAMPLE.read_bytes()]))
+    assert answer["probability_of_death"] == pytest.approx(float(served[contract.PROBABILITY][0]), abs=1e-6)
+    assert answer["class"] == int(served[contract.CLASS][0]) and answer["error"] == ""
+    assert len(answer["fold_probabilities"]) == 3 and answer["threshold"] == 0.5
+    assert answer["model_status"].startswith("DEMO — not blessed for use")
+
+
+def test_predict_reads_a_dicom_and_shows_only_harmless_header_fields(client):
+    answer = _predict(client, app_fixtures.DICOM_SAMPLE)
+    assert answer["error"] == "" and 0 <= answer["probability_of_death"] <= 1
+    assert answer["dicom"]["view position"] == "AP" and answer["dicom"]["body part examined"] == "CHEST"
+    assert set(answer["dicom"]) <= {label for _, label in explain.DICOM_FIELDS}
+
+
+def test_a_lateral_dicom_is_warned_about(client, tmp_path):
+    from tests.images import dicom_files
+    path = dicom_files.write(dicom_files.dataset(dicom_files.sample_gray(), ViewPosition="LL"), tmp_path / "l.dcm")
+    answer = _predict(client, path)
+    assert answer["warnings"] == [explain.SCREEN_WARNINGS["dicom_lateral_view"]]
+
+
+def test_a_broken_file_gets_its_reason_and_the_next_file_is_scored(client, tmp_path):
+    broken = tmp_path / "Doe_John_1950.png"
+    broken.write_text("not an X-ray")
+    answer = _predict(client, broken)
+    assert answer["probability_of_death"] is None and answer["class"] == -1
+    assert answer["error"] == "not_an_image: upload.png is not a readable image"  # no real file name
+    assert _predict(client, app_fixtures.PNG_SAMPLE)["error"] == ""
+
+
+def test_uploads_are_removed_after_each_request_and_never_named_in_the_log(client, server, tmp_path, caplog):
+    named = tmp_path / "Doe_John_1950.jpg"
+    named.write_bytes(app_fixtures.PNG_SAMPLE.read_bytes())
+    with caplog.at_level(logging.INFO, logger=page.LOG.name):
+        assert _predict(client, named)["error"] == ""
+    # Gradio's upload route leaves an empty staging file per upload (removed with the folder at exit): no bytes stay.
+    left = [p for p in server.temp_root.rglob("*") if p.is_file() and p.stat().st_size]
+    assert left == [] and not list(server.temp_root.glob("request-*"))
+    assert caplog.records and "Doe" not in caplog.text and "bytes, scored" in caplog.text
+
+
+def test_an_upload_over_the_limit_is_refused_with_the_limit(client, tmp_path):
+    from gradio_client import handle_file
+    big = tmp_path / "big.png"
+    big.write_bytes(app_fixtures.PNG_SAMPLE.read_bytes() + b"\0" * 2**20)
+    # gradio_client reads the limit from the page's config and refuses before sending anything.
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 1048576 bytes"):
+        client.predict(handle_file(str(big)), api_name="/predict")
+
+
+def test_the_take_upload_limit_names_the_flag(tmp_path):
+    (tmp_path / "cache").mkdir()
+    upload = tmp_path / "cache" / "x.png"
+    upload.write_bytes(b"\0" * 2048)
+    with pytest.raises(page.UploadRefused, match=r"up to 0.00\d+ MB \(--max_upload_mb\)"):
+        page.take_upload(upload, tmp_path, "upload.png", 1024)
+
+
+def test_the_batch_tab_scores_through_the_scoring_job(model, tmp_path):
+    import zipfile
+
+    from pipeline import score
+    saved_model_dir = score.resolve_model(model)
+    archive = tmp_path / "cache" / "xrays.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as out:
+        out.write(app_fixtures.PNG_SAMPLE, "a/00870a9c.jpg")
+        out.write(app_fixtures.DICOM_SAMPLE, "a/00870a9c.dcm")
+        out.writestr("b/broken.png", "nothing")
+        out.writestr("../outside.png", "a name leaving the archive: skipped")
+        out.writestr("__MACOSX/._x.jpg", "resource fork")
+    loose = tmp_path / "cache2" / "00870a9c.jpg"
+    loose.parent.mkdir()
+    loose.write_bytes(app_fixtures.PNG_SAMPLE.read_bytes())
+    (tmp_path / "work").mkdir()
+    rows, download, status = page.several_files(
+        lambda images, output: score.score(score.list_images(str(images)), saved_model_dir, output, progress=False),
+        tmp_path / "work", tmp_path / "downloads", 2**20, [str(archive), str(loose)])
+    names = [row[0] for row in rows]
+    assert sorted(names) == ["00870a9c.dcm", "00870a9c.jpg", "1-00870a9c.jpg", "broken.png"]
+    broken = rows[names.index("broken.png")]
+    assert broken[1] == "" and broken[3].startswith("not_an_image")
+    assert status == "3 scored, 1 not scored (reason in the error column)."
+    assert open(download).read().splitlines()[0] == "filename,probability_of_death,class,error"
+    assert list((tmp_path / "work").iterdir()) == [] and not archive.exists() and not loose.exists()
+    assert not list(tmp_path.rglob("outside.png"))
+
+
+def test_an_export_without_the_explain_signature_still_answers(tmp_path):
+    from serving import signature
+    from tests.serving import helpers
+    server = signature.EnsembleServer([helpers.tiny_classifier(0)])
+    module = tf.Module()
+    module.models = server.models
+    module.predict = tf.function(server.predict_bytes, input_signature=[
+        tf.TensorSpec([None], tf.string, name=contract.INPUT_NAME)])
+    tf.saved_model.save(module, str(tmp_path / "old"), signatures={contract.DEFAULT_SIGNATURE: module.predict})
+    explainer = explain.Explainer(tmp_path / "old")
+    found = explainer.explain(app_fixtures.PNG_SAMPLE)
+    assert found.result["error"] == "" and found.result["fold_probabilities"] is None and found.overlay is None
+    assert any("no `explain` signature" in gap for gap in explainer.missing())
+    assert any("No model card" in gap for gap in explainer.missing())
+    assert "DEMO" in page.banner_markdown(explainer)
+
+
+def test_the_overlay_is_the_image_where_the_map_is_cold():
+    image = np.full((4, 4, 3), 100, np.uint8)
+    heat = np.zeros((4, 4), np.float32)
+    heat[0, 0] = 1.0
+    blended = explain.overlay(image, heat)
+    assert blended.shape == (4, 4, 3) and blended.dtype == np.uint8
+    assert blended[0, 0, 0] > blended[0, 0, 2]  # the peak is red
+    assert blended[3, 3, 2] > blended[3, 3, 0]  # cold is blue
+
+
+def test_other_machines_need_a_login(tmp_path):
+    with pytest.raises(app.AppError, match="give --auth_file"):
+        app.login("0.0.0.0", None)
+    assert app.login("127.0.0.1", None) is None
+    users = tmp_path / "users.txt"
+    users.write_text("ana:s3cret\n")
+    users.chmod(0o644)
+    with pytest.raises(app.AppError, match="can be read by others"):
+        app.login("0.0.0.0", str(users))
+    users.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    assert app.login("0.0.0.0", str(users)) == [("ana", "s3cret")]
+    users.write_text("no colon\n")
+    with pytest.raises(app.AppError, match="username:password"):
+        app.read_auth_file(users)
+
+
+def test_the_page_behind_a_login_answers_nothing_without_it(model, tmp_path):
+    import urllib.error
+    import urllib.request
+    users = tmp_path / "users.txt"
+    users.write_text("ana:s3cret\n")
+    users.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    blocks = app.launch(str(model), "127.0.0.1", app_fixtures.free_port(), str(users), 1, block=False)
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(blocks.local_url + "config")
+        assert refused.value.code == 401
+    finally:
+        blocks.close()
+        shutil.rmtree(blocks.temp_root)
+
+
+def test_the_command_refuses_other_machines_without_a_login(model, capsys):
+    from absl.testing import flagsaver
+    with flagsaver.flagsaver():
+        app.FLAGS(["app", f"--model={model}", "--host=0.0.0.0"])
+        assert app.main(["app"]) == 2
+        assert capsys.readouterr().err.startswith("error: --host 0.0.0.0 is reachable from other machines")
+        app.FLAGS(["app", "--model="])
+        assert app.main(["app"]) == 2
+        assert capsys.readouterr().err == "error: --model is required\n"
