@@ -21,7 +21,8 @@ def _examples(patients=24):
     return input_pipeline.Examples(
         images=np.zeros((n, 2, 2, 3), np.float32), labels=np.repeat(np.arange(patients) % 3 == 0, 2).astype(int),
         label_sources=np.full(n, "observed"), source_ids=np.array([f"img{i:03d}.png" for i in rng.permutation(n)]),
-        patients=patient, sha256=np.full(n, "0"), clinical=np.full((n, 5), -1), sites=np.full(n, "Italy"))
+        patients=patient, sha256=np.full(n, "0"), clinical=np.full((n, 5), -1), sites=np.full(n, "Italy"),
+        aux=np.zeros((n, 0), np.int64))
 
 
 def _write_run(run_dir, rows, folds, probabilities=None):
