@@ -93,6 +93,16 @@ def patient_level(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------- the validation
+def model_identity(saved_model_dir: Path, card: Mapping[str, Any] | None, sha256: str) -> dict[str, Any]:
+    """What validation.json records of the model it validated: `sha256` (`pipeline.score.model_sha256`: every file's
+    path and content, so a copy pushed elsewhere matches and an updated version does not) is what the app compares;
+    the card's name and status and the TF Serving version (the folder's number, when it is one) are for people."""
+    saved_model_dir = Path(saved_model_dir)
+    return {"saved_model": str(saved_model_dir), "sha256": sha256,
+            "version": int(saved_model_dir.name) if saved_model_dir.name.isdigit() else None,
+            **({"name": card["model"]["name"], "status": card["model"]["status"]} if card else {})}
+
+
 def level_record(labels, probabilities, patients, threshold: float, resamples: int, seed: int) -> dict[str, Any]:
     return {**validation.summarize(labels, probabilities, patients, threshold, resamples, seed),
             "decision_curve": evaluate_decision.decision_curve(labels, probabilities)}

@@ -74,7 +74,8 @@ def main(argv) -> int:
         rows = validate.labelled_rows(ingest.read_examples(artifacts["ingest"]))
         if not rows:
             raise PipelineError(f"--data_dir {data_dir}: no usable image with a known outcome")
-        scores = out_dir / validate.scores_name(score.model_sha256(saved_model_dir))  # one per model: resumable
+        model_sha256 = score.model_sha256(saved_model_dir)
+        scores = out_dir / validate.scores_name(model_sha256)  # one per model: resumable
         score.score(validate.image_entries(artifacts["data"].source, rows), saved_model_dir, scores, FLAGS.images_per_batch,
                     FLAGS.workers)
         site = validate.scored_rows(rows, validate.read_scores(scores))
@@ -87,8 +88,7 @@ def main(argv) -> int:
                 pushed = validate.push_update(saved_model_dir, card, update, FLAGS.site, site,
                                               Path(FLAGS.serving_dir).resolve(), out_dir)
         record.update(site=FLAGS.site, data_dir=str(data_dir), update=validate.json_ready(update), pushed=pushed,
-                      model={"saved_model": str(saved_model_dir), **({"name": card["model"]["name"],
-                                                                     "status": card["model"]["status"]} if card else {})},
+                      model=validate.model_identity(saved_model_dir, card, model_sha256),
                       provenance={"command": " ".join(["python", "-m", "pipeline.validate", *sys.argv[1:]]),
                                   "git commit": git_commit(), "seed": seed,
                                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})

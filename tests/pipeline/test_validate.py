@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from components import base, configs, export, model_card
 from components import validate
+from pipeline import score
 from serving import contract, push
 from tests.serving import helpers
 
@@ -46,6 +47,9 @@ def test_a_site_is_validated_and_its_update_served(served_model, copy_sample, tm
     assert "Report:" in done.stdout and "pushed version 2" in done.stdout
     record = json.loads((out / validate.VALIDATION_NAME).read_text())
     assert record["site"] == "SITE_A" and record["case_mix"]["site"]["images"] == record["images"]["n"]
+    # The model's identity, as the app checks it: every file of the version validated (version 2 is another model).
+    assert record["model"]["sha256"] == score.model_sha256(served_model / "covid_demo" / "1")
+    assert record["model"]["version"] == 1 and record["model"]["name"] == "covid_demo"
     assert record["patients"]["n"] == record["images"]["patients"] < record["images"]["n"]
     for name in ("roc_auc", "o_e_ratio", "calibration_slope", "sensitivity", "npv"):
         assert name in record["images"]["intervals"]
