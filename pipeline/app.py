@@ -3,10 +3,12 @@
     python -m pipeline.app --model=runs                                     # the last run's export
     python -m pipeline.app --model=runs/serving/covid_cxr_mortality_demo    # a TF Serving model folder
     python -m pipeline.app --model=M --host=0.0.0.0 --auth_file=users.txt   # other machines: a login is required
+    python -m pipeline.app --model=M --validations=validation/site_a,validation/site_b  # shown beside development
 
-`--model` is read as the scoring job reads it (`pipeline.score.resolve_model`). The page listens on
-127.0.0.1:7860 (`--host`, `--port`); a host other than loopback is refused without `--auth_file` (lines
-`username:password`, readable by its owner alone). Offline: analytics off, no share link, system fonts.
+`--model` is read as the scoring job reads it (`pipeline.score.resolve_model`). `--validations` are folders
+`python -m pipeline.validate` wrote; each must have validated this very model (the SavedModel's sha256), or the
+app does not start (`serving/validations.py`). The page listens on 127.0.0.1:7860 (`--host`, `--port`); a host
+other than loopback is refused without `--auth_file` (lines `username:password`, readable by its owner alone). Offline: analytics off, no share link, system fonts.
 Uploads above `--max_upload_mb` are refused, each request's uploads are removed when it ends, and the log names
 sizes and outcomes, never files. Exit status 2 with a one-line error for bad flags.
 """
@@ -33,6 +35,7 @@ from typing import Sequence
 from absl import app, flags
 
 from pipeline import score  # defines --model, read the same way here
+from serving import validations as site_validations
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("host", "127.0.0.1", "Address to listen on; anything but loopback needs --auth_file.")
@@ -40,6 +43,8 @@ flags.DEFINE_integer("port", 7860, "Port to listen on.", lower_bound=1, upper_bo
 flags.DEFINE_string("auth_file", None, "A file of `username:password` lines, readable by its owner alone: the "
                     "login the page asks for.")
 flags.DEFINE_integer("max_upload_mb", 50, "Largest upload the page takes, in MB.", lower_bound=1)
+flags.DEFINE_list("validations", [], "Output folders of `python -m pipeline.validate` on this model (comma "
+                  "separated), shown under the page's validation evidence; a folder of another model is refused.")
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -69,10 +74,22 @@ def login(host: str, auth_file: str | None) -> list[tuple[str, str]] | None:
     return None
 
 
-def launch(model: str, host: str, port: int, auth_file: str | None, max_upload_mb: int, block: bool = True):
+def external_validations(folders: Sequence[str], saved_model_dir: Path) -> list[site_validations.SiteValidation]:
+    """The `--validations` folders read and checked against the served model; a folder refused is one line."""
+    if not folders:
+        return []
+    try:
+        return site_validations.read(folders, score.model_sha256(saved_model_dir))
+    except site_validations.ValidationRefused as refused:
+        raise AppError(f"--validations: {refused}") from None
+
+
+def launch(model: str, host: str, port: int, auth_file: str | None, max_upload_mb: int, block: bool = True,
+           validations: Sequence[str] = ()):
     """Start the page; returns the Gradio app (with `block=False`, for tests and the benchmark)."""
     saved_model_dir = score.resolve_model(model)
     auth = login(host, auth_file)
+    sites = external_validations(validations, saved_model_dir)
     temp_root = Path(tempfile.mkdtemp(prefix="covid-cxr-app-"))
     # Gradio's own cache (uploads before the page takes them, pictures it serves) goes inside, removed at exit.
     os.environ["GRADIO_TEMP_DIR"] = str(temp_root / "gradio")
@@ -82,7 +99,7 @@ def launch(model: str, host: str, port: int, auth_file: str | None, max_upload_m
         score.score(score.list_images(str(images)), saved_model_dir, output, progress=False)
 
     try:
-        blocks = page.build(explain.Explainer(saved_model_dir), score_folder, temp_root, max_upload_mb)
+        blocks = page.build(explain.Explainer(saved_model_dir), score_folder, temp_root, max_upload_mb, sites)
         blocks.queue(default_concurrency_limit=1)
         blocks.launch(server_name=host, server_port=port, share=False, auth=auth, max_file_size=f"{max_upload_mb}mb",
                       theme=page.theme(), show_error=True, prevent_thread_lock=True, quiet=True, footer_links=[])
@@ -90,7 +107,9 @@ def launch(model: str, host: str, port: int, auth_file: str | None, max_upload_m
         shutil.rmtree(temp_root, ignore_errors=True)
         raise
     blocks.temp_root = temp_root
-    print(f"The page: {blocks.local_url} (model {saved_model_dir}). Research use only; Ctrl+C stops it.", flush=True)
+    shown = f"; external validations of it: {', '.join(site.site or 'unnamed' for site in sites)}" if sites else ""
+    print(f"The page: {blocks.local_url} (model {saved_model_dir}{shown}). Research use only; Ctrl+C stops it.",
+          flush=True)
     if block:
         signal.signal(signal.SIGTERM, _stop)
         try:
@@ -108,7 +127,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         if not FLAGS.model:
             raise AppError("--model is required")
-        launch(FLAGS.model, FLAGS.host, FLAGS.port, FLAGS.auth_file, FLAGS.max_upload_mb)
+        launch(FLAGS.model, FLAGS.host, FLAGS.port, FLAGS.auth_file, FLAGS.max_upload_mb,
+               validations=FLAGS.validations)
     except score.ScoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -2,8 +2,10 @@
 
 `build(explainer, score_folder, ...)` lays the page out; `pipeline/app.py` launches it. The page reads the model
 card that export wrote into the SavedModel (`assets.extra/model_card.json`), so what it says about intended use,
-data, weights, validation and blessing is the record of the very model it serves. The batch tab scores through
-the function it is given (`pipeline.score`'s), so a CSV from the page and one from the scoring job are the same.
+data, weights, validation and blessing is the record of the very model it serves; external validations of that
+model (`pipeline.validate`'s folders, read and checked by `serving/validations.py`) are shown beside its development
+evidence. The batch tab scores through the function it is given (`pipeline.score`'s), so a CSV from the page and
+one from the scoring job are the same.
 
 Privacy: every upload is moved out of Gradio's cache into a folder of this request (`RequestFolder`) that is
 removed when the request ends, single images are renamed `upload<suffix>` there so no reason quotes a real file
@@ -26,7 +28,9 @@ from typing import Any, Callable, Sequence
 import gradio as gr
 
 from serving.contract import CLASS, ERROR, FOLD_PROBABILITIES, PROBABILITY
+from serving import validations
 from serving.explain import Explainer, Explanation
+from serving.validations import SiteValidation
 
 LOG = logging.getLogger("covid_cxr.app")
 API_NAME = "predict"
@@ -212,11 +216,13 @@ def banner_markdown(explainer: Explainer) -> str:
     return "\n\n".join(lines)
 
 
-def trust_markdown(explainer: Explainer) -> str:
-    """Intended use, known failure modes, data and weights, validation evidence (development and each site)."""
+def trust_markdown(explainer: Explainer, sites: Sequence[SiteValidation] = ()) -> str:
+    """Intended use, known failure modes, data and weights, validation evidence: development, each site of the
+    card's updates and each external validation of this model given to the app (`sites`)."""
     card = explainer.card
     if card is None:
-        return "No model card: nothing is known about what this model was trained on or how well it does."
+        return "\n\n".join(["No model card: nothing is known about what this model was trained on or how well it "
+                            "did in development.", *(validation_markdown(site) for site in sites)])
     data, weights, metrics = card.get("data", {}), card.get("weights", {}), card.get("metrics", {})
     parts = ["### Intended use", card.get("intended_use", ""), card.get("notice", ""),
              "### Known failure modes", "\n".join(f"- {mode}" for mode in card.get("known_failure_modes", [])),
@@ -237,9 +243,27 @@ def trust_markdown(explainer: Explainer) -> str:
         parts += [f"- site {u['site']} ({u['date']}): {u['images']} images of {u['patients']} patients, "
                   f"{u['patients_who_died']} of whom died; {u['method']} (intercept {u['intercept']:.3f}, slope "
                   f"{u['slope']:.3f})" for u in updates]
-    else:
+    parts += [validation_markdown(site) for site in sites]
+    if not updates and not sites:
         parts.append("**External sites**: none. Every number above is cross-validated on the training data.")
     return "\n\n".join(parts)
+
+
+def validation_markdown(site: SiteValidation) -> str:
+    """One external validation of this very model (`pipeline.app --validations`): who, how many, how well."""
+    name = f"`{site.site.replace('`', '')}`" if site.site else "unnamed (validated without --site)"
+    lines = [f"**External site {name}** (`pipeline.validate`{f', {site.date}' if site.date else ''}): {site.images} "
+             f"images of {site.patients} patients; {site.images_of_deaths} images of the {site.patients_who_died} "
+             f"patients who died. Per image; 95% bootstrap interval, patients resampled"
+             f"{f' ({site.resamples} resamples)' if site.resamples else ''}:",
+             "| metric | value | 95% interval |\n|---|---|---|\n" + "\n".join(
+                 f"| {label} | {_number(site.metrics[key]['value'])} | {_interval(site.metrics[key])} |"
+                 for key, label in validations.METRICS)]
+    if site.events:
+        lines.append(f"> {site.events}")
+    if site.update:
+        lines.append(f"Update: {site.update}.")
+    return "\n\n".join(lines)
 
 
 def _number(value: Any) -> str:
@@ -256,8 +280,10 @@ def theme() -> gr.themes.Base:
     return gr.themes.Default(font=SYSTEM_FONTS, font_mono=SYSTEM_MONO_FONTS)
 
 
-def build(explainer: Explainer, score_folder: ScoreFolder, temp_root: Path, max_upload_mb: int) -> gr.Blocks:
-    """The page. `temp_root` holds the request folders and the CSV downloads (the runner removes it at exit)."""
+def build(explainer: Explainer, score_folder: ScoreFolder, temp_root: Path, max_upload_mb: int,
+          sites: Sequence[SiteValidation] = ()) -> gr.Blocks:
+    """The page. `temp_root` holds the request folders and the CSV downloads (the runner removes it at exit);
+    `sites` are the external validations of this model shown under its validation evidence."""
     max_bytes = max_upload_mb * 2**20
     downloads = Path(temp_root) / "downloads"
 
@@ -306,7 +332,7 @@ def build(explainer: Explainer, score_folder: ScoreFolder, temp_root: Path, max_
                     csv_file = gr.File(label="scores.csv", elem_id="batch-csv")
                     run.click(score, uploads, [table, csv_file, status], api_visibility="private")
             with gr.Column(scale=2):
-                gr.Markdown(trust_markdown(explainer), elem_id="trust")
+                gr.Markdown(trust_markdown(explainer, sites), elem_id="trust")
                 if explainer.card_markdown:
                     with gr.Accordion("The whole model card", open=False):
                         gr.Markdown(explainer.card_markdown)

@@ -1,15 +1,18 @@
 """The app's page through its API (`gradio_client`, as a program would call it), its flags and its privacy rules."""
 
+import json
 import logging
 import shutil
 import stat
+import types
+import urllib.request
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from pipeline import app
-from serving import contract, explain, page
+from serving import contract, explain, page, validations
 from tests.pipeline import app_fixtures
 
 
@@ -19,8 +22,19 @@ def model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(model):
-    blocks = app.launch(str(model), "127.0.0.1", app_fixtures.free_port(), None, max_upload_mb=1, block=False)
+def site_validation(model, tmp_path_factory, sample_dir):
+    """`pipeline.validate`'s folder of the served model (version 1) on the sample, as a site's data team makes it."""
+    root = tmp_path_factory.mktemp("site")
+    site = shutil.copytree(sample_dir, root / "site")
+    done = app_fixtures.validate(model, site, root / "out", "--site=SITE_A")
+    assert done.returncode == 0, done.stderr
+    return root / "out"
+
+
+@pytest.fixture(scope="module")
+def server(model, site_validation):
+    blocks = app.launch(str(model), "127.0.0.1", app_fixtures.free_port(), None, max_upload_mb=1, block=False,
+                        validations=[str(site_validation)])
     yield blocks
     blocks.close()
     shutil.rmtree(blocks.temp_root)
@@ -196,3 +210,67 @@ def test_the_command_refuses_other_machines_without_a_login(model, capsys):
         app.FLAGS(["app", "--model="])
         assert app.main(["app"]) == 2
         assert capsys.readouterr().err == "error: --model is required\n"
+
+
+def test_the_page_shows_an_external_validation_of_its_model(server, site_validation):
+    record = json.loads((site_validation / validations.VALIDATION_JSON).read_text())
+    with urllib.request.urlopen(server.local_url + "config") as response:
+        config = json.loads(response.read())
+    trust = next(c["props"]["value"] for c in config["components"] if c["props"].get("elem_id") == "trust")
+    images = record["images"]
+    assert "**External site `SITE_A`**" in trust and "**External sites**: none" not in trust
+    assert (f"{images['n']} images of {images['patients']} patients; {images['events']} images of the "
+            f"{record['patients']['events']} patients who died") in trust
+    for name, label in validations.METRICS:
+        low, high = images["intervals"][name]["low"], images["intervals"][name]["high"]
+        assert f"| {label} | {images['estimate'][name]:.3f} | {low:.3f} – {high:.3f} |" in trust
+    assert record["events"].startswith("This site has") and f"> {record['events']}" in trust
+    assert record["data_dir"] not in trust and str(site_validation) not in trust  # no path reaches the page
+    assert "**Development**" in trust  # beside, not instead
+
+
+def test_an_updated_versions_own_sites_show_beside_its_validations(model, site_validation):
+    from components import validate
+    assert validations.VALIDATION_JSON == validate.VALIDATION_NAME
+    card = json.loads((model / "1" / explain.MODEL_CARD_JSON).read_text())
+    card["updates"] = [{"site": "SITE_B", "date": "2026-01-02 10:00 UTC", "images": 40, "patients": 20,
+                        "patients_who_died": 5, "method": "intercept", "intercept": -0.5, "slope": 1.0}]
+    site = validations.read_one(site_validation, json.loads(
+        (site_validation / validations.VALIDATION_JSON).read_text())["model"]["sha256"])
+    trust = page.trust_markdown(types.SimpleNamespace(card=card), [site])
+    assert "- site SITE_B (2026-01-02 10:00 UTC): 40 images of 20 patients, 5 of whom died; intercept" in trust
+    assert "**External site `SITE_A`**" in trust and "**External sites**: none" not in trust
+    assert "**External sites**: none" in page.trust_markdown(types.SimpleNamespace(card={**card, "updates": []}))
+
+
+def test_a_copy_of_the_model_is_the_same_model_and_an_edited_one_is_not(model, site_validation, tmp_path):
+    from pipeline import score
+    copy = shutil.copytree(model / "1", tmp_path / "elsewhere" / "7")
+    assert app.external_validations([str(site_validation)], copy)[0].site == "SITE_A"  # paths do not matter
+    card = copy / explain.MODEL_CARD_JSON
+    card.write_text(card.read_text().replace("covid_demo", "covid_other"))  # another card: another model
+    with pytest.raises(app.AppError) as refused:
+        app.external_validations([str(site_validation)], copy)
+    message = str(refused.value)
+    assert message.startswith(f"--validations: another_model: {site_validation} validated another model (covid_demo "
+                              "version 1, sha256 ") and "\n" not in message
+    assert f"not the one served (sha256 {score.model_sha256(copy)[:12]})" in message
+
+
+def test_the_command_refuses_a_folder_without_a_validation_or_its_model_identity(model, site_validation, tmp_path,
+                                                                                capsys):
+    from absl.testing import flagsaver
+    old = tmp_path / "old"
+    old.mkdir()
+    record = json.loads((site_validation / validations.VALIDATION_JSON).read_text())
+    del record["model"]["sha256"]  # as validate wrote it before it recorded the model's identity
+    (old / validations.VALIDATION_JSON).write_text(json.dumps(record))
+    with flagsaver.flagsaver():
+        app.FLAGS(["app", f"--model={model}", f"--validations={site_validation},{tmp_path}"])
+        assert app.main(["app"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: --validations: no_validation_json: {tmp_path} holds no validation.json")
+        assert error.count("\n") == 1
+        app.FLAGS(["app", f"--model={model}", f"--validations={old}"])
+        assert app.main(["app"]) == 2
+        assert capsys.readouterr().err.startswith("error: --validations: no_model_identity: ")
