@@ -1,8 +1,8 @@
 """The page in a real browser, as a person uses it: Playwright driving Debian's Chromium (`/usr/bin/chromium`;
 `.ci/run` installs it). It uploads an X-ray, the DICOM sample, a broken file and one over the size limit, and reads
-what the page shows. With COVID_CXR_WRITE_SCREENSHOT=1 it saves the page after the X-ray to docs/app.png, and
-COVID_CXR_APP_MODEL=<model> runs it on that model instead of a tiny export (the README's sample run, for the
-screenshot)."""
+what the page shows (the tiny export's validation on the sample among it). With COVID_CXR_WRITE_SCREENSHOT=1 it
+saves the page after the X-ray to docs/app.png, and COVID_CXR_APP_MODEL=<model> runs it on that model instead of a
+tiny export (the README's sample run, for the screenshot)."""
 
 import os
 import shutil
@@ -21,11 +21,19 @@ RESULT = "#result h3"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, sample_dir):
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (.ci/run installs it: apt-get install chromium)")
-    model = os.environ.get("COVID_CXR_APP_MODEL") or app_fixtures.demo_export(tmp_path_factory.mktemp("app"))
-    blocks = app.launch(str(model), "127.0.0.1", app_fixtures.free_port(), None, max_upload_mb=1, block=False)
+    model, validations = os.environ.get("COVID_CXR_APP_MODEL"), []
+    if not model:  # the tiny export, and its validation on the sample shown beside its development evidence
+        root = tmp_path_factory.mktemp("app")
+        model = app_fixtures.demo_export(root)
+        done = app_fixtures.validate(model, shutil.copytree(sample_dir, root / "site"), root / "out", "--site=SITE_A")
+        assert done.returncode == 0, done.stderr
+        validations = [str(root / "out")]
+    blocks = app.launch(str(model), "127.0.0.1", app_fixtures.free_port(), None, max_upload_mb=1, block=False,
+                        validations=validations)
+    blocks.validations = validations
     yield blocks
     blocks.close()
     shutil.rmtree(blocks.temp_root)
@@ -59,6 +67,8 @@ def test_a_person_uploads_an_xray_a_dicom_and_a_broken_file(server, browser, tmp
     assert "Research use only" in banner.inner_text() and "DEMO" in banner.inner_text()
     for heading in ("Intended use", "Known failure modes", "Data and weights", "Validation evidence"):
         assert heading in trust.inner_text()
+    if server.validations:
+        assert "External site SITE_A" in trust.inner_text() and "Riley et al." in trust.inner_text()
 
     _upload(page, app_fixtures.PNG_SAMPLE)
     page.wait_for_selector(RESULT, timeout=60_000)
