@@ -274,3 +274,7 @@ def test_the_command_refuses_a_folder_without_a_validation_or_its_model_identity
         app.FLAGS(["app", f"--model={model}", f"--validations={old}"])
         assert app.main(["app"]) == 2
         assert capsys.readouterr().err.startswith("error: --validations: no_model_identity: ")
+    (old / validations.VALIDATION_JSON).write_text("{")
+    with pytest.raises(validations.ValidationRefused) as refused:
+        validations.read_one(old, "0" * 64)
+    assert refused.value.reason == "unreadable_validation_json"
