@@ -27,8 +27,8 @@ from typing import Any, Callable, Sequence
 
 import gradio as gr
 
-from serving.contract import CLASS, ERROR, FOLD_PROBABILITIES, PROBABILITY
 from serving import validations
+from serving.contract import CLASS, ERROR, FOLD_PROBABILITIES, PROBABILITY
 from serving.explain import Explainer, Explanation
 from serving.validations import SiteValidation
 
