@@ -249,6 +249,20 @@ def test_rendering_once_per_value_gives_the_bytes_of_every_pixel_through_the_pip
     assert np.array_equal(dicom._displayed_per_value(ds, signed), dicom.displayed(ds, signed))
 
 
+def test_jpeg_2000_renders_the_same_through_the_preferred_decoder_as_through_pydicoms_order(tmp_path, monkeypatch):
+    gray = sample_gray().astype(np.uint16) * 16 + np.arange(136 * 128).reshape(136, 128).astype(np.uint16) % 16
+    for name, stored, elements in (("unsigned", gray, {}),
+                                   ("signed", (gray.astype(np.int32) - 2048).astype(np.int16),
+                                    {"PixelRepresentation": 1})):
+        raw = write(dataset(stored, bits_stored=12, **elements), tmp_path / f"{name}.dcm", JPEG2000Lossless).read_bytes()
+        preferred = dicom.render(raw, "j2k.dcm").pixels
+        monkeypatch.setattr(dicom, "_PREFERRED_PLUGINS", {})
+        assert np.array_equal(preferred, dicom.render(raw, "j2k.dcm").pixels), name
+        monkeypatch.undo()
+        ds = dcmread(io.BytesIO(raw))
+        assert np.array_equal(dicom._decoded(ds, ds.file_meta.TransferSyntaxUID), stored), name
+
+
 def test_a_header_without_preamble_is_read(rg1_uncr):
     whole = dicom.render(rg1_uncr, "RG1_UNCR.dcm").pixels
     without_preamble = rg1_uncr[132:]  # the file meta group first, as some exporters write
