@@ -127,10 +127,10 @@ def _drop_duplicates(selected, dropped):
 def _check_images(source, rows, dropped, workers):
     """Decode every image; rejected ones are listed with their reason, never raised.
 
-    In this process first, in worker processes once that pays (`_pool_pays`): the DICOM decoders (GDCM, OpenJPEG) hold the GIL, so threads
-    decode on one core, but a pool costs seconds to start (its server imports the main module:
-    TensorFlow for `pipeline.run`), more than a few hundred PNGs take. Results keep the rows' order, so
-    examples and rejections do not depend on `workers`."""
+    In this process first, in worker processes once that pays (`_pool_pays`): the DICOM decoders (GDCM,
+    OpenJPEG) hold the GIL, so threads decode on one core, but a pool costs seconds to start (its server
+    imports the main module: TensorFlow for `pipeline.run`), more than a few hundred PNGs take. Results
+    keep the rows' order, so examples and rejections do not depend on `workers`."""
     workers = min(workers or usable_cores(), len(rows))
     usable = []
     with tqdm.tqdm(total=len(rows), desc="ingest: checking images", unit="img", leave=False) as bar:

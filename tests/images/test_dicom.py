@@ -254,7 +254,8 @@ def test_jpeg_2000_renders_the_same_through_the_preferred_decoder_as_through_pyd
     for name, stored, elements in (("unsigned", gray, {}),
                                    ("signed", (gray.astype(np.int32) - 2048).astype(np.int16),
                                     {"PixelRepresentation": 1})):
-        raw = write(dataset(stored, bits_stored=12, **elements), tmp_path / f"{name}.dcm", JPEG2000Lossless).read_bytes()
+        path = write(dataset(stored, bits_stored=12, **elements), tmp_path / f"{name}.dcm", JPEG2000Lossless)
+        raw = path.read_bytes()
         preferred = dicom.render(raw, "j2k.dcm").pixels
         monkeypatch.setattr(dicom, "_PREFERRED_PLUGINS", {})
         assert np.array_equal(preferred, dicom.render(raw, "j2k.dcm").pixels), name
