@@ -23,6 +23,7 @@ import tqdm
 
 import sources
 from common import files
+from common.errors import PipelineError
 from common.labels import NO_LABEL
 from components import base
 from images import dicom, image_io
@@ -126,11 +127,10 @@ def _drop_duplicates(selected, dropped):
 def _check_images(source, rows, dropped, workers):
     """Decode every image; rejected ones are listed with their reason, never raised.
 
-    In this process first; once that has taken `POOL_AFTER_SECONDS`, the rest in worker processes: the
-    DICOM decoders (GDCM, OpenJPEG) hold the GIL, so threads decode on one core, but a pool costs
-    seconds to start (its server imports the main module: TensorFlow for `pipeline.run`), more than a
-    few hundred PNGs take. Results keep the rows' order, so examples and rejections do not depend on
-    `workers`."""
+    In this process first, in worker processes once that pays (`_pool_pays`): the DICOM decoders (GDCM,
+    OpenJPEG) hold the GIL, so threads decode on one core, but a pool costs seconds to start (its server
+    imports the main module: TensorFlow for `pipeline.run`), more than a few hundred PNGs take. Results
+    keep the rows' order, so examples and rejections do not depend on `workers`."""
     workers = min(workers or usable_cores(), len(rows))
     usable = []
     with tqdm.tqdm(total=len(rows), desc="ingest: checking images", unit="img", leave=False) as bar:
@@ -143,17 +143,38 @@ def _check_images(source, rows, dropped, workers):
     return usable
 
 
-POOL_AFTER_SECONDS = 5.0
+POOL_AFTER_SECONDS = 5.0  # about what a pool's start costs: worth it for a rest that takes longer on one core
 
 
 def _checked(source, rows, workers):
-    """`_check_row`'s result for each row, in order."""
-    started = time.perf_counter()
+    """`_check_row`'s result for each row, in order: in this process until `_pool_pays`, then in the pool."""
+    if workers == 1:
+        yield from (_check_row(source, row) for _, row in rows)
+        return
+    sizes = [_file_size(source, row) for _, row in rows]
+    started, checked_bytes, left_bytes = time.perf_counter(), 0, sum(sizes)
     for done, (_, row) in enumerate(rows):
-        if workers > 1 and time.perf_counter() - started >= POOL_AFTER_SECONDS:
-            yield from _checked_in_pool(source, rows[done:], workers)
+        if _pool_pays(time.perf_counter() - started, checked_bytes, left_bytes):
+            yield from _checked_in_pool(source, rows[done:], sizes[done:], workers)
             return
         yield _check_row(source, row)
+        checked_bytes, left_bytes = checked_bytes + sizes[done], left_bytes - sizes[done]
+
+
+def _pool_pays(seconds: float, checked_bytes: int, left_bytes: int) -> bool:
+    """Whether the images left are worth a pool's start: checking here has taken `POOL_AFTER_SECONDS`, or
+    the files left would take that long at the pace of those checked (a folder of JPEG 2000 radiographs
+    goes to the pool after its first file, one of small PNGs never)."""
+    return seconds >= POOL_AFTER_SECONDS or (checked_bytes > 0 and
+                                             seconds * left_bytes / checked_bytes >= POOL_AFTER_SECONDS)
+
+
+def _file_size(source, row) -> int:
+    """The bytes of a row's image file; 0 where there is none to read (its check names why)."""
+    try:
+        return source.image_path(row["filename"]).stat().st_size
+    except (OSError, PipelineError, image_io.ImageRejected):
+        return 0
 
 
 def usable_cores() -> int:
@@ -161,10 +182,11 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _checked_in_pool(source, rows, workers):
-    """`_check_row`'s results from a process pool that gets the source once per process. Forkserver, not
-    fork: the parent may run TensorFlow's threads; the server imports the main module and this one
-    once, so each worker starts as a fork of it."""
+def _checked_in_pool(source, rows, sizes, workers):
+    """`_check_row`'s results, in the rows' order, from a process pool that gets the source once per
+    process. The biggest files go first, so that the last ones, decoded while the other workers may
+    have nothing left, are small. Forkserver, not fork: the parent may run TensorFlow's threads; the
+    server imports the main module and this one once, so each worker starts as a fork of it."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["__main__", __name__])  # once per server: workers fork with these imported
@@ -172,7 +194,11 @@ def _checked_in_pool(source, rows, workers):
         context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_set_worker_source,
                                                 initargs=(source,)) as pool:
-        yield from pool.map(_check_in_worker, [row for _, row in rows])
+        futures = {}
+        for position in sorted(range(len(rows)), key=lambda position: -sizes[position]):
+            futures[position] = pool.submit(_check_in_worker, rows[position][1])
+        for position in range(len(rows)):
+            yield futures.pop(position).result()
 
 
 def _check_row(source, row):

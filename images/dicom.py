@@ -30,7 +30,7 @@ import pydicom
 import pydicom.errors
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless
 
 # pydicom's checks of a value against its VR warn with the value itself (a name, a date, an id), into logs a
 # hospital may share: a value that breaks rendering is refused by name instead (`render`).
@@ -52,6 +52,11 @@ _MAGIC = b"DICM"
 _HEADERLESS_FIRST_GROUPS = (b"\x02\x00", b"\x08\x00")
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
 _MAX_VALUE_TABLE = 1 << 20  # stored values spanning more than this are rendered pixel by pixel
+_LOOKUP_BLOCK = 1 << 16  # pixels looked up at a time (their indices: 512 KiB, within a core's cache)
+# JPEG 2000 Lossless through OpenJPEG (pylibjpeg) rather than pydicom's first choice, GDCM: both give the
+# codestream's exact values, but OpenJPEG decodes on one thread with ~20% less CPU, and where every core
+# already runs a decoder (ingest's workers), GDCM's second thread only takes that time from the other core.
+_PREFERRED_PLUGINS = {JPEG2000Lossless: "pylibjpeg"}
 _AGE_UNIT_YEARS = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
 
 
@@ -131,20 +136,46 @@ def displayed(dataset: Dataset, stored: np.ndarray) -> np.ndarray:
 
 
 def _displayed_per_value(dataset: Dataset, stored: np.ndarray) -> np.ndarray | None:
-    """`displayed`, computed once per stored value the picture holds and looked up per pixel: the same
-    bytes (every step maps a pixel by its value alone, and the pixels' own range is the range of the
-    values they hold), a few times faster on a 12-bit radiograph than float64 on each of its millions
-    of pixels. None for float data or a value span too wide for a table."""
+    """`displayed`, computed once per stored value and looked up per pixel: the same bytes (every step
+    maps a pixel by its value alone, and the pixels' own range is the range of the values they hold), a
+    few times faster on a 12-bit radiograph than float64 on each of its millions of pixels. None for float
+    data or a value span too wide for a table."""
     if stored.dtype.kind not in "iu" or stored.size == 0:
         return None
     low, high = int(stored.min()), int(stored.max())
     if high - low >= _MAX_VALUE_TABLE:
         return None
-    index = np.subtract(stored, low, dtype=np.intp)
-    present = np.flatnonzero(np.bincount(index.ravel(), minlength=high - low + 1))
+    if _maps_values_alone(dataset):
+        values = np.arange(high - low + 1)  # every value in the range: a value absent changes nothing
+    else:  # the values the pixels hold, for the range they span
+        index = np.subtract(stored, low, dtype=np.intp)
+        values = np.flatnonzero(np.bincount(index.ravel(), minlength=high - low + 1))
     table = np.zeros(high - low + 1, dtype=np.uint8)
-    table[present] = displayed(dataset, (present + low).astype(stored.dtype))
-    return table[index]
+    table[values] = displayed(dataset, (values + low).astype(stored.dtype))
+    return _looked_up(table, stored, low)
+
+
+def _looked_up(table: np.ndarray, stored: np.ndarray, low: int) -> np.ndarray:
+    """`table[stored - low]`, in blocks of pixels whose int64 indices stay in the CPU's cache: the whole
+    picture's (8 bytes a pixel) would go out to memory and back, twice the time of the lookup itself."""
+    flat = stored.reshape(-1)
+    shown = np.empty(flat.shape, dtype=table.dtype)
+    index = np.empty(min(_LOOKUP_BLOCK, flat.size), dtype=np.intp)
+    for start in range(0, flat.size, _LOOKUP_BLOCK):
+        block = flat[start:start + _LOOKUP_BLOCK]
+        np.subtract(block, low, out=index[:block.size], dtype=np.intp)
+        # mode="clip": every index is inside the table already; clipping costs less than the check that raises
+        np.take(table, index[:block.size], out=shown[start:start + block.size], mode="clip")
+    return shown.reshape(stored.shape)
+
+
+def _maps_values_alone(dataset: Dataset) -> bool:
+    """Whether `displayed` maps each value without looking at the others: a VOI LUT or a window, after
+    Rescale Slope/Intercept (monotonic: the lowest and highest modality values are those of the lowest
+    and highest stored values). The pixels' own range and a Modality LUT Sequence (whose output range
+    may lie inside the table) depend on which values the picture holds."""
+    return not dataset.get("ModalityLUTSequence") and (bool(dataset.get("VOILUTSequence"))
+                                                       or _window_of(dataset) is not None)
 
 
 def screen(facts: DicomFacts) -> str | None:
@@ -234,11 +265,23 @@ def _stored_values(dataset: Dataset, facts: DicomFacts, raw: bytes, name: str) -
             raise checks.ImageRejected("dicom_truncated_pixel_data", f"{name} has {len(dataset.PixelData)} bytes "
                                          f"of pixel data; {rows}x{columns} pixels need {expected}")
     try:
-        return np.asarray(dataset.pixel_array)
+        return np.asarray(_decoded(dataset, syntax))
     except Exception as error:  # noqa: BLE001 - the decoders raise many types on damaged data
         raise checks.ImageRejected("dicom_undecodable" if syntax.is_compressed else "truncated_or_corrupt",
                                      f"{name}: the installed decoders cannot decode its {syntax.name} pixel "
                                      f"data: {error}") from None
+
+
+def _decoded(dataset: Dataset, syntax: UID) -> np.ndarray:
+    """The pixel array, decoded by the plugin `_PREFERRED_PLUGINS` names where it is installed and reads the
+    file, else in pydicom's own order of plugins."""
+    plugin = _PREFERRED_PLUGINS.get(syntax)
+    if plugin and plugin in pydicom.pixels.get_decoder(syntax).available_plugins:
+        try:
+            return pydicom.pixels.pixel_array(dataset, decoding_plugin=plugin)
+        except Exception:  # noqa: BLE001 - the other plugins may read what this one refuses
+            pass
+    return dataset.pixel_array
 
 
 def _decoder_available(syntax: UID) -> bool:
@@ -275,13 +318,21 @@ def voi_lut(dataset: Dataset, values: np.ndarray, padding: np.ndarray | None = N
     if dataset.get("VOILUTSequence"):
         lut_values, bits = _lookup(dataset, dataset.VOILUTSequence[0], values)
         return lut_values / float(2**bits - 1)
-    center, width = _first(dataset.get("WindowCenter")), _first(dataset.get("WindowWidth"))
-    function = _text(dataset, "VOILUTFunction") or "LINEAR"
-    if center is not None and width is not None and width > 0 and (width >= 1 or function != "LINEAR"):
-        return window(values, center, width, function)
+    first_window = _window_of(dataset)
+    if first_window is not None:
+        return window(values, *first_window)
     picture = values if padding is None or padding.all() else values[~padding]
     low, high = float(picture.min()), float(picture.max())
     return (values - low) / (high - low) if high > low else np.zeros(values.shape)
+
+
+def _window_of(dataset: Dataset) -> tuple[float, float, str] | None:
+    """The first window (center, width, VOI LUT Function) when it is one the formulas can apply, else None."""
+    center, width = _first(dataset.get("WindowCenter")), _first(dataset.get("WindowWidth"))
+    function = _text(dataset, "VOILUTFunction") or "LINEAR"
+    if center is not None and width is not None and width > 0 and (width >= 1 or function != "LINEAR"):
+        return center, width, function
+    return None
 
 
 def window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:

@@ -242,13 +242,33 @@ def test_several_workers_give_what_one_gives_in_the_same_order(tmp_path, monkeyp
     monkeypatch.setattr(ingest, "POOL_AFTER_SECONDS", 0.0)  # every image in the pool
     pooled = ingest.ingest(source, FRONTAL, workers=3)
     assert pooled["examples"] == one["examples"] and pooled["dropped"] == one["dropped"]
-    clock = iter(range(100))  # one second a reading: the first 3 images here, then the pool
+    clock = iter(range(100))  # one second a reading: the first image here, then the pool (the rest would take longer)
     monkeypatch.setattr(ingest, "POOL_AFTER_SECONDS", 4.0)
     monkeypatch.setattr(ingest, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
     mixed = ingest.ingest(source, FRONTAL, workers=2)
     assert mixed["examples"] == one["examples"] and mixed["dropped"] == one["dropped"]
+    monkeypatch.undo()
+    original_pool, in_pool = ingest._checked_in_pool, []
+
+    def counting_pool(source, rows, *rest):
+        in_pool.extend(rows)
+        yield from original_pool(source, rows, *rest)
+
+    monkeypatch.setattr(ingest, "_checked_in_pool", counting_pool)
+    monkeypatch.setattr(ingest, "_pool_pays", lambda seconds, checked_bytes, left_bytes: checked_bytes > 0)
+    paced = ingest.ingest(source, FRONTAL, workers=2)  # the pool from the second image: the first set the pace
+    assert paced["examples"] == one["examples"] and paced["dropped"] == one["dropped"]
+    assert [row["filename"] for _, row in in_pool] == names[1:]
     assert [row["filename"] for _, row in one["examples"]] == ["0.png", "j2k.dcm", "1.png", "ljpeg.dcm", "2.png",
                                                                 "3.png"]
     assert [(d["filename"], d["reason"]) for d in one["dropped"]] == [
         ("broken.dcm", "dicom_truncated_pixel_data"), ("lateral.dcm", "dicom_lateral_view"),
         ("text.png", "not_an_image"), ("missing.png", "missing_file")]
+
+
+def test_the_pool_starts_once_the_images_left_would_take_a_pools_start(monkeypatch):
+    monkeypatch.setattr(ingest, "POOL_AFTER_SECONDS", 5.0)
+    assert not ingest._pool_pays(0.0, 0, 10**9)  # no pace known yet
+    assert ingest._pool_pays(5.0, 0, 0)  # checking here has taken that long
+    assert ingest._pool_pays(0.5, 10**6, 10**7)  # 1 MB in 0.5 s: the 10 MB left would take 5 s
+    assert not ingest._pool_pays(0.5, 10**6, 9 * 10**6)

@@ -211,20 +211,57 @@ def test_pixel_padding_is_left_out_of_the_range():
 
 
 # ---------------------------------------------------------------- files without a preamble
+def _lut_item(entries: int, first_mapped: int, bits: int, data: np.ndarray) -> Dataset:
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", [entries, first_mapped, bits])
+    item.add_new("LUTData", "US", [int(v) for v in data])
+    return item
+
+
+_CURVE = (np.sin(np.linspace(0, 3, 4096)) ** 2 * 4095).astype(np.uint16)  # not monotonic
+
+
 @pytest.mark.parametrize("elements", [
     {"WindowCenter": 2048, "WindowWidth": 1500},
     {"WindowCenter": 1800, "WindowWidth": 900, "VOILUTFunction": "SIGMOID"},
+    {"WindowCenter": 1000, "WindowWidth": 0.5, "VOILUTFunction": "LINEAR_EXACT"},
+    {"WindowCenter": 2048, "WindowWidth": 1500, "PhotometricInterpretation": "MONOCHROME1"},
+    {"RescaleSlope": -2, "RescaleIntercept": 100, "WindowCenter": -3000, "WindowWidth": 4000},
     {"RescaleSlope": -2, "RescaleIntercept": 100, "PresentationLUTShape": "INVERSE"},
     {"PixelPaddingValue": 0, "PixelPaddingRangeLimit": 9},
-], ids=["window", "sigmoid", "slope_inverse", "padding_own_range"])
-def test_rendering_once_per_value_gives_the_bytes_of_every_pixel_through_the_pipeline(elements):
-    stored = np.random.default_rng(0).integers(200, 4000, (64, 72)).astype(np.uint16)
+    {"PixelPaddingValue": 0, "PixelPaddingRangeLimit": 9, "PhotometricInterpretation": "MONOCHROME1"},
+    {"VOILUTSequence": [_lut_item(4096, 0, 12, _CURVE)]},
+    {"ModalityLUTSequence": [_lut_item(4096, 0, 12, _CURVE)]},
+    {"ModalityLUTSequence": [_lut_item(4096, 0, 12, _CURVE)], "WindowCenter": 2000, "WindowWidth": 1000},
+], ids=["window", "sigmoid", "linear_exact", "window_monochrome1", "slope_window", "slope_inverse",
+        "padding_own_range", "padding_monochrome1", "voi_lut_sequence", "modality_lut_own_range",
+        "modality_lut_window"])
+@pytest.mark.parametrize("bits", [12, 16])
+def test_rendering_once_per_value_gives_the_bytes_of_every_pixel_through_the_pipeline(elements, bits):
+    """Whether the table covers the values present or the whole range between them, every pixel gets the
+    byte the float pipeline gives it, unsigned and signed, with values absent inside the range."""
+    stored = np.random.default_rng(bits).integers(200, 2 ** bits - 96, (64, 72)).astype(np.uint16)
     stored[:, :5] = np.arange(5, dtype=np.uint16)  # padding there, else just dark values
-    ds = dataset(stored, bits_stored=12, **elements)
+    ds = dataset(stored, bits_stored=bits, **elements)
     assert np.array_equal(dicom._displayed_per_value(ds, stored), dicom.displayed(ds, stored))
-    signed = stored.astype(np.int16) - 2048
-    ds = dataset(signed, bits_stored=12, PixelRepresentation=1, **elements)
+    signed = (stored.astype(np.int32) - 2 ** (bits - 1)).astype(np.int16)
+    ds = dataset(signed, bits_stored=bits, PixelRepresentation=1, **elements)
     assert np.array_equal(dicom._displayed_per_value(ds, signed), dicom.displayed(ds, signed))
+
+
+def test_jpeg_2000_renders_the_same_through_the_preferred_decoder_as_through_pydicoms_order(tmp_path, monkeypatch):
+    gray = sample_gray().astype(np.uint16) * 16 + np.arange(136 * 128).reshape(136, 128).astype(np.uint16) % 16
+    for name, stored, elements in (("unsigned", gray, {}),
+                                   ("signed", (gray.astype(np.int32) - 2048).astype(np.int16),
+                                    {"PixelRepresentation": 1})):
+        path = write(dataset(stored, bits_stored=12, **elements), tmp_path / f"{name}.dcm", JPEG2000Lossless)
+        raw = path.read_bytes()
+        preferred = dicom.render(raw, "j2k.dcm").pixels
+        monkeypatch.setattr(dicom, "_PREFERRED_PLUGINS", {})
+        assert np.array_equal(preferred, dicom.render(raw, "j2k.dcm").pixels), name
+        monkeypatch.undo()
+        ds = dcmread(io.BytesIO(raw))
+        assert np.array_equal(dicom._decoded(ds, ds.file_meta.TransferSyntaxUID), stored), name
 
 
 def test_a_header_without_preamble_is_read(rg1_uncr):
