@@ -17,7 +17,8 @@ This happens in the reader threads (`--workers`), beside the model's batches.
 A folder's DICOM files are found by content, so PACS exports named by their
 UID without a suffix are scored too. The rest go in batches through the SavedModel's
 `serving_default` signature (so the decode and preprocessing are the served
-ones), two calls at a time: batch k+1's in-graph decode runs beside batch k's model. The output CSV has one row per input file (per CSV row with --csv), in
+ones), two calls at a time: batch k+1's in-graph decode runs beside batch k's
+model. The output CSV has one row per input file (per CSV row with --csv), in
 input order: `filename, probability_of_death, class, error`.
 
 Shards: `--shard=i/n` scores the i-th of n contiguous blocks of the inputs
