@@ -17,8 +17,7 @@ This happens in the reader threads (`--workers`), beside the model's batches.
 A folder's DICOM files are found by content, so PACS exports named by their
 UID without a suffix are scored too. The rest go in batches through the SavedModel's
 `serving_default` signature (so the decode and preprocessing are the served
-ones), two calls at a time: batch k+1's in-graph decode runs beside batch k's
-model. The output CSV has one row per input file (per CSV row with --csv), in
+ones). The output CSV has one row per input file (per CSV row with --csv), in
 input order: `filename, probability_of_death, class, error`.
 
 Shards: `--shard=i/n` scores the i-th of n contiguous blocks of the inputs
@@ -40,7 +39,6 @@ from common.quiet import quiet_tensorflow_logs
 
 quiet_tensorflow_logs()  # first: before any import below loads TensorFlow
 
-import collections
 import concurrent.futures
 import csv
 import glob
@@ -79,10 +77,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 DICOM_HEAD_BYTES = 64 * 1024
 COLUMNS = ("filename", contract.PROBABILITY, contract.CLASS, contract.ERROR)
 SAVED_MODEL_PB = "saved_model.pb"
-# Model calls running at once: batch k+1's call (its in-graph JPEG/PNG decode first) starts while batch k's
-# model still runs, so the decode uses the cores the convolutions leave idle. TensorFlow releases the GIL while
-# a graph runs. More calls would only hold more batches in memory: two keep the cores busy.
-CALLS_IN_FLIGHT = 2
 
 
 class ScoreError(PipelineError):
@@ -264,21 +258,11 @@ def _batches(entries, batch_size: int, workers: int) -> Iterator[list[tuple[str,
                 break
 
 
-def _served(function: Callable, batch: list[tuple[str, bytes | None, str]]) -> dict[int, tuple]:
-    """Position in the batch -> (probability, class, error) from the served signature, for the readable files."""
-    import tensorflow as tf
-    readable = [i for i, (_, data, _) in enumerate(batch) if data is not None]
-    if not readable:
-        return {}
-    out = function(**{contract.INPUT_NAME: tf.constant([batch[i][1] for i in readable])})
-    probability, classes, errors = (out[key].numpy() for key in (contract.PROBABILITY, contract.CLASS, contract.ERROR))
-    return {i: (probability[j], classes[j], errors[j].decode()) for j, i in enumerate(readable)}
-
-
 def score(entries: Sequence[tuple[str, Path | Exception]], saved_model_dir: Path, output: Path,
           batch_size: int = 32, workers: int = 4, progress: bool = True) -> dict:
     """Score the entries not yet in `output` (see the module docstring on resume); return counts and throughput."""
     import numpy as np
+    import tensorflow as tf
     import tqdm
 
     output = Path(output)
@@ -308,11 +292,18 @@ def score(entries: Sequence[tuple[str, Path | Exception]], saved_model_dir: Path
             handle.seek(committed)
             if committed == 0:
                 commit([COLUMNS], 0)
-
-            def write(batch, answer: concurrent.futures.Future):
-                served, rows = answer.result(), []
+            for batch in _batches(list(entries[done:]), batch_size, workers):
+                readable = [i for i, (_, data, _) in enumerate(batch) if data is not None]
+                results = {}
+                if readable:
+                    out = function(**{contract.INPUT_NAME: tf.constant([batch[i][1] for i in readable])})
+                    probability = out[contract.PROBABILITY].numpy()
+                    classes, errors = out[contract.CLASS].numpy(), out[contract.ERROR].numpy()
+                    for j, i in enumerate(readable):
+                        results[i] = (probability[j], classes[j], errors[j].decode())
+                rows = []
                 for i, (name, _, error) in enumerate(batch):
-                    p, c, served_error = served.get(i, (np.nan, -1, error))
+                    p, c, served_error = results.get(i, (np.nan, -1, error))
                     if served_error or not np.isfinite(p):
                         counts["errors"] += 1
                         rows.append((name, "", "", served_error or "no probability"))
@@ -321,15 +312,6 @@ def score(entries: Sequence[tuple[str, Path | Exception]], saved_model_dir: Path
                         rows.append((name, repr(float(p)), int(c), ""))
                 commit(rows, len(rows))
                 bar.update(len(batch))
-
-            with concurrent.futures.ThreadPoolExecutor(max_workers=CALLS_IN_FLIGHT) as model_calls:
-                in_flight = collections.deque()
-                for batch in _batches(list(entries[done:]), batch_size, workers):
-                    in_flight.append((batch, model_calls.submit(_served, function, batch)))
-                    if len(in_flight) == CALLS_IN_FLIGHT:
-                        write(*in_flight.popleft())
-                while in_flight:
-                    write(*in_flight.popleft())
         os.replace(partial, output)
     seconds = time.perf_counter() - started
     this_run = counts["scored"] + counts["errors"]
