@@ -12,6 +12,7 @@ imports TensorFlow. `--tf_logs`, or TF_CPP_MIN_LOG_LEVEL set by the user, leaves
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -19,6 +20,7 @@ import tempfile
 from typing import Iterator, Sequence
 
 from absl import flags
+from absl import logging as absl_logging
 
 TF_LOGS_FLAG = "--tf_logs"
 # Set beside TF_CPP_MIN_LOG_LEVEL when the level is ours, not the user's: a worker process (ingest's pool, a
@@ -40,6 +42,10 @@ def quiet_tensorflow_logs(argv: Sequence[str] | None = None) -> None:
     os.environ["TF_CPP_MIN_LOG_LEVEL"], os.environ[OWN_SETTING] = "3", "1"
     with _load_notices_dropped():
         import tensorflow  # noqa: F401  (loaded here, under the filter, once for the process)
+    # Its Python side too: INFO lines such as a SavedModel's "Assets written to" (TensorFlow's logger and absl's,
+    # which app.run would print; an explicit --verbosity still wins).
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.WARNING)
 
 
 def _asks_for_logs(arg: str) -> bool:

@@ -60,3 +60,20 @@ def test_a_worker_of_a_quiet_run_is_quiet_too():
                               cwd=configs.REPO_ROOT, timeout=900).stderr
     assert not TF_CPP_LINE.search(stderr(TF_CPP_MIN_LOG_LEVEL="3", **{quiet.OWN_SETTING: "1"}))
     assert TF_CPP_LINE.search(stderr(TF_CPP_MIN_LOG_LEVEL="0"))
+
+
+def test_tensorflows_python_info_lines_stay_hidden_in_an_absl_program(tmp_path):
+    """Writing a SavedModel (as export does) logs INFO lines through TensorFlow's and absl's Python loggers."""
+    script = tmp_path / "save.py"
+    script.write_text(
+        "from common.quiet import quiet_tensorflow_logs\nquiet_tensorflow_logs()\n"
+        "from absl import app\nimport tensorflow as tf\n"
+        "def main(argv):\n    m = tf.Module()\n    m.v = tf.Variable(1.0)\n"
+        f"    tf.saved_model.save(m, {str(tmp_path / 'model')!r})\n    print('saved')\n"
+        "app.run(main)\n")
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=configs.REPO_ROOT, env={**env, "PYTHONPATH": str(configs.REPO_ROOT)},
+                            timeout=900)
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert result.returncode == 0 and lines == ["saved"], lines[:5]
