@@ -8,6 +8,7 @@ folder (the same `--output_dir` on a shared filesystem) neither reuse nor remove
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -64,7 +65,8 @@ def atomic_open(path: Path, mode: str = "w", **open_kwargs) -> Iterator[Any]:
 def write_new(path: Path, text: str, private: bool = False) -> bool:
     """Write `text` to `path` unless a file is there (`private`: readable by the user only): written whole
     to a temporary sibling, then hard-linked into place, which never replaces a file, so of two writers at
-    once one wins and the other reads the winner's. Whether this call wrote it."""
+    once one wins and the other reads the winner's. On a file system without hard links (exFAT, many
+    network shares) the file is created exclusively and written in place. Whether this call wrote it."""
     tmp = tmp_sibling(path)
     try:
         with open(tmp, "w") as handle:
@@ -77,8 +79,27 @@ def write_new(path: Path, text: str, private: bool = False) -> bool:
         return True
     except FileExistsError:
         return False
+    except OSError as error:
+        if error.errno not in _NO_HARD_LINKS:
+            raise
+        return _write_exclusive(path, text, 0o600 if private else 0o666)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
+
+
+def _write_exclusive(path: Path, text: str, mode: int) -> bool:
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

@@ -91,7 +91,8 @@ def data_counts(predictions: Mapping[str, np.ndarray], train_counts: Mapping[str
     counts = train_counts or {}
     imputed, aux_only = counts.get("imputed_rows", 0), counts.get("aux_only_rows", 0)
     return {"images": int(len(labels)) + imputed + aux_only,
-            "patients": int(len(set(patients.tolist()))) + counts.get("imputed_only_patients", 0),
+            "patients": int(len(set(patients.tolist()))) + counts.get(  # the older summaries' name for it
+                "trained_only_patients", counts.get("imputed_only_patients", 0)),
             "images_of_deaths": int(np.sum(labels == 1)),
             "patients_who_died": int(len(set(patients[labels == 1].tolist()))),
             "observed_labels": int(np.sum(observed)), "imputed_labels": int(np.sum(~observed)) + imputed,

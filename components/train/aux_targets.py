@@ -7,12 +7,14 @@ reads, its binary cross-entropy masked where the flag is unknown, and images wit
 but with one of the flags train too (their death loss masked). The death head's model is left as it was
 (what predicts, validates, saves and serves); the heads live in a training model that shares its layers.
 
-Loss = death's weighted mean (as without heads) + the mean over targets of each target's mean
-cross-entropy over the images where it is known. The heads start at zero, so they add no gradient to the
+Loss = death's weighted mean (as without heads) + the mean, over the targets known somewhere in the
+batch, of each target's mean cross-entropy over the images where it is known. The heads start at zero, so they add no gradient to the
 shared layers before they have learnt something themselves.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import keras
 import numpy as np
@@ -46,16 +48,22 @@ def training_model(model: keras.Model, count: int) -> keras.Model:
 
 
 def masked_mean_bce(targets: tf.Tensor, logits: tf.Tensor, global_known: tf.Tensor) -> tf.Tensor:
-    """This replica's share of the mean over targets of each target's mean cross-entropy where known.
+    """This replica's share of the mean, over the targets known somewhere in the global batch, of each
+    target's mean cross-entropy where known (0 when none is).
 
     `targets` (B, K) float, -1 where unknown; `global_known` (K,) the known count per target over the
     global batch (so replicas' shares sum to the global mean)."""
     known = tf.cast(targets >= 0, tf.float32)
     per_entry = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.maximum(targets, 0.0), logits=logits)
     per_target = tf.reduce_sum(per_entry * known, axis=0) / tf.maximum(global_known, 1.0)
-    return tf.reduce_mean(per_target)
+    targets_known = tf.reduce_sum(tf.cast(global_known > 0, tf.float32))
+    return tf.reduce_sum(per_target) / tf.maximum(targets_known, 1.0)
 
 
-def known_any(aux: np.ndarray) -> np.ndarray:
-    """Rows with at least one target known."""
-    return (np.asarray(aux) >= 0).any(axis=1) if np.asarray(aux).size else np.zeros(len(aux), bool)
+def check_known(names: Sequence[str], aux: np.ndarray) -> None:
+    """Refuse a target known on no loaded row or of one value only: its head would learn nothing."""
+    for name, column in zip(names, np.asarray(aux).T):
+        values = set(column[column >= 0].tolist())
+        if len(values) < 2:
+            what = "known on no image" if not values else "the same on every image where it is known"
+            raise PipelineError(f"--aux_targets: {name} is {what}; leave it out")

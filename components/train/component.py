@@ -118,6 +118,7 @@ def _plan(p: fold_lib.TrainParams, precision: str, tfrecords: Path, work_dir: Pa
         _check_aux_targets(p, manifest, tfrecords)
     examples = input_pipeline.load_examples(tfrecords, p.labels, p.image_size, p.memory_budget_gb, p.shuffle_buffer,
                                             aux_names)
+    aux_targets.check_known(aux_names, examples.aux)
     if isinstance(examples.images, input_pipeline.StreamedImages):
         log(f"train: {len(examples)} images past --memory_budget_gb={p.memory_budget_gb:g} as float32: "
             f"streamed from the TFRecords (shuffle buffer {p.shuffle_buffer})")
@@ -148,6 +149,9 @@ def _check_aux_targets(p: fold_lib.TrainParams, manifest: Mapping[str, Any], tfr
     if not set(schema.CLINICAL_KEYS) <= set(manifest.get("features", ())):
         raise PipelineError(f"--aux_targets: {tfrecords} was written without the clinical flags "
                             f"({', '.join(schema.CLINICAL_KEYS)}); write it anew")
+    missing = set(aux_targets.parse(p.aux_targets)) & set(manifest.get("imputation_missing_columns") or ())
+    if missing:
+        raise PipelineError(f"--aux_targets: the data has no column(s) {', '.join(sorted(missing))}")
 
 
 def site_of_fold(p: fold_lib.TrainParams, examples: input_pipeline.Examples) -> list[str] | None:
@@ -324,7 +328,7 @@ def _trained_only(p: fold_lib.TrainParams, examples: input_pipeline.Examples) ->
     aux_only = ~observed & ~imputed
     patients = set(examples.patients[~observed]) - set(examples.patients[observed])
     return {"imputed_rows": int(imputed.sum()), "aux_only_rows": int(aux_only.sum()),
-            "imputed_only_patients": len(patients)}
+            "trained_only_patients": len(patients)}
 
 
 def _summary(artifact: base.Artifact) -> str:

@@ -1,5 +1,7 @@
+import errno
 import json
 import os
+import stat
 
 import pytest
 
@@ -46,3 +48,16 @@ def test_temporary_names_carry_pid_and_host(tmp_path):
     assert files.writer_alive(os.getpid(), files.HOST) is True
     assert files.writer_alive(999999999, files.HOST) is False
     assert files.writer_alive(os.getpid(), "other-host.example") is None
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard links", "no hard links (exFAT, SMB)"])
+def test_write_new_writes_once_and_never_replaces(tmp_path, monkeypatch, links):
+    if not links:
+        def no_link(source, target):
+            raise OSError(errno.EPERM, "Operation not permitted")
+        monkeypatch.setattr(os, "link", no_link)
+    path = tmp_path / "key"
+    assert files.write_new(path, "first\n", private=True)
+    assert not files.write_new(path, "second\n")
+    assert path.read_text() == "first\n" and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["key"]

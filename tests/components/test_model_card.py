@@ -128,3 +128,6 @@ def test_imputed_rows_that_only_train_are_counted_from_the_train_summary():
     assert (counts["images"], counts["patients"], counts["observed_labels"], counts["imputed_labels"]) == (60, 30, 54, 6)
     modes = model_card.failure_modes("patient", "ImageNet", counts)
     assert any(mode.startswith("6 training labels were imputed") for mode in modes)
+    with_aux = model_card.data_counts(observed, {"imputed_rows": 0, "aux_only_rows": 8, "trained_only_patients": 4})
+    assert (with_aux["images"], with_aux["patients"], with_aux["imputed_labels"],
+            with_aux["auxiliary_target_only_images"]) == (62, 31, 0, 8)

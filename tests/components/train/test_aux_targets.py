@@ -76,6 +76,24 @@ def test_the_masked_loss_is_each_targets_mean_where_known_averaged_over_targets(
     assert float(aux_targets.masked_mean_bce(targets, logits, known)) == pytest.approx(expected, rel=1e-6)
 
 
+def test_a_target_unknown_in_the_whole_batch_does_not_dilute_the_others():
+    targets = np.array([[1, -1], [0, -1]], np.float32)
+    logits = np.array([[2.0, 3.0], [-1.0, 3.0]], np.float32)
+    known = tf.reduce_sum(tf.cast(targets >= 0, tf.float32), axis=0)
+    first_alone = aux_targets.masked_mean_bce(targets[:, :1], logits[:, :1], known[:1])
+    assert float(aux_targets.masked_mean_bce(targets, logits, known)) == pytest.approx(float(first_alone))
+    nothing = np.full((2, 2), -1, np.float32)
+    assert float(aux_targets.masked_mean_bce(nothing, logits, tf.zeros(2))) == 0.0
+
+
+def test_a_target_known_nowhere_or_of_one_value_is_refused():
+    aux_targets.check_known(("went_icu",), np.array([[1], [0], [-1]]))
+    with pytest.raises(PipelineError, match="extubated is known on no image"):
+        aux_targets.check_known(("went_icu", "extubated"), np.array([[1, -1], [0, -1]]))
+    with pytest.raises(PipelineError, match="went_icu is the same on every image"):
+        aux_targets.check_known(("went_icu",), np.array([[1], [1], [-1]]))
+
+
 def _params(**kwargs):
     return fold.TrainParams(arch="resnet18_stage3", image_size=IMAGE_SIZE, batch_size=8, lr_finder_steps=3,
                             precision="fp32", epochs_frozen=1, epochs_unfrozen=1, aux_targets=",".join(TARGETS),
