@@ -34,7 +34,7 @@ def _weights(path):
 def one_process_runs(tmp_path_factory):
     """{"MODE-MODEL": its arrays} of the runs that fit in one process (one TensorFlow start for four)."""
     out = tmp_path_factory.mktemp("strategies")
-    specs = ["default:plain", "mirrored:plain", "mirrored:bn", "mirrored:fused"]
+    specs = ["default:plain", "mirrored:plain", "mirrored:bn", "mirrored:fused", "default:aux", "mirrored:aux"]
     subprocess.run([sys.executable, str(WORKER), str(out), *specs], check=True, timeout=900)
     return {spec.replace(":", "-"): _weights(out / f"{spec.replace(':', '-')}.npz") for spec in specs}
 
@@ -44,6 +44,18 @@ def test_mirrored_two_cpu_replicas_match_the_default_strategy(one_process_runs):
     assert int(default_run["replicas"]) == 1
     assert int(mirrored["replicas"]) == 2 and int(mirrored["fed"]) == int(default_run["fed"]) == 3 * 64
     np.testing.assert_allclose(mirrored["losses"], default_run["losses"], rtol=1e-4)
+    for key in default_run:
+        if key.startswith("w"):
+            np.testing.assert_allclose(mirrored[key], default_run[key], rtol=1e-4, atol=1e-5)
+
+
+def test_auxiliary_heads_under_two_mirrored_cpu_replicas_match_the_default_strategy(one_process_runs):
+    """The masked losses (survival unknown on some rows, each target on others) sum over replicas to the global
+    batch's: the same losses and updates as one replica."""
+    default_run, mirrored = one_process_runs["default-aux"], one_process_runs["mirrored-aux"]
+    assert int(mirrored["replicas"]) == 2 and len([k for k in mirrored if k.startswith("w")]) == 6  # conv, logit, heads
+    np.testing.assert_allclose(mirrored["losses"], default_run["losses"], rtol=1e-4)
+    assert not np.allclose(default_run["losses"], one_process_runs["default-plain"]["losses"])
     for key in default_run:
         if key.startswith("w"):
             np.testing.assert_allclose(mirrored[key], default_run[key], rtol=1e-4, atol=1e-5)
