@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import csv
 import logging
+import lzma
 import shutil
 import tempfile
 import time
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -37,6 +39,12 @@ API_NAME = "predict"
 SCORES_CSV = "scores.csv"
 # A zip may expand to at most this many times the upload limit: a small archive of huge files is refused.
 ZIP_EXPANSION = 20
+# A zip of more entries is refused (each becomes a file and a row; the archive's directory is read whole).
+MAX_ZIP_MEMBERS = 10_000
+# What unpacking a damaged, encrypted or oddly compressed zip raises; the messages of several name the member (a
+# file name, maybe a patient's), so the page answers with a sentence of its own.
+ZIP_FAILURES = (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error,
+                lzma.LZMAError, OSError)
 DOWNLOADS_KEPT_SECONDS = 3600
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica", "Arial", "sans-serif"]
 SYSTEM_MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
@@ -70,15 +78,21 @@ def take_upload(upload: str | Path, folder: Path, name: str, max_bytes: int) -> 
     upload = Path(upload)
     target = folder / name
     shutil.move(upload, target)
-    try:
-        upload.parent.rmdir()  # Gradio keeps each upload in a folder of its own
-    except OSError:
-        pass
+    _discard(upload)
     size = target.stat().st_size
     if size > max_bytes:
         raise UploadRefused(f"The file is {size / 2**20:.1f} MB; this page takes files up to "
                             f"{max_bytes / 2**20:g} MB (--max_upload_mb).")
     return target
+
+
+def _discard(upload: Path) -> None:
+    """An upload (if still there) and the folder of its own Gradio keeps it in (if empty) removed."""
+    upload.unlink(missing_ok=True)
+    try:
+        upload.parent.rmdir()
+    except OSError:
+        pass
 
 
 # ---------------------------------------------------------------- one image
@@ -141,15 +155,18 @@ def several_files(score_folder: ScoreFolder, temp_root: Path, downloads: Path, m
     with RequestFolder(temp_root) as folder:
         images = folder / "images"
         images.mkdir()
+        unique_name = UniqueNames()
         try:
             for upload in uploads:
                 name = Path(upload).name
                 if name.lower().endswith(".zip"):
-                    extract_zip(take_upload(upload, folder, "upload.zip", max_bytes), images, max_bytes)
+                    extract_zip(take_upload(upload, folder, "upload.zip", max_bytes), images, max_bytes, unique_name)
                     (folder / "upload.zip").unlink()
                 else:
-                    take_upload(upload, images, unique_name(images, name), max_bytes)
+                    take_upload(upload, images, unique_name(name), max_bytes)
         except UploadRefused as refused:
+            for upload in uploads:  # those not taken yet would wait in Gradio's cache
+                _discard(Path(upload))
             LOG.info("batch: %d files, %d bytes, refused", len(uploads), total)
             return [], None, f"Refused: {refused}"
         if not any(images.iterdir()):
@@ -165,29 +182,45 @@ def several_files(score_folder: ScoreFolder, temp_root: Path, downloads: Path, m
     return rows, str(download), f"{len(rows) - errors} scored, {errors} not scored (reason in the error column)."
 
 
-def unique_name(folder: Path, name: str) -> str:
-    """`name` (its last part only), or `<i>-name` when the folder has it already."""
-    name = Path(name).name or "file"
-    candidate, index = name, 1
-    while (folder / candidate).exists():
-        candidate, index = f"{index}-{name}", index + 1
-    return candidate
+class UniqueNames:
+    """Names for the files of one folder: `name` (its last part only), or `<i>-name` for its i-th repeat."""
+
+    def __init__(self):
+        self.repeats: dict[str, int] = {}
+        self.taken: set[str] = set()
+
+    def __call__(self, name: str) -> str:
+        name = Path(name).name or "file"
+        index = self.repeats.get(name, 0)
+        candidate = name if index == 0 else f"{index}-{name}"
+        while candidate in self.taken:  # an upload named like a renamed one (`1-x.png` beside two `x.png`)
+            index += 1
+            candidate = f"{index}-{name}"
+        self.repeats[name] = index + 1
+        self.taken.add(candidate)
+        return candidate
 
 
-def extract_zip(archive: Path, folder: Path, max_bytes: int) -> None:
-    """A zip's files, flattened into `folder` (no path of the archive is followed), up to ZIP_EXPANSION times the
-    upload limit in all; hidden files and folders are skipped."""
+def extract_zip(archive: Path, folder: Path, max_bytes: int, unique_name: UniqueNames) -> None:
+    """A zip's files, flattened into `folder` (no path of the archive is followed), up to MAX_ZIP_MEMBERS entries
+    and ZIP_EXPANSION times the upload limit in all; hidden files and folders are skipped. A zip that cannot be
+    unpacked is refused with a sentence that names none of its entries."""
     try:
         with zipfile.ZipFile(archive) as opened:
-            members = [m for m in opened.infolist() if not m.is_dir() and not any(
+            entries = opened.infolist()
+            if len(entries) > MAX_ZIP_MEMBERS:
+                raise UploadRefused(f"The zip holds {len(entries)} entries; this page takes at most "
+                                    f"{MAX_ZIP_MEMBERS} (score more with `python -m pipeline.score`).")
+            members = [m for m in entries if not m.is_dir() and not any(
                 part.startswith((".", "__MACOSX")) for part in Path(m.filename).parts)]
             if sum(m.file_size for m in members) > ZIP_EXPANSION * max_bytes:
                 raise UploadRefused(f"The zip expands to more than {ZIP_EXPANSION} x {max_bytes / 2**20:g} MB.")
             for member in members:
-                with opened.open(member) as source, open(folder / unique_name(folder, member.filename), "wb") as out:
+                with opened.open(member) as source, open(folder / unique_name(member.filename), "wb") as out:
                     shutil.copyfileobj(source, out)
-    except zipfile.BadZipFile:
-        raise UploadRefused("The .zip file is not a readable zip archive.") from None
+    except ZIP_FAILURES:
+        raise UploadRefused("The .zip file could not be unpacked: it is damaged, encrypted or compressed in a way "
+                            "this page does not read (stored or deflated entries, no password).") from None
 
 
 def keep_download(csv_path: Path, downloads: Path) -> Path:

@@ -142,6 +142,80 @@ def test_the_batch_tab_scores_through_the_scoring_job(model, tmp_path):
     assert not list(tmp_path.rglob("outside.png"))
 
 
+def _zip_of_one(path, data=b"x" * 5000, method=None, flag=0):
+    """A zip holding `Doe_John_1950.png`, its headers' compression method and flag bits set as given."""
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("Doe_John_1950.png", data)
+    raw = bytearray(path.read_bytes())
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = raw.index(signature) + flags_at
+        raw[at] |= flag
+        if method is not None:
+            raw[at + 2:at + 4] = method.to_bytes(2, "little")
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _corrupt(path):
+    raw = bytearray(_zip_of_one(path).read_bytes())
+    start = 30 + len("Doe_John_1950.png")  # the local header, its name, no extra field: the deflated data
+    raw[start:start + 8] = b"\xff" * 8
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("make", [lambda p: _zip_of_one(p, flag=0x1),  # encrypted: RuntimeError names the entry
+                                  lambda p: _zip_of_one(p, method=9),  # Deflate64: NotImplementedError
+                                  _corrupt,  # damaged deflate data: zlib.error
+                                  lambda p: p.write_bytes(b"PK\x03\x04 not a zip") and p])  # BadZipFile
+def test_a_zip_that_cannot_be_unpacked_is_refused_without_naming_an_entry(tmp_path, make, caplog):
+    (tmp_path / "cache").mkdir()
+    archive = make(tmp_path / "cache" / "x.zip")
+    loose = tmp_path / "cache2" / "Roe_Jane.png"
+    loose.parent.mkdir()
+    loose.write_bytes(b"waits in Gradio's cache")
+    (tmp_path / "work").mkdir()
+    with caplog.at_level(logging.INFO, logger=page.LOG.name):
+        rows, download, status = page.several_files(
+            lambda images, output: pytest.fail("nothing is scored"), tmp_path / "work", tmp_path / "downloads",
+            2**20, [str(archive), str(loose)])
+    assert rows == [] and download is None
+    assert status == ("Refused: The .zip file could not be unpacked: it is damaged, encrypted or compressed in a "
+                      "way this page does not read (stored or deflated entries, no password).")
+    assert "Doe" not in caplog.text and "Roe" not in caplog.text
+    assert list((tmp_path / "work").iterdir()) == [] and not archive.exists() and not loose.exists()
+
+
+def test_a_zip_ending_early_is_refused_too(tmp_path, monkeypatch):
+    def truncated(source, out):
+        raise EOFError("Doe_John_1950.png")  # what a zip cut short raises while it is read
+    monkeypatch.setattr(page.shutil, "copyfileobj", truncated)
+    with pytest.raises(page.UploadRefused, match="could not be unpacked") as refused:
+        page.extract_zip(_zip_of_one(tmp_path / "x.zip"), tmp_path, 2**20, page.UniqueNames())
+    assert "Doe" not in str(refused.value)
+
+
+def test_a_zip_of_too_many_entries_is_refused(tmp_path, monkeypatch):
+    import zipfile
+    monkeypatch.setattr(page, "MAX_ZIP_MEMBERS", 3)
+    with zipfile.ZipFile(tmp_path / "x.zip", "w") as out:
+        for i in range(4):
+            out.writestr(f"{i}.png", "x")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(page.UploadRefused, match="The zip holds 4 entries; this page takes at most 3"):
+        page.extract_zip(tmp_path / "x.zip", tmp_path / "out", 2**20, page.UniqueNames())
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_unique_names_number_repeats_in_constant_time():
+    names = page.UniqueNames()
+    assert [names(n) for n in ("a/x.png", "b/x.png", "1-x.png", "x.png", "", "c/")] == [
+        "x.png", "1-x.png", "1-1-x.png", "2-x.png", "file", "c"]
+    many = page.UniqueNames()
+    assert len({many("x.png") for _ in range(20_000)}) == 20_000  # quadratic, this took minutes
+
+
 def test_an_export_without_the_explain_signature_still_answers(tmp_path):
     from serving import signature
     from tests.serving import helpers
