@@ -9,14 +9,18 @@ one from the scoring job are the same.
 
 Privacy: every upload is moved out of Gradio's cache into a folder of this request (`RequestFolder`) that is
 removed when the request ends, single images are renamed `upload<suffix>` there so no reason quotes a real file
-name, and the log gets the size and the outcome of a request, never a file name. Offline: no CDN fonts (system
+name, and the log gets the size and the outcome of a request, never a file name. The picture shown is inline in the
+page (`picture_html`), never written to disk. What Gradio's cache still holds (an upload never scored, a batch's
+scores.csv, which names the uploaded files) is deleted once older than CACHE_KEPT_SECONDS (`delete_cache`). Offline: no CDN fonts (system
 fonts), analytics off (the runner sets it before Gradio loads); the browser test checks that no request leaves
 the server.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import logging
 import lzma
 import shutil
@@ -28,6 +32,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import gradio as gr
+import numpy as np
+import PIL.Image
 
 from serving import validations
 from serving.contract import CLASS, ERROR, FOLD_PROBABILITIES, PROBABILITY
@@ -45,12 +51,17 @@ MAX_ZIP_MEMBERS = 10_000
 # file name, maybe a patient's), so the page answers with a sentence of its own.
 ZIP_FAILURES = (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error,
                 lzma.LZMAError, OSError)
-DOWNLOADS_KEPT_SECONDS = 3600
+# Gradio's cache (`gr.Blocks(delete_cache=...)`): every CACHE_SWEEP_SECONDS, what Gradio holds that is older than
+# CACHE_KEPT_SECONDS is deleted: an upload never scored, a scores.csv download (its link stops working then).
+CACHE_SWEEP_SECONDS = 60
+CACHE_KEPT_SECONDS = 600
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica", "Arial", "sans-serif"]
 SYSTEM_MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
 RESEARCH_NOTICE = "**Research use only: this is not a medical device.** Do not use it to decide anything about a patient."
 FRONTAL_ONLY = ("Send frontal (PA or AP) chest X-rays only: the model answers for any picture, and for a PNG or "
                 "JPEG the page cannot tell a lateral or non-chest image (a DICOM header can, and is checked).")
+
+OVERLAY_LABEL = "Grad-CAM on the image as the model saw it (red: what raised the predicted risk)"
 
 ScoreFolder = Callable[[Path, Path], None]  # (folder of images, output CSV) -> writes the CSV
 
@@ -224,14 +235,23 @@ def extract_zip(archive: Path, folder: Path, max_bytes: int, unique_name: Unique
 
 
 def keep_download(csv_path: Path, downloads: Path) -> Path:
-    """Copy the CSV where Gradio can serve it after the request folder is gone; older downloads are removed."""
+    """Copy the CSV where Gradio serves it from after the request folder is gone: `downloads` is inside Gradio's
+    cache, so Gradio takes this copy as it is (no second one) and deletes it after CACHE_KEPT_SECONDS."""
     downloads.mkdir(parents=True, exist_ok=True)
-    for old in downloads.glob("*/"):
-        if time.time() - old.stat().st_mtime > DOWNLOADS_KEPT_SECONDS:
-            shutil.rmtree(old, ignore_errors=True)
     target = Path(tempfile.mkdtemp(dir=downloads)) / SCORES_CSV
     shutil.copyfile(csv_path, target)
     return target
+
+
+def picture_html(picture: np.ndarray | None) -> str:
+    """The picture inline (a PNG data URL in an <img>): given as an array, Gradio's gr.Image would write it into
+    its cache, where it would stay until the app stops; inline, it is never written to disk."""
+    if picture is None:
+        return ""
+    encoded = io.BytesIO()
+    PIL.Image.fromarray(picture).save(encoded, format="PNG")
+    return (f'<img src="data:image/png;base64,{base64.b64encode(encoded.getvalue()).decode()}" '
+            f'alt="{OVERLAY_LABEL}" style="max-height: 320px; max-width: 100%">')
 
 
 # ---------------------------------------------------------------- what to trust
@@ -318,7 +338,6 @@ def build(explainer: Explainer, score_folder: ScoreFolder, temp_root: Path, max_
     """The page. `temp_root` holds the request folders and the CSV downloads (the runner removes it at exit);
     `sites` are the external validations of this model shown under its validation evidence."""
     max_bytes = max_upload_mb * 2**20
-    downloads = Path(temp_root) / "downloads"
 
     def predict(upload: str | None) -> dict[str, Any]:
         return single_image(explainer, temp_root, max_bytes, upload).result
@@ -327,13 +346,14 @@ def build(explainer: Explainer, score_folder: ScoreFolder, temp_root: Path, max_
         explanation = single_image(explainer, temp_root, max_bytes, upload)
         # Without Grad-CAM (an older export, no backbone) the picture is still the one the models saw.
         picture = explanation.overlay if explanation.overlay is not None else explanation.model_input
-        return result_markdown(explanation.result), picture, explanation.result
+        return result_markdown(explanation.result), picture_html(picture), explanation.result
 
     def score(uploads: Sequence[str] | None):
+        downloads = Path(page.GRADIO_CACHE) / "downloads"  # Gradio's cache: pruned by delete_cache below
         return several_files(score_folder, temp_root, downloads, max_bytes, uploads)
 
-    with gr.Blocks(title="COVID-19 mortality risk from a chest X-ray (research use only)",
-                   analytics_enabled=False) as page:
+    with gr.Blocks(title="COVID-19 mortality risk from a chest X-ray (research use only)", analytics_enabled=False,
+                   delete_cache=(CACHE_SWEEP_SECONDS, CACHE_KEPT_SECONDS)) as page:
         gr.Markdown("# COVID-19 mortality risk from a chest X-ray")
         gr.Markdown(banner_markdown(explainer), elem_id="banner")
         with gr.Row():
@@ -344,14 +364,12 @@ def build(explainer: Explainer, score_folder: ScoreFolder, temp_root: Path, max_
                                      file_count="single", type="filepath", elem_id="single-upload")
                     with gr.Row():
                         result = gr.Markdown(elem_id="result")
-                        overlay = gr.Image(label="Grad-CAM on the image as the model saw it (red: what raised "
-                                                 "the predicted risk)", type="numpy", interactive=False,
-                                           height=320, elem_id="overlay")
+                        overlay = gr.HTML(label=OVERLAY_LABEL, show_label=True, container=True, elem_id="overlay")
                     with gr.Accordion("The answer as the API returns it (/predict)", open=False):
                         answer = gr.JSON(elem_id="answer")
                     api_trigger = gr.Button(visible=False)
                     upload.upload(show, upload, [result, overlay, answer], api_visibility="private")
-                    upload.clear(lambda: ("", None, None), None, [result, overlay, answer], api_visibility="private")
+                    upload.clear(lambda: ("", "", None), None, [result, overlay, answer], api_visibility="private")
                     api_trigger.click(predict, upload, answer, api_name=API_NAME)
                 with gr.Tab("Several files"):
                     gr.Markdown("X-rays (PNG, JPEG, DICOM) or a zip of them, scored by the scoring job "
