@@ -23,6 +23,7 @@ from common.quiet import quiet_tensorflow_logs
 
 quiet_tensorflow_logs()  # before any import below loads TensorFlow
 
+import functools
 import logging
 import shutil
 import signal
@@ -90,33 +91,37 @@ def launch(model: str, host: str, port: int, auth_file: str | None, max_upload_m
     saved_model_dir = score.resolve_model(model)
     auth = login(host, auth_file)
     sites = external_validations(validations, saved_model_dir)
+    if block:  # before anything is loaded: SIGTERM while the model loads still removes the temporary folder
+        signal.signal(signal.SIGTERM, _stop)
     temp_root = Path(tempfile.mkdtemp(prefix="covid-cxr-app-"))
-    # Gradio's own cache (uploads before the page takes them, pictures it serves) goes inside, removed at exit.
-    os.environ["GRADIO_TEMP_DIR"] = str(temp_root / "gradio")
-    from serving import explain, page
-
-    def score_folder(images: Path, output: Path) -> None:
-        score.score(score.list_images(str(images)), saved_model_dir, output, progress=False)
-
     try:
-        blocks = page.build(explain.Explainer(saved_model_dir), score_folder, temp_root, max_upload_mb, sites)
+        # Gradio's own cache (uploads before the page takes them, the CSV downloads) goes inside, removed at exit.
+        os.environ["GRADIO_TEMP_DIR"] = str(temp_root / "gradio")
+        from serving import explain, page
+
+        blocks = page.build(explain.Explainer(saved_model_dir), functools.partial(score_every_file, saved_model_dir),
+                            temp_root, max_upload_mb, sites)
         blocks.queue(default_concurrency_limit=1)
         blocks.launch(server_name=host, server_port=port, share=False, auth=auth, max_file_size=f"{max_upload_mb}mb",
                       theme=page.theme(), show_error=True, prevent_thread_lock=True, quiet=True, footer_links=[])
+        blocks.temp_root = temp_root
+        shown = f"; external validations of it: {', '.join(site.site or 'unnamed' for site in sites)}" if sites else ""
+        print(f"The page: {blocks.local_url} (model {saved_model_dir}{shown}). Research use only; Ctrl+C stops it.",
+              flush=True)
+        if block:
+            blocks.block_thread()  # until Ctrl+C or SIGTERM
     except BaseException:
         shutil.rmtree(temp_root, ignore_errors=True)
         raise
-    blocks.temp_root = temp_root
-    shown = f"; external validations of it: {', '.join(site.site or 'unnamed' for site in sites)}" if sites else ""
-    print(f"The page: {blocks.local_url} (model {saved_model_dir}{shown}). Research use only; Ctrl+C stops it.",
-          flush=True)
     if block:
-        signal.signal(signal.SIGTERM, _stop)
-        try:
-            blocks.block_thread()  # until Ctrl+C or SIGTERM
-        finally:
-            shutil.rmtree(temp_root, ignore_errors=True)
+        shutil.rmtree(temp_root, ignore_errors=True)
     return blocks
+
+
+def score_every_file(saved_model_dir: Path, images: Path, output: Path) -> None:
+    """The batch tab's scoring: every file of the folder gets a row, those that are not images with their reason
+    (`pipeline.score`'s `list_images` would skip them, and the page promises a row per file)."""
+    score.score([(p.name, p) for p in sorted(images.iterdir())], saved_model_dir, output, progress=False)
 
 
 def main(argv: Sequence[str]) -> int:

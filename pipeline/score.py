@@ -73,8 +73,6 @@ flags.DEFINE_string("shard", "0/1", "i/n: score only the i-th of n contiguous bl
                     "<output stem>-0000i-of-0000n.csv.")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".dcm", ".dicom")
-# Enough of a file to tell DICOM from anything else: the preamble and `DICM`, or a header without them.
-DICOM_HEAD_BYTES = 64 * 1024
 COLUMNS = ("filename", contract.PROBABILITY, contract.CLASS, contract.ERROR)
 SAVED_MODEL_PB = "saved_model.pb"
 
@@ -109,20 +107,15 @@ def resolve_model(path: str | Path) -> Path:
 # ---------------------------------------------------------------- inputs
 def list_images(images: str) -> list[tuple[str, Path]]:
     """(name for the output, path) of every image in a folder, or of every file a glob matches."""
+    from images import dicom
     folder = Path(images)
     if folder.is_dir():
+        # DICOM by content too, for the files PACS exports name by their UID (`1.2.840....`, no suffix).
         files = sorted(p for p in folder.iterdir() if not p.name.startswith(".")
-                       and (p.suffix.lower() in IMAGE_SUFFIXES or (p.is_file() and _is_dicom_file(p))))
+                       and (p.suffix.lower() in IMAGE_SUFFIXES or (p.is_file() and dicom.is_dicom_file(p))))
         return [(p.name, p) for p in files]
     matches = sorted(Path(m) for m in glob.glob(images, recursive=True))
     return [(str(p), p) for p in matches if not p.is_dir()]
-
-
-def _is_dicom_file(path: Path) -> bool:
-    """DICOM by content, for the files PACS exports name by their UID (`1.2.840....`, no suffix)."""
-    from images import dicom
-    with open(path, "rb") as handle:
-        return dicom.is_dicom(handle.read(DICOM_HEAD_BYTES))
 
 
 def list_csv(csv_path: Path, images_dir: Path | None, column: str) -> list[tuple[str, Path | Exception]]:

@@ -156,6 +156,9 @@ def audit(config: configs.PipelineConfig, results_dir: Path, command: str) -> Pa
 def main(argv):
     del argv
     command = " ".join([Path(sys.executable).name, "-m", "pipeline.study", *sys.argv[1:]])
+    if FLAGS.audit_site and not FLAGS.audit:
+        print("error: --audit_site adds studies to --audit: give --audit too (nothing was run)", file=sys.stderr)
+        return 2
     if FLAGS.audit:
         try:
             stem = audit(run_flags.config_from_flags(), Path(FLAGS.results_dir), command)

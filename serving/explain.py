@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from components.configs import FRONTAL_VIEWS
 from images import dicom, image_io
 from serving.contract import (CLASS, DEFAULT_SIGNATURE, ERROR, EXPLAIN_SIGNATURE, FOLD_PROBABILITIES, GRADCAM,
                               INPUT_NAME, MODEL_INPUT, PROBABILITY)
@@ -44,6 +45,10 @@ SCREEN_WARNINGS = {
     "dicom_for_processing": "The header says this image is FOR PROCESSING (raw detector data, not for viewing): "
                             "the model was trained on images for presentation.",
 }
+# Ingest drops such an image (`sources/manifest.py`, reason `not_frontal`): a view in the header that is not one of
+# the project's frontal views (decubitus LLD/RLD, oblique LAO/RAO/LPO/RPO, ...).
+NOT_FRONTAL_WARNING = ("The header's view position is {view!r}, not a frontal view ({frontal}): the model was trained "
+                       "on frontal chest X-rays only, so its answer here means nothing.")
 BURNED_IN_WARNING = ("The header says text is burned into the pixels (BurnedInAnnotation YES): it may identify the "
                      "patient, and the model may read it.")
 OVERLAY_ALPHA = 0.45
@@ -109,6 +114,9 @@ class Explainer:
             reason = dicom.screen(facts)
             if reason:
                 warnings.append(SCREEN_WARNINGS[reason])
+            elif not_frontal(facts.view_position):
+                warnings.append(NOT_FRONTAL_WARNING.format(view=facts.view_position.strip(),
+                                                           frontal=", ".join(FRONTAL_VIEWS)))
             if (facts.burned_in_annotation or "").upper() == "YES":
                 warnings.append(BURNED_IN_WARNING)
         error = outputs[ERROR].decode()
@@ -129,6 +137,12 @@ class Explainer:
                 FOLD_PROBABILITIES: None if folds is None else [_finite(p) for p in folds],
                 "warnings": warnings or [], "dicom": dicom_header,
                 "model_status": (self.card or {}).get("model", {}).get("status")}
+
+
+def not_frontal(view: str | None) -> bool:
+    """A view the header names that is not a frontal one, as ingest tells it (case and spaces aside)."""
+    view = (view or "").strip().lower()
+    return bool(view) and view not in {frontal.lower() for frontal in FRONTAL_VIEWS}
 
 
 def dicom_header(facts: dicom.DicomFacts) -> dict[str, str]:

@@ -9,23 +9,31 @@ one from the scoring job are the same.
 
 Privacy: every upload is moved out of Gradio's cache into a folder of this request (`RequestFolder`) that is
 removed when the request ends, single images are renamed `upload<suffix>` there so no reason quotes a real file
-name, and the log gets the size and the outcome of a request, never a file name. Offline: no CDN fonts (system
+name, and the log gets the size and the outcome of a request, never a file name. The picture shown is inline in the
+page (`picture_html`), never written to disk. What Gradio's cache still holds (an upload never scored, a batch's
+scores.csv, which names the uploaded files) is deleted once older than CACHE_KEPT_SECONDS (`delete_cache`). Offline: no CDN fonts (system
 fonts), analytics off (the runner sets it before Gradio loads); the browser test checks that no request leaves
 the server.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import logging
+import lzma
 import shutil
 import tempfile
 import time
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import gradio as gr
+import numpy as np
+import PIL.Image
 
 from serving import validations
 from serving.contract import CLASS, ERROR, FOLD_PROBABILITIES, PROBABILITY
@@ -37,12 +45,23 @@ API_NAME = "predict"
 SCORES_CSV = "scores.csv"
 # A zip may expand to at most this many times the upload limit: a small archive of huge files is refused.
 ZIP_EXPANSION = 20
-DOWNLOADS_KEPT_SECONDS = 3600
+# A zip of more entries is refused (each becomes a file and a row; the archive's directory is read whole).
+MAX_ZIP_MEMBERS = 10_000
+# What unpacking a damaged, encrypted or oddly compressed zip raises; the messages of several name the member (a
+# file name, maybe a patient's), so the page answers with a sentence of its own.
+ZIP_FAILURES = (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error,
+                lzma.LZMAError, OSError)
+# Gradio's cache (`gr.Blocks(delete_cache=...)`): every CACHE_SWEEP_SECONDS, what Gradio holds that is older than
+# CACHE_KEPT_SECONDS is deleted: an upload never scored, a scores.csv download (its link stops working then).
+CACHE_SWEEP_SECONDS = 60
+CACHE_KEPT_SECONDS = 600
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica", "Arial", "sans-serif"]
 SYSTEM_MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
 RESEARCH_NOTICE = "**Research use only: this is not a medical device.** Do not use it to decide anything about a patient."
 FRONTAL_ONLY = ("Send frontal (PA or AP) chest X-rays only: the model answers for any picture, and for a PNG or "
                 "JPEG the page cannot tell a lateral or non-chest image (a DICOM header can, and is checked).")
+
+OVERLAY_LABEL = "Grad-CAM on the image as the model saw it (red: what raised the predicted risk)"
 
 ScoreFolder = Callable[[Path, Path], None]  # (folder of images, output CSV) -> writes the CSV
 
@@ -70,15 +89,21 @@ def take_upload(upload: str | Path, folder: Path, name: str, max_bytes: int) -> 
     upload = Path(upload)
     target = folder / name
     shutil.move(upload, target)
-    try:
-        upload.parent.rmdir()  # Gradio keeps each upload in a folder of its own
-    except OSError:
-        pass
+    _discard(upload)
     size = target.stat().st_size
     if size > max_bytes:
         raise UploadRefused(f"The file is {size / 2**20:.1f} MB; this page takes files up to "
                             f"{max_bytes / 2**20:g} MB (--max_upload_mb).")
     return target
+
+
+def _discard(upload: Path) -> None:
+    """An upload (if still there) and the folder of its own Gradio keeps it in (if empty) removed."""
+    upload.unlink(missing_ok=True)
+    try:
+        upload.parent.rmdir()
+    except OSError:
+        pass
 
 
 # ---------------------------------------------------------------- one image
@@ -141,15 +166,18 @@ def several_files(score_folder: ScoreFolder, temp_root: Path, downloads: Path, m
     with RequestFolder(temp_root) as folder:
         images = folder / "images"
         images.mkdir()
+        unique_name = UniqueNames()
         try:
             for upload in uploads:
                 name = Path(upload).name
                 if name.lower().endswith(".zip"):
-                    extract_zip(take_upload(upload, folder, "upload.zip", max_bytes), images, max_bytes)
+                    extract_zip(take_upload(upload, folder, "upload.zip", max_bytes), images, max_bytes, unique_name)
                     (folder / "upload.zip").unlink()
                 else:
-                    take_upload(upload, images, unique_name(images, name), max_bytes)
+                    take_upload(upload, images, unique_name(name), max_bytes)
         except UploadRefused as refused:
+            for upload in uploads:  # those not taken yet would wait in Gradio's cache
+                _discard(Path(upload))
             LOG.info("batch: %d files, %d bytes, refused", len(uploads), total)
             return [], None, f"Refused: {refused}"
         if not any(images.iterdir()):
@@ -165,40 +193,65 @@ def several_files(score_folder: ScoreFolder, temp_root: Path, downloads: Path, m
     return rows, str(download), f"{len(rows) - errors} scored, {errors} not scored (reason in the error column)."
 
 
-def unique_name(folder: Path, name: str) -> str:
-    """`name` (its last part only), or `<i>-name` when the folder has it already."""
-    name = Path(name).name or "file"
-    candidate, index = name, 1
-    while (folder / candidate).exists():
-        candidate, index = f"{index}-{name}", index + 1
-    return candidate
+class UniqueNames:
+    """Names for the files of one folder: `name` (its last part only), or `<i>-name` for its i-th repeat."""
+
+    def __init__(self):
+        self.repeats: dict[str, int] = {}
+        self.taken: set[str] = set()
+
+    def __call__(self, name: str) -> str:
+        name = Path(name).name or "file"
+        index = self.repeats.get(name, 0)
+        candidate = name if index == 0 else f"{index}-{name}"
+        while candidate in self.taken:  # an upload named like a renamed one (`1-x.png` beside two `x.png`)
+            index += 1
+            candidate = f"{index}-{name}"
+        self.repeats[name] = index + 1
+        self.taken.add(candidate)
+        return candidate
 
 
-def extract_zip(archive: Path, folder: Path, max_bytes: int) -> None:
-    """A zip's files, flattened into `folder` (no path of the archive is followed), up to ZIP_EXPANSION times the
-    upload limit in all; hidden files and folders are skipped."""
+def extract_zip(archive: Path, folder: Path, max_bytes: int, unique_name: UniqueNames) -> None:
+    """A zip's files, flattened into `folder` (no path of the archive is followed), up to MAX_ZIP_MEMBERS entries
+    and ZIP_EXPANSION times the upload limit in all; hidden files and folders are skipped. A zip that cannot be
+    unpacked is refused with a sentence that names none of its entries."""
     try:
         with zipfile.ZipFile(archive) as opened:
-            members = [m for m in opened.infolist() if not m.is_dir() and not any(
+            entries = opened.infolist()
+            if len(entries) > MAX_ZIP_MEMBERS:
+                raise UploadRefused(f"The zip holds {len(entries)} entries; this page takes at most "
+                                    f"{MAX_ZIP_MEMBERS} (score more with `python -m pipeline.score`).")
+            members = [m for m in entries if not m.is_dir() and not any(
                 part.startswith((".", "__MACOSX")) for part in Path(m.filename).parts)]
             if sum(m.file_size for m in members) > ZIP_EXPANSION * max_bytes:
                 raise UploadRefused(f"The zip expands to more than {ZIP_EXPANSION} x {max_bytes / 2**20:g} MB.")
             for member in members:
-                with opened.open(member) as source, open(folder / unique_name(folder, member.filename), "wb") as out:
+                with opened.open(member) as source, open(folder / unique_name(member.filename), "wb") as out:
                     shutil.copyfileobj(source, out)
-    except zipfile.BadZipFile:
-        raise UploadRefused("The .zip file is not a readable zip archive.") from None
+    except ZIP_FAILURES:
+        raise UploadRefused("The .zip file could not be unpacked: it is damaged, encrypted or compressed in a way "
+                            "this page does not read (stored or deflated entries, no password).") from None
 
 
 def keep_download(csv_path: Path, downloads: Path) -> Path:
-    """Copy the CSV where Gradio can serve it after the request folder is gone; older downloads are removed."""
+    """Copy the CSV where Gradio serves it from after the request folder is gone: `downloads` is inside Gradio's
+    cache, so Gradio takes this copy as it is (no second one) and deletes it after CACHE_KEPT_SECONDS."""
     downloads.mkdir(parents=True, exist_ok=True)
-    for old in downloads.glob("*/"):
-        if time.time() - old.stat().st_mtime > DOWNLOADS_KEPT_SECONDS:
-            shutil.rmtree(old, ignore_errors=True)
     target = Path(tempfile.mkdtemp(dir=downloads)) / SCORES_CSV
     shutil.copyfile(csv_path, target)
     return target
+
+
+def picture_html(picture: np.ndarray | None) -> str:
+    """The picture inline (a PNG data URL in an <img>): given as an array, Gradio's gr.Image would write it into
+    its cache, where it would stay until the app stops; inline, it is never written to disk."""
+    if picture is None:
+        return ""
+    encoded = io.BytesIO()
+    PIL.Image.fromarray(picture).save(encoded, format="PNG")
+    return (f'<img src="data:image/png;base64,{base64.b64encode(encoded.getvalue()).decode()}" '
+            f'alt="{OVERLAY_LABEL}" style="max-height: 320px; max-width: 100%">')
 
 
 # ---------------------------------------------------------------- what to trust
@@ -285,7 +338,6 @@ def build(explainer: Explainer, score_folder: ScoreFolder, temp_root: Path, max_
     """The page. `temp_root` holds the request folders and the CSV downloads (the runner removes it at exit);
     `sites` are the external validations of this model shown under its validation evidence."""
     max_bytes = max_upload_mb * 2**20
-    downloads = Path(temp_root) / "downloads"
 
     def predict(upload: str | None) -> dict[str, Any]:
         return single_image(explainer, temp_root, max_bytes, upload).result
@@ -294,13 +346,14 @@ def build(explainer: Explainer, score_folder: ScoreFolder, temp_root: Path, max_
         explanation = single_image(explainer, temp_root, max_bytes, upload)
         # Without Grad-CAM (an older export, no backbone) the picture is still the one the models saw.
         picture = explanation.overlay if explanation.overlay is not None else explanation.model_input
-        return result_markdown(explanation.result), picture, explanation.result
+        return result_markdown(explanation.result), picture_html(picture), explanation.result
 
     def score(uploads: Sequence[str] | None):
+        downloads = Path(page.GRADIO_CACHE) / "downloads"  # Gradio's cache: pruned by delete_cache below
         return several_files(score_folder, temp_root, downloads, max_bytes, uploads)
 
-    with gr.Blocks(title="COVID-19 mortality risk from a chest X-ray (research use only)",
-                   analytics_enabled=False) as page:
+    with gr.Blocks(title="COVID-19 mortality risk from a chest X-ray (research use only)", analytics_enabled=False,
+                   delete_cache=(CACHE_SWEEP_SECONDS, CACHE_KEPT_SECONDS)) as page:
         gr.Markdown("# COVID-19 mortality risk from a chest X-ray")
         gr.Markdown(banner_markdown(explainer), elem_id="banner")
         with gr.Row():
@@ -311,14 +364,12 @@ def build(explainer: Explainer, score_folder: ScoreFolder, temp_root: Path, max_
                                      file_count="single", type="filepath", elem_id="single-upload")
                     with gr.Row():
                         result = gr.Markdown(elem_id="result")
-                        overlay = gr.Image(label="Grad-CAM on the image as the model saw it (red: what raised "
-                                                 "the predicted risk)", type="numpy", interactive=False,
-                                           height=320, elem_id="overlay")
+                        overlay = gr.HTML(label=OVERLAY_LABEL, show_label=True, container=True, elem_id="overlay")
                     with gr.Accordion("The answer as the API returns it (/predict)", open=False):
                         answer = gr.JSON(elem_id="answer")
                     api_trigger = gr.Button(visible=False)
                     upload.upload(show, upload, [result, overlay, answer], api_visibility="private")
-                    upload.clear(lambda: ("", None, None), None, [result, overlay, answer], api_visibility="private")
+                    upload.clear(lambda: ("", "", None), None, [result, overlay, answer], api_visibility="private")
                     api_trigger.click(predict, upload, answer, api_name=API_NAME)
                 with gr.Tab("Several files"):
                     gr.Markdown("X-rays (PNG, JPEG, DICOM) or a zip of them, scored by the scoring job "

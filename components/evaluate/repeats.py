@@ -13,9 +13,12 @@ of its pooled predictions. What is known at admission is refitted on every
 repeat's folds (`clinical_baseline`: age and sex alone, and with the image's
 log-odds) and summarised the same way, on the same resamples, so the X-ray is
 compared with age and sex over the same repeats: `image_minus_age_sex` is the mean
-over repeats of the paired ROC AUC difference, with its interval. What export would serve
-is summarised too (`recalibrated`): each repeat's predictions recalibrated fold by fold on
-the other folds' (`validation.cross_fitted`), the served calibration's honest estimate.
+over repeats of the paired ROC AUC difference, with its interval. An estimate of the
+recalibrated probabilities export serves is summarised too (`recalibrated`): each repeat's
+predictions recalibrated fold by fold on the other folds' (`validation.cross_fitted`). It
+approximates what is served, not reproduces it: export fits one recalibration on every
+repeat's predictions pooled, while this refits one per fold of each repeat on fewer rows, so
+that no prediction is recalibrated by a fit that saw its own label.
 """
 
 from __future__ import annotations
@@ -127,8 +130,9 @@ def recalibrated(rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def write_table(path: Path, result: Mapping[str, Any]) -> None:
-    """One row per set and metric (the image model's first, its cross-fitted recalibration's, then the
-    admission baselines'): the mean over repeats, its interval, the spread, then each repeat's estimate."""
+    """One row per set and metric (the image model's first, then its cross-fitted recalibration's, an estimate of
+    the served calibration refitted per repeat rather than export's one pooled fit, then the admission
+    baselines'): the mean over repeats, its interval, the spread, then each repeat's estimate."""
     repeats = range(result["repeats"])
     sets = {"image": result, **({RECALIBRATED: result["recalibrated"]} if "recalibrated" in result else {}),
             **result.get("baselines", {})}

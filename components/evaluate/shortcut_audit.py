@@ -40,6 +40,7 @@ from sources import origin
 AGE_SEX = "age + sex"
 SOURCE_TYPE, SITE, VIEW = "source type", "site", "view"
 AP, PA = "AP", "PA"
+UNKNOWN_VIEW = "unknown"  # a blank view: its own stratum, never counted as PA
 ALL_IMAGES = "all"
 FOLD_PARAMS = ("split", "folds", "seed", "repeats", "labels", "variant", "rebalance", "min_site_patients")
 
@@ -96,9 +97,17 @@ def model_predictions(run: ModelRun, rows: Mapping[str, np.ndarray]) -> np.ndarr
     return stored["probability"]
 
 
+def view_stratum(view: str) -> str:
+    """AP for any AP view, `UNKNOWN_VIEW` for a blank one, PA for the rest (the frontal selection keeps PA and the AP
+    views alone). The upstream collection's selection keeps no blank view, so the audit's strata are AP and PA; the
+    view probe and the AP column tell AP from everything else, a blank view included."""
+    view = view.strip().upper()
+    return UNKNOWN_VIEW if not view else AP if view.startswith(AP) else PA
+
+
 def row_facts(rows: Mapping[str, np.ndarray], found: origins_lib.Origins,
               ingest_rows: Mapping[str, Mapping[str, str]]) -> dict[str, np.ndarray]:
-    """Each row's source type, pooled site and view (AP: any AP view), and age and sex (NaN where unknown)."""
+    """Each row's source type, pooled site and view (`view_stratum`), and age and sex (NaN where unknown)."""
     patients = [str(p) for p in rows["patient"]]
     missing = sorted(set(patients) - set(found.source))
     if missing:
@@ -108,7 +117,7 @@ def row_facts(rows: Mapping[str, np.ndarray], found: origins_lib.Origins,
     if not np.array_equal(sites, carried):
         raise PipelineError("--audit: the patients' sites by the rules differ from those the TFRecords carry")
     facts = [ingest_rows[str(sid)] for sid in rows["source_id"]]
-    views = np.array([AP if row["view"].strip().upper().startswith(AP) else PA for row in facts])
+    views = np.array([view_stratum(row["view"]) for row in facts])
     return {SOURCE_TYPE: np.array([found.source_type[p] for p in patients]),
             SITE: np.array([found.pooled_site[p] for p in patients]), VIEW: views,
             "admission": clinical_baseline.admission_features(facts)}

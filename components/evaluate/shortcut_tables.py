@@ -63,7 +63,8 @@ def markdown(record: Mapping[str, Any]) -> str:
                      f"{gain['difference']:+.3f} ({gain['low']:+.3f} to {gain['high']:+.3f}) |")
     models = list(dict.fromkeys(row["model"] for row in record["within_stratum"]))
     lines += ["", "## ROC AUC within strata", "",
-              "Inside each source type, pooled site and view (AP: any AP view); a stratum whose images all "
+              "Inside each source type, pooled site and view (AP: any AP view; PA: PA; a blank view would be "
+              "its own stratum, `unknown`, and the frontal selection keeps none); a stratum whose images all "
               "survived is listed, not scored.", "",
               "| stratum | images (deaths) | patients (died) | " + " | ".join(models) + " |",
               "|" + "---|" * (3 + len(models))]

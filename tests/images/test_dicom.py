@@ -250,12 +250,19 @@ def test_rendering_once_per_value_gives_the_bytes_of_every_pixel_through_the_pip
 
 
 def test_jpeg_2000_renders_the_same_through_the_preferred_decoder_as_through_pydicoms_order(tmp_path, monkeypatch):
+    import pydicom.pixels
+    plugins = pydicom.pixels.get_decoder(JPEG2000Lossless).available_plugins
+    # Without pylibjpeg the preferred path is never taken and the comparison below would be of one decoder with itself.
+    assert dicom._PREFERRED_PLUGINS[JPEG2000Lossless] in plugins, plugins
     gray = sample_gray().astype(np.uint16) * 16 + np.arange(136 * 128).reshape(136, 128).astype(np.uint16) % 16
     for name, stored, elements in (("unsigned", gray, {}),
                                    ("signed", (gray.astype(np.int32) - 2048).astype(np.int16),
                                     {"PixelRepresentation": 1})):
         path = write(dataset(stored, bits_stored=12, **elements), tmp_path / f"{name}.dcm", JPEG2000Lossless)
         raw = path.read_bytes()
+        for plugin in plugins:  # each decoder, named explicitly, reads the lossless pixels as they were stored
+            decoded = pydicom.pixels.pixel_array(dcmread(io.BytesIO(raw)), decoding_plugin=plugin)
+            assert np.array_equal(decoded, stored), (name, plugin)
         preferred = dicom.render(raw, "j2k.dcm").pixels
         monkeypatch.setattr(dicom, "_PREFERRED_PLUGINS", {})
         assert np.array_equal(preferred, dicom.render(raw, "j2k.dcm").pixels), name

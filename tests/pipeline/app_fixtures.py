@@ -4,7 +4,9 @@ and pushed as a DEMO by the export stage itself, so the page reads a real card; 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,6 +32,27 @@ def demo_export(root: Path) -> Path:
               "metrics": {"roc_auc_ci_low": 0.55}}
     base.execute(export.SPEC, {"model": helpers.fake_artifact(train, "train")}, params, root / "runs")
     return root / "serving" / "covid_demo"
+
+
+@contextlib.contextmanager
+def launched(model, *args, **kwargs):
+    """`pipeline.app.launch(..., block=False)`, closed, its folder removed and GRADIO_TEMP_DIR as it was again on the
+    way out. launch sets that variable for the whole process and Gradio reads it at each upload, so while a second
+    app runs the first refuses uploads; restored, the first takes them again, whatever order tests run in."""
+    from pipeline import app
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    blocks = None
+    try:
+        blocks = app.launch(str(model), *args, block=False, **kwargs)
+        yield blocks
+    finally:
+        if blocks is not None:
+            blocks.close()
+            shutil.rmtree(blocks.temp_root, ignore_errors=True)
+        if before is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = before
 
 
 def free_port() -> int:

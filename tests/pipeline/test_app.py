@@ -1,5 +1,6 @@
 """The app's page through its API (`gradio_client`, as a program would call it), its flags and its privacy rules."""
 
+import functools
 import json
 import logging
 import shutil
@@ -33,11 +34,9 @@ def site_validation(model, tmp_path_factory, sample_dir):
 
 @pytest.fixture(scope="module")
 def server(model, site_validation):
-    blocks = app.launch(str(model), "127.0.0.1", app_fixtures.free_port(), None, max_upload_mb=1, block=False,
-                        validations=[str(site_validation)])
-    yield blocks
-    blocks.close()
-    shutil.rmtree(blocks.temp_root)
+    with app_fixtures.launched(model, "127.0.0.1", app_fixtures.free_port(), None, max_upload_mb=1,
+                               validations=[str(site_validation)]) as blocks:
+        yield blocks
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +74,17 @@ def test_a_lateral_dicom_is_warned_about(client, tmp_path):
     assert answer["warnings"] == [explain.SCREEN_WARNINGS["dicom_lateral_view"]]
 
 
+@pytest.mark.parametrize("view", ["LLD", "RLD", "RLO", "LAO"])
+def test_a_decubitus_or_oblique_dicom_is_warned_about_as_ingest_drops_it(client, tmp_path, view):
+    from components import configs
+    from tests.images import dicom_files
+    path = dicom_files.write(dicom_files.dataset(dicom_files.sample_gray(), ViewPosition=view), tmp_path / "v.dcm")
+    answer = _predict(client, path)
+    assert answer["error"] == "" and answer["warnings"] == [explain.NOT_FRONTAL_WARNING.format(
+        view=view, frontal=", ".join(configs.FRONTAL_VIEWS))]
+    assert not explain.not_frontal("ap supine") and not explain.not_frontal("")  # frontal, or no view: as ingest
+
+
 def test_a_broken_file_gets_its_reason_and_the_next_file_is_scored(client, tmp_path):
     broken = tmp_path / "Doe_John_1950.png"
     broken.write_text("not an X-ray")
@@ -93,6 +103,75 @@ def test_uploads_are_removed_after_each_request_and_never_named_in_the_log(clien
     left = [p for p in server.temp_root.rglob("*") if p.is_file() and p.stat().st_size]
     assert left == [] and not list(server.temp_root.glob("request-*"))
     assert caplog.records and "Doe" not in caplog.text and "bytes, scored" in caplog.text
+
+
+def test_the_picture_shown_is_never_written_and_gradios_cache_is_emptied_after_its_age(model, tmp_path,
+                                                                                        monkeypatch):
+    """`show` (the page's own function for one image, not /predict) through Gradio's processing, the batch tab, and an
+    upload never scored: once CACHE_KEPT_SECONDS (here 1 s) have passed, Gradio's cache holds no bytes."""
+    import time
+
+    import anyio
+    import httpx
+    from gradio.state_holder import SessionState
+    monkeypatch.setattr(page, "CACHE_SWEEP_SECONDS", 1)
+    monkeypatch.setattr(page, "CACHE_KEPT_SECONDS", 1)
+    named = tmp_path / "Doe_John_1950.jpg"
+    named.write_bytes(app_fixtures.PNG_SAMPLE.read_bytes())
+
+    with app_fixtures.launched(model, "127.0.0.1", app_fixtures.free_port(), None, max_upload_mb=1) as blocks:
+        cache = blocks.temp_root / "gradio"
+
+        def upload() -> dict:
+            with open(named, "rb") as handle:
+                sent = httpx.post(blocks.local_url + "gradio_api/upload", files={"files": handle})
+            return {"path": sent.json()[0], "orig_name": named.name, "meta": {"_type": "gradio.FileData"}}
+
+        def run(name: str, inputs: list) -> list:
+            function = next(f for f in blocks.fns.values() if getattr(f.fn, "__name__", "") == name)
+            return anyio.run(lambda: blocks.process_api(function, inputs, state=SessionState(blocks)))["data"]
+
+        def held() -> list:
+            return [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size]
+
+        markdown, picture, answer = run("show", [upload()])
+        assert "Probability of death" in markdown and picture.startswith('<img src="data:image/png;base64,')
+        assert held() == []  # the upload moved out and gone, the overlay inline: no X-ray in Gradio's cache
+        rows, download, status = run("score", [[upload()]])
+        assert rows["data"][0][0] == "Doe_John_1950.jpg" and status.startswith("1 scored")
+        upload()  # never scored
+        assert len(held()) == 2  # the download (it names the upload) and the upload waiting
+        deadline = time.monotonic() + 30
+        while held() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert held() == []
+
+
+def test_sigterm_while_the_model_loads_removes_the_temporary_folder(model, tmp_path):
+    import subprocess
+    import sys
+
+    from components import configs
+    script = f"""
+import os, signal, tempfile
+tempfile.tempdir = {str(tmp_path)!r}
+from serving import explain
+
+def loading(*args):
+    os.kill(os.getpid(), signal.SIGTERM)  # a service manager stopping the app while the model loads
+    raise AssertionError("SIGTERM did not stop the app")
+
+explain.Explainer = loading
+from pipeline import app
+try:
+    app.launch({str(model)!r}, "127.0.0.1", {app_fixtures.free_port()}, None, 1)
+except KeyboardInterrupt:
+    print("stopped")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=configs.REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert (done.returncode, done.stdout) == (0, "stopped\n"), done.stderr
+    assert list(tmp_path.glob("covid-cxr-app-*")) == []
 
 
 def test_an_upload_over_the_limit_is_refused_with_the_limit(client, tmp_path):
@@ -128,18 +207,98 @@ def test_the_batch_tab_scores_through_the_scoring_job(model, tmp_path):
     loose = tmp_path / "cache2" / "00870a9c.jpg"
     loose.parent.mkdir()
     loose.write_bytes(app_fixtures.PNG_SAMPLE.read_bytes())
+    others = [tmp_path / "cache3" / "notes.txt", tmp_path / "cache4" / ".hidden.png"]  # list_images skips both
+    for other in others:
+        other.parent.mkdir()
+        other.write_text("not an X-ray")
     (tmp_path / "work").mkdir()
     rows, download, status = page.several_files(
-        lambda images, output: score.score(score.list_images(str(images)), saved_model_dir, output, progress=False),
-        tmp_path / "work", tmp_path / "downloads", 2**20, [str(archive), str(loose)])
+        functools.partial(app.score_every_file, saved_model_dir), tmp_path / "work", tmp_path / "downloads", 2**20,
+        [str(archive), str(loose), *map(str, others)])
     names = [row[0] for row in rows]
-    assert sorted(names) == ["00870a9c.dcm", "00870a9c.jpg", "1-00870a9c.jpg", "broken.png"]
-    broken = rows[names.index("broken.png")]
-    assert broken[1] == "" and broken[3].startswith("not_an_image")
-    assert status == "3 scored, 1 not scored (reason in the error column)."
+    assert sorted(names) == [".hidden.png", "00870a9c.dcm", "00870a9c.jpg", "1-00870a9c.jpg", "broken.png",
+                             "notes.txt"]  # every file uploaded has its row
+    for name in ("broken.png", "notes.txt", ".hidden.png"):
+        row = rows[names.index(name)]
+        assert row[1] == "" and row[3].startswith("not_an_image"), row
+    assert status == "3 scored, 3 not scored (reason in the error column)."
     assert open(download).read().splitlines()[0] == "filename,probability_of_death,class,error"
     assert list((tmp_path / "work").iterdir()) == [] and not archive.exists() and not loose.exists()
     assert not list(tmp_path.rglob("outside.png"))
+
+
+def _zip_of_one(path, data=b"x" * 5000, method=None, flag=0):
+    """A zip holding `Doe_John_1950.png`, its headers' compression method and flag bits set as given."""
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("Doe_John_1950.png", data)
+    raw = bytearray(path.read_bytes())
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = raw.index(signature) + flags_at
+        raw[at] |= flag
+        if method is not None:
+            raw[at + 2:at + 4] = method.to_bytes(2, "little")
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _corrupt(path):
+    raw = bytearray(_zip_of_one(path).read_bytes())
+    start = 30 + len("Doe_John_1950.png")  # the local header, its name, no extra field: the deflated data
+    raw[start:start + 8] = b"\xff" * 8
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("make", [lambda p: _zip_of_one(p, flag=0x1),  # encrypted: RuntimeError names the entry
+                                  lambda p: _zip_of_one(p, method=9),  # Deflate64: NotImplementedError
+                                  _corrupt,  # damaged deflate data: zlib.error
+                                  lambda p: p.write_bytes(b"PK\x03\x04 not a zip") and p])  # BadZipFile
+def test_a_zip_that_cannot_be_unpacked_is_refused_without_naming_an_entry(tmp_path, make, caplog):
+    (tmp_path / "cache").mkdir()
+    archive = make(tmp_path / "cache" / "x.zip")
+    loose = tmp_path / "cache2" / "Roe_Jane.png"
+    loose.parent.mkdir()
+    loose.write_bytes(b"waits in Gradio's cache")
+    (tmp_path / "work").mkdir()
+    with caplog.at_level(logging.INFO, logger=page.LOG.name):
+        rows, download, status = page.several_files(
+            lambda images, output: pytest.fail("nothing is scored"), tmp_path / "work", tmp_path / "downloads",
+            2**20, [str(archive), str(loose)])
+    assert rows == [] and download is None
+    assert status == ("Refused: The .zip file could not be unpacked: it is damaged, encrypted or compressed in a "
+                      "way this page does not read (stored or deflated entries, no password).")
+    assert "Doe" not in caplog.text and "Roe" not in caplog.text
+    assert list((tmp_path / "work").iterdir()) == [] and not archive.exists() and not loose.exists()
+
+
+def test_a_zip_ending_early_is_refused_too(tmp_path, monkeypatch):
+    def truncated(source, out):
+        raise EOFError("Doe_John_1950.png")  # what a zip cut short raises while it is read
+    monkeypatch.setattr(page.shutil, "copyfileobj", truncated)
+    with pytest.raises(page.UploadRefused, match="could not be unpacked") as refused:
+        page.extract_zip(_zip_of_one(tmp_path / "x.zip"), tmp_path, 2**20, page.UniqueNames())
+    assert "Doe" not in str(refused.value)
+
+
+def test_a_zip_of_too_many_entries_is_refused(tmp_path, monkeypatch):
+    import zipfile
+    monkeypatch.setattr(page, "MAX_ZIP_MEMBERS", 3)
+    with zipfile.ZipFile(tmp_path / "x.zip", "w") as out:
+        for i in range(4):
+            out.writestr(f"{i}.png", "x")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(page.UploadRefused, match="The zip holds 4 entries; this page takes at most 3"):
+        page.extract_zip(tmp_path / "x.zip", tmp_path / "out", 2**20, page.UniqueNames())
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_unique_names_number_repeats_in_constant_time():
+    names = page.UniqueNames()
+    assert [names(n) for n in ("a/x.png", "b/x.png", "1-x.png", "x.png", "", "c/")] == [
+        "x.png", "1-x.png", "1-1-x.png", "2-x.png", "file", "c"]
+    many = page.UniqueNames()
+    assert len({many("x.png") for _ in range(20_000)}) == 20_000  # quadratic, this took minutes
 
 
 def test_an_export_without_the_explain_signature_still_answers(tmp_path):
@@ -185,20 +344,18 @@ def test_other_machines_need_a_login(tmp_path):
         app.read_auth_file(users)
 
 
-def test_the_page_behind_a_login_answers_nothing_without_it(model, tmp_path):
+def test_the_page_behind_a_login_answers_nothing_without_it(model, client, tmp_path):
     import urllib.error
     import urllib.request
     users = tmp_path / "users.txt"
     users.write_text("ana:s3cret\n")
     users.chmod(stat.S_IRUSR | stat.S_IWUSR)
-    blocks = app.launch(str(model), "127.0.0.1", app_fixtures.free_port(), str(users), 1, block=False)
-    try:
+    with app_fixtures.launched(model, "127.0.0.1", app_fixtures.free_port(), str(users), 1) as blocks:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(blocks.local_url + "config")
         assert refused.value.code == 401
-    finally:
-        blocks.close()
-        shutil.rmtree(blocks.temp_root)
+    # A second app in this process set GRADIO_TEMP_DIR for itself: the first takes uploads again once it is gone.
+    assert _predict(client, app_fixtures.PNG_SAMPLE)["error"] == ""
 
 
 def test_the_command_refuses_other_machines_without_a_login(model, capsys):

@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 import pytest
 
 from components import configs
-from pipeline import app
 from tests.pipeline import app_fixtures
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -31,12 +30,10 @@ def server(tmp_path_factory, sample_dir):
         done = app_fixtures.validate(model, shutil.copytree(sample_dir, root / "site"), root / "out", "--site=SITE_A")
         assert done.returncode == 0, done.stderr
         validations = [str(root / "out")]
-    blocks = app.launch(str(model), "127.0.0.1", app_fixtures.free_port(), None, max_upload_mb=1, block=False,
-                        validations=validations)
-    blocks.validations = validations
-    yield blocks
-    blocks.close()
-    shutil.rmtree(blocks.temp_root)
+    with app_fixtures.launched(model, "127.0.0.1", app_fixtures.free_port(), None, max_upload_mb=1,
+                               validations=validations) as blocks:
+        blocks.validations = validations
+        yield blocks
 
 
 @pytest.fixture(scope="module")

@@ -85,3 +85,12 @@ def test_audit_refuses_a_folder_without_a_study_before_it_reads_any_data(tmp_pat
         assert study.main([]) == 2
     assert "holds no study provenance" in capsys.readouterr().err
     assert not (tmp_path / "r").exists() and not (tmp_path / "runs").exists()
+
+
+def test_audit_site_without_audit_is_refused_before_anything_runs(tmp_path, capsys):
+    with flagsaver.flagsaver():
+        study.FLAGS(["study", f"--audit_site={tmp_path / 'site_study'}", f"--output_dir={tmp_path / 'runs'}",
+                     f"--results_dir={tmp_path / 'r'}"])
+        assert study.main([]) == 2
+    assert capsys.readouterr().err == "error: --audit_site adds studies to --audit: give --audit too (nothing was run)\n"
+    assert not (tmp_path / "r").exists() and not (tmp_path / "runs").exists()

@@ -81,3 +81,9 @@ def test_a_site_split_run_is_scored_over_and_within_its_held_out_sites(tmp_path)
     assert [row["held_out"] for row in found] == ["all sites, pooled", *site_of_fold]
     assert found[0]["status"] == "scored" and "minus_age_sex" in found[0]
     assert found[3]["status"] == "one outcome" and found[3]["patients"] == 10
+
+
+def test_a_blank_view_is_its_own_stratum_not_pa():
+    from components import configs
+    assert [shortcut_audit.view_stratum(v) for v in configs.FRONTAL_VIEWS] == ["PA", "AP", "AP", "AP", "AP"]
+    assert shortcut_audit.view_stratum("") == shortcut_audit.view_stratum("  ") == shortcut_audit.UNKNOWN_VIEW
