@@ -35,6 +35,7 @@ from typing import Sequence
 
 from absl import app, flags
 
+from components import configs
 from pipeline import score  # defines --model, read the same way here
 from serving import validations as site_validations
 
@@ -99,7 +100,7 @@ def launch(model: str, host: str, port: int, auth_file: str | None, max_upload_m
         os.environ["GRADIO_TEMP_DIR"] = str(temp_root / "gradio")
         from serving import explain, page
 
-        blocks = page.build(explain.Explainer(saved_model_dir), functools.partial(score_every_file, saved_model_dir),
+        blocks = page.build(explain.Explainer(saved_model_dir, configs.FRONTAL_VIEWS), functools.partial(score_every_file, saved_model_dir),
                             temp_root, max_upload_mb, sites)
         blocks.queue(default_concurrency_limit=1)
         blocks.launch(server_name=host, server_port=port, share=False, auth=auth, max_file_size=f"{max_upload_mb}mb",

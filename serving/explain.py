@@ -17,11 +17,10 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from components.configs import FRONTAL_VIEWS
 from images import dicom, image_io
 from serving.contract import (CLASS, DEFAULT_SIGNATURE, ERROR, EXPLAIN_SIGNATURE, FOLD_PROBABILITIES, GRADCAM,
                               INPUT_NAME, MODEL_INPUT, PROBABILITY)
@@ -67,10 +66,12 @@ class Explanation:
 class Explainer:
     """An exported model, its card, and what its export lacks for the page."""
 
-    def __init__(self, saved_model_dir: Path):
+    def __init__(self, saved_model_dir: Path, frontal_views: Sequence[str] = ()):
+        """`frontal_views`: the views ingest keeps (the pipeline's --frontal_views); a DICOM header naming
+        another is warned about. None given: no such warning."""
         import tensorflow as tf
 
-        self.saved_model_dir = Path(saved_model_dir)
+        self.saved_model_dir, self.frontal_views = Path(saved_model_dir), tuple(frontal_views)
         loaded = tf.saved_model.load(str(self.saved_model_dir))
         self._loaded = loaded  # the signatures' functions need their object alive
         self.has_explain = EXPLAIN_SIGNATURE in loaded.signatures
@@ -114,9 +115,9 @@ class Explainer:
             reason = dicom.screen(facts)
             if reason:
                 warnings.append(SCREEN_WARNINGS[reason])
-            elif not_frontal(facts.view_position):
+            elif self.frontal_views and not_frontal(facts.view_position, self.frontal_views):
                 warnings.append(NOT_FRONTAL_WARNING.format(view=facts.view_position.strip(),
-                                                           frontal=", ".join(FRONTAL_VIEWS)))
+                                                           frontal=", ".join(self.frontal_views)))
             if (facts.burned_in_annotation or "").upper() == "YES":
                 warnings.append(BURNED_IN_WARNING)
         error = outputs[ERROR].decode()
@@ -139,10 +140,10 @@ class Explainer:
                 "model_status": (self.card or {}).get("model", {}).get("status")}
 
 
-def not_frontal(view: str | None) -> bool:
-    """A view the header names that is not a frontal one, as ingest tells it (case and spaces aside)."""
+def not_frontal(view: str | None, frontal_views: Sequence[str]) -> bool:
+    """A view the header names that is not one of `frontal_views`, as ingest tells it (case and spaces aside)."""
     view = (view or "").strip().lower()
-    return bool(view) and view not in {frontal.lower() for frontal in FRONTAL_VIEWS}
+    return bool(view) and view not in {frontal.strip().lower() for frontal in frontal_views}
 
 
 def dicom_header(facts: dicom.DicomFacts) -> dict[str, str]:

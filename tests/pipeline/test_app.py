@@ -82,7 +82,8 @@ def test_a_decubitus_or_oblique_dicom_is_warned_about_as_ingest_drops_it(client,
     answer = _predict(client, path)
     assert answer["error"] == "" and answer["warnings"] == [explain.NOT_FRONTAL_WARNING.format(
         view=view, frontal=", ".join(configs.FRONTAL_VIEWS))]
-    assert not explain.not_frontal("ap supine") and not explain.not_frontal("")  # frontal, or no view: as ingest
+    assert not explain.not_frontal("ap supine", configs.FRONTAL_VIEWS)  # frontal, or no view: as ingest
+    assert not explain.not_frontal("", configs.FRONTAL_VIEWS) and explain.not_frontal("LLD", configs.FRONTAL_VIEWS)
 
 
 def test_a_broken_file_gets_its_reason_and_the_next_file_is_scored(client, tmp_path):

@@ -40,8 +40,8 @@ def test_the_flags_are_the_ones_the_command_line_always_had():
             "max_zoom", "p_lighting", "threshold", "export_members", "serving_dir", "tta_views", "tfrecord_writer",
             "beam_runner", "beam_options", "method", "memory_budget_gb", "shuffle_buffer",
             "checkpoint_every_s", "push_demo", "demo_model_name", "parallel_folds", "pseudonym_key",
-            "recalibrate", "imputation_trees", "min_site_patients"} <= set(names)
-    assert len(set(names)) == 58  # pipeline.run adds --stop_after; pipeline.study --variants, --archs, --results_dir
+            "recalibrate", "imputation_trees", "min_site_patients", "aux_targets"} <= set(names)
+    assert len(set(names)) == 59  # pipeline.run adds --stop_after; pipeline.study --variants, --archs, --results_dir
     shared = {name: [".".join(item.path) for item in pipeline_flags.flag_fields() if item.name == name]
               for name in names if names.count(name) > 1}
     assert shared == {"seed": ["impute.seed", "train.seed", "evaluate.seed"],

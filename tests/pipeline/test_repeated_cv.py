@@ -109,7 +109,7 @@ def test_evaluate_reports_the_mean_over_repeats_beside_repeat_0s_sets(runs):
     with open(repeated / evaluate_repeats.TABLE_NAME, newline="") as handle:
         table = list(csv.DictReader(handle))
     assert [row["metric"] for row in table if row["set"] == "image"] == list(evaluate_repeats.METRICS)
-    assert {row["set"] for row in table} == {"image", "age_sex", "image_age_sex"}
+    assert {row["set"] for row in table} == {"image", "image_recalibrated_cross_fitted", "age_sex", "image_age_sex"}
 
 
 def test_the_folds_are_stage3_resnets(runs):
