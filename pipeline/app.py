@@ -8,7 +8,8 @@
 `--model` is read as the scoring job reads it (`pipeline.score.resolve_model`). `--validations` are folders
 `python -m pipeline.validate` wrote; each must have validated this very model (the SavedModel's sha256), or the
 app does not start (`serving/validations.py`). The page listens on 127.0.0.1:7860 (`--host`, `--port`); a host
-other than loopback is refused without `--auth_file` (lines `username:password`, readable by its owner alone). Offline: analytics off, no share link, system fonts.
+other than loopback is refused without `--auth_file` (lines `username:password`, readable by its owner alone).
+Offline: analytics off, no share link, system fonts.
 Uploads above `--max_upload_mb` are refused, each request's uploads are removed when it ends, and the log names
 sizes and outcomes, never files. Exit status 2 with a one-line error for bad flags.
 """
@@ -100,8 +101,8 @@ def launch(model: str, host: str, port: int, auth_file: str | None, max_upload_m
         os.environ["GRADIO_TEMP_DIR"] = str(temp_root / "gradio")
         from serving import explain, page
 
-        blocks = page.build(explain.Explainer(saved_model_dir, configs.FRONTAL_VIEWS), functools.partial(score_every_file, saved_model_dir),
-                            temp_root, max_upload_mb, sites)
+        blocks = page.build(explain.Explainer(saved_model_dir, configs.FRONTAL_VIEWS),
+                            functools.partial(score_every_file, saved_model_dir), temp_root, max_upload_mb, sites)
         blocks.queue(default_concurrency_limit=1)
         blocks.launch(server_name=host, server_port=port, share=False, auth=auth, max_file_size=f"{max_upload_mb}mb",
                       theme=page.theme(), show_error=True, prevent_thread_lock=True, quiet=True, footer_links=[])

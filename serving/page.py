@@ -11,8 +11,8 @@ Privacy: every upload is moved out of Gradio's cache into a folder of this reque
 removed when the request ends, single images are renamed `upload<suffix>` there so no reason quotes a real file
 name, and the log gets the size and the outcome of a request, never a file name. The picture shown is inline in the
 page (`picture_html`), never written to disk. What Gradio's cache still holds (an upload never scored, a batch's
-scores.csv, which names the uploaded files) is deleted once older than CACHE_KEPT_SECONDS (`delete_cache`). Offline: no CDN fonts (system
-fonts), analytics off (the runner sets it before Gradio loads); the browser test checks that no request leaves
+scores.csv, which names the uploaded files) is deleted once older than CACHE_KEPT_SECONDS (`delete_cache`).
+Offline: no CDN fonts (system fonts), analytics off (the runner sets it before Gradio loads); the browser test checks that no request leaves
 the server.
 """
 

@@ -8,8 +8,8 @@ but with one of the flags train too (their death loss masked). The death head's 
 (what predicts, validates, saves and serves); the heads live in a training model that shares its layers.
 
 Loss = death's weighted mean (as without heads) + the mean, over the targets known somewhere in the
-batch, of each target's mean cross-entropy over the images where it is known. The heads start at zero, so they add no gradient to the
-shared layers before they have learnt something themselves.
+batch, of each target's mean cross-entropy over the images where it is known. The heads start at zero,
+so they add no gradient to the shared layers before they have learnt something themselves.
 """
 
 from __future__ import annotations
