@@ -35,6 +35,20 @@ def _secrets(rows, key_path):
     return [*identifiers(rows), key.encode(), bytes.fromhex(key)]
 
 
+def _page_answers(model, data_dir, rows) -> list[str]:
+    """What the page (`serving/explain.py`) answers for each of the folder's images, as JSON: the DICOM header
+    fields it shows, its warnings, the model card's status."""
+    import json
+
+    from pipeline import score
+    from serving import explain
+
+    explainer = explain.Explainer(score.resolve_model(model), configs.FRONTAL_VIEWS)
+    answers = [explainer.explain(data_dir / row["image"]).result for row in rows]
+    assert all(answer["dicom"] for answer in answers)  # the header fields were read and shown
+    return [json.dumps(answer) for answer in answers]
+
+
 @pytest.fixture(scope="module")
 def without_flags(tmp_path_factory):
     """A manifest without the outcome-adjacent columns, up to the TFRecords."""
@@ -116,7 +130,8 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
 @pytest.mark.parametrize("dicom", [False, True], ids=["png", "dicom"])
 def test_the_whole_pipeline_writes_no_identifier(tmp_path, capfd, dicom):
     """Train, evaluate (with Grad-CAM), export and report on a manifest with the flags, its images PNG or DICOM
-    with every identifying header attribute filled: no identifier in any byte written or printed."""
+    with every identifying header attribute filled: no identifier in any byte written or printed, nor in what
+    the validation and the page's answers show."""
     rows = hospital(tmp_path / "data", images=18, dicom=dicom)
     config = dict(train=TINY_TRAIN, evaluate=TINY_EVALUATE, impute=configs.ImputeConfig(cv_folds=2),
                   variant="original_weights")
@@ -134,5 +149,6 @@ def test_the_whole_pipeline_writes_no_identifier(tmp_path, capfd, dicom):
         assert validated.returncode == 0, validated.stderr[-2000:]
         assert (tmp_path / "out" / "validation" / "report.html").is_file()
         log.append(validated.stdout + validated.stderr)
+        log += _page_answers(tmp_path / "out" / "serving" / "covid_cxr_mortality_demo", tmp_path / "data", rows)
     assert _leaks(tmp_path / "out", "\n".join(log) + "".join(capfd.readouterr()),
                   _secrets(rows, tmp_path / "keys" / "k")) == []
