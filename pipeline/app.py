@@ -77,12 +77,12 @@ def login(host: str, auth_file: str | None) -> list[tuple[str, str]] | None:
     return None
 
 
-def external_validations(folders: Sequence[str], saved_model_dir: Path) -> list[site_validations.SiteValidation]:
+def external_validations(folders: Sequence[str], model_sha256: str) -> list[site_validations.SiteValidation]:
     """The `--validations` folders read and checked against the served model; a folder refused is one line."""
     if not folders:
         return []
     try:
-        return site_validations.read(folders, score.model_sha256(saved_model_dir))
+        return site_validations.read(folders, model_sha256)
     except site_validations.ValidationRefused as refused:
         raise AppError(f"--validations: {refused}") from None
 
@@ -92,7 +92,8 @@ def launch(model: str, host: str, port: int, auth_file: str | None, max_upload_m
     """Start the page; returns the Gradio app (with `block=False`, for tests and the benchmark)."""
     saved_model_dir = score.resolve_model(model)
     auth = login(host, auth_file)
-    sites = external_validations(validations, saved_model_dir)
+    model_sha256 = score.model_sha256(saved_model_dir)
+    sites = external_validations(validations, model_sha256)
     if block:  # before anything is loaded: SIGTERM while the model loads still removes the temporary folder
         signal.signal(signal.SIGTERM, _stop)
     temp_root = Path(tempfile.mkdtemp(prefix="covid-cxr-app-"))
@@ -101,8 +102,9 @@ def launch(model: str, host: str, port: int, auth_file: str | None, max_upload_m
         os.environ["GRADIO_TEMP_DIR"] = str(temp_root / "gradio")
         from serving import explain, page
 
+        served = score.ServedModel(saved_model_dir, model_sha256, score.load_signature(saved_model_dir))
         blocks = page.build(explain.Explainer(saved_model_dir, configs.FRONTAL_VIEWS),
-                            functools.partial(score_every_file, saved_model_dir), temp_root, max_upload_mb, sites)
+                            functools.partial(score_every_file, served), temp_root, max_upload_mb, sites)
         blocks.queue(default_concurrency_limit=1)
         blocks.launch(server_name=host, server_port=port, share=False, auth=auth, max_file_size=f"{max_upload_mb}mb",
                       theme=page.theme(), show_error=True, prevent_thread_lock=True, quiet=True, footer_links=[])
@@ -120,10 +122,11 @@ def launch(model: str, host: str, port: int, auth_file: str | None, max_upload_m
     return blocks
 
 
-def score_every_file(saved_model_dir: Path, images: Path, output: Path) -> None:
+def score_every_file(served: score.ServedModel, images: Path, output: Path) -> None:
     """The batch tab's scoring: every file of the folder gets a row, those that are not images with their reason
-    (`pipeline.score`'s `list_images` would skip them, and the page promises a row per file)."""
-    score.score([(p.name, p) for p in sorted(images.iterdir())], saved_model_dir, output, progress=False)
+    (`pipeline.score`'s `list_images` would skip them, and the page promises a row per file); the model loaded once
+    at launch."""
+    score.score([(p.name, p) for p in sorted(images.iterdir())], served, output, progress=False)
 
 
 def main(argv: Sequence[str]) -> int:

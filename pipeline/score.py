@@ -48,6 +48,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -237,6 +238,19 @@ def load_signature(saved_model_dir: Path) -> Callable:
     return function
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    """A SavedModel loaded once, with its identity: a process that scores many batches (the page's batch tab)
+    hashes and loads it once, not per request."""
+    saved_model_dir: Path
+    sha256: str
+    signature: Callable
+
+    @classmethod
+    def load(cls, saved_model_dir: Path) -> "ServedModel":
+        return cls(Path(saved_model_dir), model_sha256(saved_model_dir), load_signature(saved_model_dir))
+
+
 def _batches(entries, batch_size: int, workers: int) -> Iterator[list[tuple[str, bytes | None, str]]]:
     """Read batch i+1 in threads while batch i is scored."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
@@ -251,23 +265,26 @@ def _batches(entries, batch_size: int, workers: int) -> Iterator[list[tuple[str,
                 break
 
 
-def score(entries: Sequence[tuple[str, Path | Exception]], saved_model_dir: Path, output: Path,
+def score(entries: Sequence[tuple[str, Path | Exception]], model: Path | ServedModel, output: Path,
           batch_size: int = 32, workers: int = 4, progress: bool = True) -> dict:
-    """Score the entries not yet in `output` (see the module docstring on resume); return counts and throughput."""
+    """Score the entries not yet in `output` (see the module docstring on resume) with `model` (a SavedModel folder,
+    loaded here, or a `ServedModel` already loaded); return counts and throughput."""
     import numpy as np
     import tensorflow as tf
     import tqdm
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    identity = {"model": str(saved_model_dir), "model_sha256": model_sha256(saved_model_dir),
+    saved_model_dir = model.saved_model_dir if isinstance(model, ServedModel) else Path(model)
+    identity = {"model": str(saved_model_dir),
+                "model_sha256": model.sha256 if isinstance(model, ServedModel) else model_sha256(saved_model_dir),
                 "inputs_sha256": inputs_sha256(entries), "entries": len(entries)}
     done, committed = _resume_point(output, identity)
     counts = {"images": len(entries), "resumed": done, "scored": 0, "errors": 0}
     started = time.perf_counter()
     load_seconds = 0.0
     if not output.exists():
-        function = load_signature(saved_model_dir)
+        function = model.signature if isinstance(model, ServedModel) else load_signature(saved_model_dir)
         load_seconds = time.perf_counter() - started
         partial = partial_path(output)
         with open(partial, "r+b" if partial.exists() else "w+b") as handle, \

@@ -192,11 +192,13 @@ def test_the_take_upload_limit_names_the_flag(tmp_path):
         page.take_upload(upload, tmp_path, "upload.png", 1024)
 
 
-def test_the_batch_tab_scores_through_the_scoring_job(model, tmp_path):
+def test_the_batch_tab_scores_through_the_scoring_job(model, tmp_path, monkeypatch):
     import zipfile
 
     from pipeline import score
-    saved_model_dir = score.resolve_model(model)
+    served = score.ServedModel.load(score.resolve_model(model))  # as launch loads it, once
+    monkeypatch.setattr(score, "load_signature", lambda _: pytest.fail("a request loaded the model again"))
+    monkeypatch.setattr(score, "model_sha256", lambda _: pytest.fail("a request hashed the model's files again"))
     archive = tmp_path / "cache" / "xrays.zip"
     archive.parent.mkdir()
     with zipfile.ZipFile(archive, "w") as out:
@@ -214,7 +216,7 @@ def test_the_batch_tab_scores_through_the_scoring_job(model, tmp_path):
         other.write_text("not an X-ray")
     (tmp_path / "work").mkdir()
     rows, download, status = page.several_files(
-        functools.partial(app.score_every_file, saved_model_dir), tmp_path / "work", tmp_path / "downloads", 2**20,
+        functools.partial(app.score_every_file, served), tmp_path / "work", tmp_path / "downloads", 2**20,
         [str(archive), str(loose), *map(str, others)])
     names = [row[0] for row in rows]
     assert sorted(names) == [".hidden.png", "00870a9c.dcm", "00870a9c.jpg", "1-00870a9c.jpg", "broken.png",
@@ -404,11 +406,12 @@ def test_an_updated_versions_own_sites_show_beside_its_validations(model, site_v
 def test_a_copy_of_the_model_is_the_same_model_and_an_edited_one_is_not(model, site_validation, tmp_path):
     from pipeline import score
     copy = shutil.copytree(model / "1", tmp_path / "elsewhere" / "7")
-    assert app.external_validations([str(site_validation)], copy)[0].site == "SITE_A"  # paths do not matter
+    sites = app.external_validations([str(site_validation)], score.model_sha256(copy))
+    assert sites[0].site == "SITE_A"  # paths do not matter
     card = copy / explain.MODEL_CARD_JSON
     card.write_text(card.read_text().replace("covid_demo", "covid_other"))  # another card: another model
     with pytest.raises(app.AppError) as refused:
-        app.external_validations([str(site_validation)], copy)
+        app.external_validations([str(site_validation)], score.model_sha256(copy))
     message = str(refused.value)
     assert message.startswith(f"--validations: another_model: {site_validation} validated another model (covid_demo "
                               "version 1, sha256 ") and "\n" not in message
