@@ -83,6 +83,13 @@ def committed_runs(results_dir: Path) -> list[dict[str, Any]]:
     return runs
 
 
+def model_name(train: configs.TrainConfig) -> str:
+    """The model as tables and results folders name it: the architecture, then the method and the auxiliary
+    targets where they are not the defaults, so runs that differ only in those never share a row's name."""
+    return "+".join([train.arch] + ([train.method] if train.method != "fine_tune" else [])
+                    + (["aux"] if train.aux_targets else []))
+
+
 def compare(folders: Sequence[str], results_dir: Path, command: str) -> Path:
     """The repeated-CV rows of earlier studies as one table, with what made each; returns its path stem."""
     sourced = [(folder, run) for folder in folders for run in committed_runs(Path(folder))]
@@ -200,7 +207,7 @@ def main(argv):
             print(f"error: {error}", file=sys.stderr)
             return 2
         evaluation = json.loads((artifacts["evaluate"].path / EVALUATION_NAME).read_text())
-        model = arch if config.train.method == "fine_tune" else f"{arch}+{config.train.method}"
+        model = model_name(config.train)
         study_tables.keep_run_files(artifacts, results_dir / f"{variant}_{model}_{config.train.split}")
         data = data_provenance(artifacts)
         runs.append({"variant": variant, "arch": model, "split": config.train.split, "evaluation": evaluation,

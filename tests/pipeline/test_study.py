@@ -1,5 +1,7 @@
 """The study's runner (pipeline/study.py): its errors, the data provenance, --compare and --audit."""
 
+import dataclasses
+
 import pytest
 from absl.testing import flagsaver
 
@@ -94,3 +96,11 @@ def test_audit_site_without_audit_is_refused_before_anything_runs(tmp_path, caps
         assert study.main([]) == 2
     assert capsys.readouterr().err == "error: --audit_site adds studies to --audit: give --audit too (nothing was run)\n"
     assert not (tmp_path / "r").exists() and not (tmp_path / "runs").exists()
+
+
+def test_runs_that_differ_only_in_method_or_auxiliary_targets_are_named_apart():
+    train = configs.TrainConfig(arch="resnet18_stage3")
+    names = [study.model_name(dataclasses.replace(train, method=method, aux_targets=aux))
+             for method in ("fine_tune", "linear_probe", "lp_ft") for aux in ("", "went_icu")]
+    assert names == ["resnet18_stage3", "resnet18_stage3+aux", "resnet18_stage3+linear_probe",
+                     "resnet18_stage3+linear_probe+aux", "resnet18_stage3+lp_ft", "resnet18_stage3+lp_ft+aux"]
