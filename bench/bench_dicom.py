@@ -105,7 +105,7 @@ def measure_dicom(folder: pathlib.Path, paths: list[pathlib.Path], repeats: int)
         result = ingest.ingest(source, configs.FRONTAL_VIEWS, workers=workers)
         assert result["counts"]["usable"] == len(paths), result["dropped"]
 
-    def bare():
+    def bare():  # pydicom's own order of plugins: its GDCM plugin first for JPEG Lossless, not images.gdcm_buffer
         for path in paths:
             pydicom.dcmread(path).pixel_array  # noqa: B018 - the decode is the point
 

@@ -9,8 +9,8 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, JPEG2000Lossless,
-                         MPEG2MPML, RLELossless)
+from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLossless,
+                         JPEGLosslessSV1, MPEG2MPML, RLELossless)
 
 from images import dicom, image_io, preprocessing
 from tests.images import dicom_files
@@ -249,26 +249,55 @@ def test_rendering_once_per_value_gives_the_bytes_of_every_pixel_through_the_pip
     assert np.array_equal(dicom._displayed_per_value(ds, signed), dicom.displayed(ds, signed))
 
 
-def test_jpeg_2000_renders_the_same_through_the_preferred_decoder_as_through_pydicoms_order(tmp_path, monkeypatch):
+@pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEGLosslessSV1, JPEGLossless], ids=lambda s: s.name[:20])
+def test_the_preferred_decoder_reads_what_every_other_decoder_reads(tmp_path, monkeypatch, syntax):
     import pydicom.pixels
-    plugins = pydicom.pixels.get_decoder(JPEG2000Lossless).available_plugins
-    # Without pylibjpeg the preferred path is never taken and the comparison below would be of one decoder with itself.
-    assert dicom._PREFERRED_PLUGINS[JPEG2000Lossless] in plugins, plugins
+    plugins = pydicom.pixels.get_decoder(syntax).available_plugins
+    # Without the preferred plugin the preferred path is never taken and the comparison below would be of one
+    # decoder with itself.
+    assert dicom._PREFERRED_PLUGINS[syntax] in plugins and len(plugins) > 1, plugins
     gray = sample_gray().astype(np.uint16) * 16 + np.arange(136 * 128).reshape(136, 128).astype(np.uint16) % 16
-    for name, stored, elements in (("unsigned", gray, {}),
-                                   ("signed", (gray.astype(np.int32) - 2048).astype(np.int16),
-                                    {"PixelRepresentation": 1})):
-        path = write(dataset(stored, bits_stored=12, **elements), tmp_path / f"{name}.dcm", JPEG2000Lossless)
+    wide = gray.astype(np.uint16) * 16 + 5  # all 16 bits used
+    for name, stored, bits, elements in (
+            ("unsigned 12 bits", gray, 12, {}),
+            ("signed 12 bits", (gray.astype(np.int32) - 2048).astype(np.int16), 12, {"PixelRepresentation": 1}),
+            ("8 bits", sample_gray(), 8, {}), ("16 bits", wide, 16, {})):
+        path = write(dataset(stored, bits_stored=bits, **elements), tmp_path / f"{name}.dcm",
+                     JPEGLosslessSV1 if syntax == JPEGLossless else syntax)
+        if syntax == JPEGLossless:  # GDCM encodes SV1 only; a first-order predictor is one of process 14's seven
+            relabelled = dcmread(path)
+            relabelled.file_meta.TransferSyntaxUID = JPEGLossless
+            relabelled.save_as(path, enforce_file_format=True)
         raw = path.read_bytes()
         for plugin in plugins:  # each decoder, named explicitly, reads the lossless pixels as they were stored
             decoded = pydicom.pixels.pixel_array(dcmread(io.BytesIO(raw)), decoding_plugin=plugin)
-            assert np.array_equal(decoded, stored), (name, plugin)
-        preferred = dicom.render(raw, "j2k.dcm").pixels
+            assert decoded.dtype == stored.dtype and np.array_equal(decoded, stored), (name, plugin)
+        preferred = dicom.render(raw, "x.dcm").pixels
         monkeypatch.setattr(dicom, "_PREFERRED_PLUGINS", {})
-        assert np.array_equal(preferred, dicom.render(raw, "j2k.dcm").pixels), name
+        assert np.array_equal(preferred, dicom.render(raw, "x.dcm").pixels), name
         monkeypatch.undo()
         ds = dcmread(io.BytesIO(raw))
         assert np.array_equal(dicom._decoded(ds, ds.file_meta.TransferSyntaxUID), stored), name
+
+
+@pytest.mark.parametrize("name", ["JPEG-LL.dcm", "JPGLosslessP14SV1_1s_1f_8b.dcm"])
+def test_the_gdcm_buffer_decoder_reads_pydicoms_jpeg_lossless_files_as_its_gdcm_plugin_does(name):
+    import pydicom.pixels
+    ds = dcmread(get_testdata_file(name))  # signed 16-bit 1024 x 256; unsigned 8-bit 768 x 1024
+    by_gdcm = pydicom.pixels.pixel_array(ds, decoding_plugin="gdcm")
+    by_buffer = pydicom.pixels.pixel_array(ds, decoding_plugin="gdcm_buffer")
+    assert by_buffer.dtype == by_gdcm.dtype and np.array_equal(by_buffer, by_gdcm)
+
+
+def test_the_gdcm_buffer_decoder_is_the_one_used_for_jpeg_lossless(tmp_path, monkeypatch):
+    import pydicom.pixels
+    used = []
+    real = pydicom.pixels.pixel_array
+    monkeypatch.setattr(pydicom.pixels, "pixel_array",
+                        lambda ds, **kw: used.append(kw.get("decoding_plugin")) or real(ds, **kw))
+    path = write(dataset(sample_gray(), WindowCenter=128, WindowWidth=256), tmp_path / "x.dcm", JPEGLosslessSV1)
+    assert _max_difference(dicom.render(path.read_bytes(), "x.dcm").pixels, sample_gray()) <= 1
+    assert used == ["gdcm_buffer"]
 
 
 def test_a_header_without_preamble_is_read(rg1_uncr):
