@@ -51,7 +51,7 @@ def decode_frame(src: bytes, runner) -> bytearray:
     change = gdcm.ImageChangeTransferSyntax()
     change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.ExplicitVRLittleEndian))
     change.SetInput(image)
-    image.thisown = False  # `change` holds it now and frees it by GDCM's reference count (Python freeing it too crashes)
+    image.thisown = False  # `change` holds it now and frees it by GDCM's reference count (freeing it twice crashes)
     if not change.Change():
         raise ValueError("GDCM could not decode the JPEG Lossless frame")
     value = change.GetOutput().GetDataElement().GetByteValue()
