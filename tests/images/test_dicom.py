@@ -348,6 +348,22 @@ def test_damaged_compressed_pixel_data_is_undecodable(tmp_path):
     assert _rejected(bytes(compressed)) == "dicom_undecodable"
 
 
+def test_damaged_jpeg_lossless_data_is_undecodable_through_the_gdcm_buffer_decoder(tmp_path):
+    compressed = bytearray(write(dataset(sample_gray()), tmp_path / "jpeg.dcm", JPEGLosslessSV1).read_bytes())
+    frame = compressed.index(b"\xff\xd8\xff")  # the JPEG SOI marker and the marker after it
+    compressed[frame:frame + 64] = bytes(64)  # same lengths, no JPEG header
+    assert _rejected(bytes(compressed)) == "dicom_undecodable"
+
+
+def test_a_colour_jpeg_lossless_file_is_left_to_pydicoms_own_gdcm_plugin():
+    import pydicom.pixels
+    ds = dcmread(get_testdata_file("SC_rgb_jpeg_gdcm.dcm"))  # RGB, JPEG Lossless SV1: gdcm_buffer refuses it
+    with pytest.raises(RuntimeError, match="gdcm_buffer decodes grayscale frames only"):
+        pydicom.pixels.pixel_array(ds, decoding_plugin="gdcm_buffer")
+    assert np.array_equal(dicom._decoded(ds, ds.file_meta.TransferSyntaxUID),
+                          pydicom.pixels.pixel_array(ds, decoding_plugin="gdcm"))
+
+
 def test_a_transfer_syntax_without_decoder_is_refused_by_name():
     ds = dataset(sample_gray())
     ds.file_meta.TransferSyntaxUID = MPEG2MPML
