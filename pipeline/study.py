@@ -10,7 +10,9 @@ first-week images, test-time augmentation, age and sex with and without the X-ra
 with `--repeats`, `repeated_table1_<split>.*` (each metric's mean over repeats of the pooled
 estimate, its interval and spread, beside the admission baselines refitted on the same folds) and
 `provenance.json` into `--results_dir`. `--compare=<folders>` trains nothing: it puts the
-repeated-CV rows of earlier studies (e.g. one per model) into one `comparison_<split>.*`.
+repeated-CV rows of earlier studies (e.g. one per model) into one `comparison_<split>.*`, or two studies
+without repeats, the earlier first, side by side into `rerun_<split>.*` (each variant both ran, paired on the
+same observed images: what a change of code did).
 `--audit=<folders>` trains nothing either: the shortcut audit of issue #34 (results/README.md, "Rules for the
 shortcut audit") on those studies' stored predictions and the frozen features of `--weights`, written as
 `shortcut_audit.*` with `provenance_shortcut_audit.json`; `--audit_site=<folders>` adds `--split=site` studies.
@@ -36,7 +38,7 @@ from absl import app, flags
 from common.errors import PipelineError
 from common.files import sha256_file, write_json_atomic
 from components import configs
-from components.evaluate import shortcut_audit, shortcut_tables, study_tables
+from components.evaluate import comparisons, shortcut_audit, shortcut_tables, study_tables
 from components.evaluate import component as evaluate
 from components.evaluate.outputs import EVALUATION_NAME
 from components.train import input_pipeline
@@ -49,8 +51,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("variants", list(configs.VARIANTS), "Variants to run (Table 1).")
 flags.DEFINE_list("archs", None, "Architectures to run on the first variant (Table 2); default: Table 1 only.")
 flags.DEFINE_string("results_dir", "results", "Where the tables and provenance are written.")
-flags.DEFINE_list("compare", None, "Results folders of earlier studies with --repeats: train nothing, write their "
-                  "repeated-CV rows as one table, comparison_<split>.csv/.md, into --results_dir.")
+flags.DEFINE_list("compare", None, "Results folders of earlier studies, training nothing: of studies with --repeats, "
+                  "their repeated-CV rows as one table, comparison_<split>.csv/.md; of two without, the earlier "
+                  "first, each variant both ran side by side, rerun_<split>.csv/.md; into --results_dir.")
 flags.DEFINE_list("audit", None, "Results folders of earlier studies with --split=patient --repeats (the comparison's "
                   "models): train nothing, write the shortcut audit (issue #34), shortcut_audit.csv/.md, into "
                   "--results_dir; reads --data_dir, --weights and the cached stages in --output_dir.")
@@ -77,7 +80,8 @@ def committed_runs(results_dir: Path) -> list[dict[str, Any]]:
                 raise PipelineError(f"--compare: {evaluation_path} is missing, though {provenance_path.name} lists "
                                     f"the run")
             runs.append({**run, "evaluation": json.loads(evaluation_path.read_text()),
-                         "command": provenance["command"], "git_commit": provenance["git_commit"]})
+                         "command": provenance["command"], "git_commit": provenance["git_commit"],
+                         "results_dir": str(results_dir), "run_dir": evaluation_path.parent})
     if not runs:
         raise PipelineError(f"--compare: {results_dir} holds no study provenance (provenance_table*_*.json)")
     return runs
@@ -90,23 +94,37 @@ def model_name(train: configs.TrainConfig) -> str:
                     + (["aux"] if train.aux_targets else []))
 
 
-def compare(folders: Sequence[str], results_dir: Path, command: str) -> Path:
-    """The repeated-CV rows of earlier studies as one table, with what made each; returns its path stem."""
-    sourced = [(folder, run) for folder in folders for run in committed_runs(Path(folder))]
+def compare(folders: Sequence[str], results_dir: Path, command: str, resamples: int, seed: int) -> Path:
+    """Earlier studies side by side, training nothing: the repeated-CV rows of several (`comparison_<split>`),
+    or two single-CV studies of the same variants, the earlier first, e.g. before and after a change of code
+    (`rerun_<split>`, paired on the same images); with what made each. Returns the table's path stem."""
+    by_folder = [committed_runs(Path(folder)) for folder in folders]
+    sourced = [(folder, run) for folder, runs in zip(folders, by_folder) for run in runs]
     splits = sorted({run["split"] for _, run in sourced})
     if len(splits) > 1:
         raise PipelineError(f"--compare: the folders hold runs of other splits ({', '.join(splits)}); "
                             f"compare runs of one split")
     single = [f"{run['variant']} {run['arch']} ({folder})" for folder, run in sourced
               if "repeated_cv" not in run["evaluation"]]
-    if single:
-        raise PipelineError(f"--compare: no repeated cross-validation in {', '.join(single)}; run it with --repeats")
-    stem = results_dir / f"comparison_{splits[0]}"
+    if not single:
+        name, rows = "comparison", study_tables.repeated_rows([run for _, run in sourced])
+        render = study_tables.repeated_markdown
+    elif len(single) < len(sourced):
+        raise PipelineError(f"--compare: no repeated cross-validation in {', '.join(single)}; compare studies "
+                            f"run with --repeats, or two without")
+    elif len(folders) != 2:
+        raise PipelineError(f"--compare: studies without --repeats are compared two at a time, the earlier first "
+                            f"(got {len(folders)})")
+    else:
+        name, render = "rerun", study_tables.rerun_markdown
+        rows = comparisons.rerun_effect(*by_folder, resamples, seed)
+        if not rows:
+            raise PipelineError(f"--compare: {folders[0]} and {folders[1]} share no variant of one model")
+    stem = results_dir / f"{name}_{splits[0]}"
     results_dir.mkdir(parents=True, exist_ok=True)
-    study_tables.write_table(stem, study_tables.repeated_rows([run for _, run in sourced]),
-                             study_tables.repeated_markdown)
-    write_json_atomic(results_dir / f"provenance_comparison_{splits[0]}.json", {
-        "command": command, "git_commit": git_commit(),
+    study_tables.write_table(stem, rows, render)
+    write_json_atomic(results_dir / f"provenance_{name}_{splits[0]}.json", {
+        "command": command, "git_commit": git_commit(), "bootstrap_resamples": resamples, "bootstrap_seed": seed,
         "sources": [{"results_dir": folder, **{k: run[k] for k in ("arch", "variant", "command", "git_commit",
                                                                   "train_seconds")}} for folder, run in sourced]})
     return stem
@@ -176,7 +194,9 @@ def main(argv):
         return 0
     if FLAGS.compare:
         try:
-            stem = compare(FLAGS.compare, Path(FLAGS.results_dir), command)
+            evaluate_config = run_flags.config_from_flags().evaluate
+            stem = compare(FLAGS.compare, Path(FLAGS.results_dir), command, evaluate_config.bootstrap_resamples,
+                           evaluate_config.seed)
         except PipelineError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

@@ -1,6 +1,7 @@
 """The study's tables: Table 1 or 2 beside the paper's, what goes beyond the study, repeated
-cross-validation and the imputation's effect, as CSV and Markdown; and the small files of each run kept beside
-them (`python -m pipeline.study` writes them; nothing here trains or is tuned: each cell is what its run produced).
+cross-validation, the imputation's effect and a re-run beside its earlier run, as CSV and Markdown; and the
+small files of each run kept beside them (`python -m pipeline.study` writes them; nothing here trains or is
+tuned: each cell is what its run produced).
 """
 
 from __future__ import annotations
@@ -170,6 +171,23 @@ def imputation_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         lines.append(f"| {row['original']} | {row['imputed']} | {row['arch']} | {row['split']} | {row['images']} "
                      f"({row['deaths']}) | {row['roc_auc_first']:.3f} | {row['roc_auc_second']:.3f} | "
                      f"{row['difference']:+.3f} ({row['low']:+.3f} to {row['high']:+.3f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def rerun_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    first = rows[0]
+    lines = [f"Before: {first['results_dir_before']} (git {first['git_commit_before'][:7]}); after: "
+             f"{first['results_dir_after']} (git {first['git_commit_after'][:7]}). Pooled out-of-fold ROC AUC on the "
+             "same observed-label images (each run's 95% bootstrap interval) and after - before with a paired "
+             "interval (the same patient resamples for both runs).", "",
+             "| variant | arch | split | images (deaths) | ROC AUC before | ROC AUC after | after - before (95% CI) "
+             "| balanced accuracy before | balanced accuracy after |", "|" + "---|" * 9]
+    for row in rows:
+        lines.append(f"| {row['variant']} | {row['arch']} | {row['split']} | {row['images']} ({row['deaths']}) | "
+                     f"{row['roc_auc_first']:.3f} ({row['roc_auc_first_ci']}) | "
+                     f"{row['roc_auc_second']:.3f} ({row['roc_auc_second_ci']}) | "
+                     f"{row['difference']:+.3f} ({row['low']:+.3f} to {row['high']:+.3f}) | "
+                     f"{row['balanced_accuracy_first']:.3f} | {row['balanced_accuracy_second']:.3f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -62,7 +62,8 @@ def _interval(text):
     return float(low), float(high)
 
 
-@pytest.mark.parametrize("path", sorted([*RESULTS.glob("*/*table*_*.csv"), *RESULTS.glob("*/comparison_*.csv")]),
+@pytest.mark.parametrize("path", sorted([*RESULTS.glob("*/*table*_*.csv"), *RESULTS.glob("*/comparison_*.csv"),
+                                          *RESULTS.glob("*/rerun_*.csv")]),
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_estimate_of_a_study_table_lies_inside_its_interval(path):
     checked = 0
@@ -78,10 +79,11 @@ def test_every_estimate_of_a_study_table_lies_inside_its_interval(path):
     assert checked > 0
 
 
-@pytest.mark.parametrize("path", sorted(RESULTS.glob("*/imputation_effect_*.csv")), ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("path", sorted([*RESULTS.glob("*/imputation_effect_*.csv"), *RESULTS.glob("*/rerun_*.csv")]),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_paired_difference_lies_inside_its_interval(path):
     for row in _rows(path):
-        _inside(float(row["difference"]), float(row["low"]), float(row["high"]), f"{path} {row['imputed']}")
+        _inside(float(row["difference"]), float(row["low"]), float(row["high"]), f"{path} {row}")
 
 
 @pytest.mark.parametrize("path", sorted(RESULTS.glob(f"*/*/{report.REPORT_NAME}")),
