@@ -65,8 +65,9 @@ def _identified_dicom(pixels: np.ndarray, patient_id: str, index: int) -> Datase
 
 def hospital(data_dir: Path, images: int = 18, clinical: bool = True, dicom: bool = False) -> list[dict[str, str]]:
     """`images` sample X-rays of images // 2 patients (one in three died, the last one's outcome unknown),
-    saved as PNG (`dicom`: as DICOM with identifying headers, `_identified_dicom`) named by UIDs, some in a
-    folder named by the patient id; returns the manifest's rows."""
+    saved as PNG (`dicom`: every other one as DICOM with identifying headers, `_identified_dicom`, as a PACS
+    export beside older PNGs) named by UIDs, some in a folder named by the patient id; returns the manifest's
+    rows."""
     sample = sorted((configs.SAMPLE_DATA_DIR / "images").iterdir())[:images]
     rows = []
     for i, source in enumerate(sample):
@@ -74,7 +75,7 @@ def hospital(data_dir: Path, images: int = 18, clinical: bool = True, dicom: boo
         folder = data_dir / ("export" if i % 3 else SENTINEL.format(patient))
         folder.mkdir(parents=True, exist_ok=True)
         pixels = Image.open(source).convert("L").resize((64, 64))
-        if dicom:
+        if dicom and i % 2:
             target = folder / UID.format(i)  # as PACS exports name files: the UID, no suffix
             dicom_files.write(_identified_dicom(np.asarray(pixels), SENTINEL.format(patient), i), target)
         else:
