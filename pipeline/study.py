@@ -98,6 +98,7 @@ def compare(folders: Sequence[str], results_dir: Path, command: str, resamples: 
     """Earlier studies side by side, training nothing: the repeated-CV rows of several (`comparison_<split>`),
     or two single-CV studies of the same variants, the earlier first, e.g. before and after a change of code
     (`rerun_<split>`, paired on the same images); with what made each. Returns the table's path stem."""
+    commit = git_commit()  # before the tables below are written over their committed versions
     by_folder = [committed_runs(Path(folder)) for folder in folders]
     sourced = [(folder, run) for folder, runs in zip(folders, by_folder) for run in runs]
     splits = sorted({run["split"] for _, run in sourced})
@@ -124,7 +125,7 @@ def compare(folders: Sequence[str], results_dir: Path, command: str, resamples: 
     results_dir.mkdir(parents=True, exist_ok=True)
     study_tables.write_table(stem, rows, render)
     write_json_atomic(results_dir / f"provenance_{name}_{splits[0]}.json", {
-        "command": command, "git_commit": git_commit(), "bootstrap_resamples": resamples, "bootstrap_seed": seed,
+        "command": command, "git_commit": commit, "bootstrap_resamples": resamples, "bootstrap_seed": seed,
         "sources": [{"results_dir": folder, **{k: run[k] for k in ("arch", "variant", "command", "git_commit",
                                                                   "train_seconds")}} for folder, run in sourced]})
     return stem
