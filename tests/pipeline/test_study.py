@@ -59,6 +59,16 @@ def test_compare_writes_one_table_from_the_results_folders_of_earlier_studies(tm
     assert provenance["command"] == "python -m pipeline.study x"
 
 
+def test_compare_reads_the_commit_before_it_writes_the_table(tmp_path, monkeypatch):
+    """A table re-made over its committed version would otherwise mark its own commit as dirty."""
+    _committed(tmp_path / "a", repeated_run("resnet18", 0.70, 0.55, 0.84))
+    written_at_read = []
+    monkeypatch.setattr(study, "git_commit",
+                        lambda: written_at_read.append((tmp_path / "out" / "comparison_patient.md").exists()) or "c0")
+    study.compare([str(tmp_path / "a")], tmp_path / "out", "cmd", 10, 0)
+    assert written_at_read == [False]
+
+
 def test_compare_refuses_a_mix_of_repeated_and_single_studies_or_a_folder_without_a_study(tmp_path):
     single = repeated_run("resnet18", 0.7, 0.5, 0.8)
     single["evaluation"] = {}
