@@ -153,6 +153,8 @@ class ManifestSource(Source):
 
     def check_image(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Decode the image; a rejection names it by its name in the outputs, never by its path."""
+        if self._frontal is None:  # a header's view is checked against the views `select` kept
+            raise PipelineError(f"{self.table}: check_image before select (the frontal views are not known yet)")
         path = self.image_path(row["filename"])
         try:
             image = image_io.load_standard_image(path)
@@ -166,7 +168,7 @@ class ManifestSource(Source):
         if reason:
             raise image_io.ImageRejected(reason, f"{row['filename']}: from its DICOM header")
         view = row["view"] or facts.view_position or ""
-        if not row["view"] and view and self._frontal is not None and view.lower() not in self._frontal:
+        if not row["view"] and view and view.lower() not in self._frontal:
             raise image_io.ImageRejected("not_frontal", f"{row['filename']}: view {view!r} from its DICOM header")
         return {**image_facts(image), "view": view, "view_assumed": int(not view),
                 **header_covariates(row, facts), "burned_in_annotation": int(facts.burned_in_annotation == "YES")}

@@ -144,6 +144,16 @@ def test_dicom_header_facts_give_the_view_and_screen_the_image(tmp_path):
     assert rejected.value.reason == "not_frontal" and "'LLD' from its DICOM header" in rejected.value.detail
 
 
+def test_checking_an_image_before_select_is_refused(tmp_path):
+    """The header's view is checked against the views `select` kept, so without them no image is passed."""
+    hospital(tmp_path, images=1)
+    selected = _source(tmp_path)
+    (_, row), = selected.select(["PA", "AP"]).rows
+    assert selected.check_image(row)["width"] > 0
+    with pytest.raises(PipelineError, match="check_image before select"):
+        _source(tmp_path).check_image(row)
+
+
 def test_blank_age_and_sex_come_from_the_dicom_header_and_burned_in_text_is_flagged(tmp_path):
     """The manifest's own age and sex win; the header fills blanks (over 89 written as 90), counted; a
     BurnedInAnnotation YES is carried per image and named by the image's output name."""
